@@ -1,0 +1,1 @@
+"""liveguard detectors."""

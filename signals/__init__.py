@@ -1,0 +1,16 @@
+"""Normalized signal types shared by detectors, governance and the engine."""
+
+from signals.calibration import apply_platt, clamp01, fit_platt, logit, sigmoid
+from signals.model import MEDIA_MODALITIES, Evidence, Modality, Signal
+
+__all__ = [
+    "MEDIA_MODALITIES",
+    "Evidence",
+    "Modality",
+    "Signal",
+    "apply_platt",
+    "clamp01",
+    "fit_platt",
+    "logit",
+    "sigmoid",
+]
