@@ -25,7 +25,9 @@ def sigmoid(x: float) -> float:
     return e / (1.0 + e)
 
 
-def fit_platt(raw_scores: Sequence[float], labels: Sequence[int], iterations: int = 200) -> tuple[float, float]:
+def fit_platt(
+    raw_scores: Sequence[float], labels: Sequence[int], iterations: int = 200
+) -> tuple[float, float]:
     """Fit Platt scaling p = sigmoid(a*s + b) by Newton's method; returns (a, b).
 
     Uses Platt's smoothed targets so a perfectly separated training set does not yield

@@ -53,7 +53,9 @@ class Signal(BaseModel):
 
     name: str = Field(description="'modality.what', e.g. 'audio.synthetic_voice'.")
     modality: Modality
-    score: UnitFloat = Field(description="Probability the session is manipulated, by this signal alone.")
+    score: UnitFloat = Field(
+        description="Probability the session is manipulated, by this signal alone."
+    )
     confidence: UnitFloat = Field(description="Quality of the evidence; low on degraded input.")
     evidence: tuple[Evidence, ...] = ()
     detector: str = Field(default="unknown@0.0.0", description="'name@semver' of the detector.")

@@ -1,0 +1,98 @@
+"""Confidence-weighted log-odds fusion of signals into one risk.
+
+Each present signal adds ``w · c · logit(score)`` to the prior log-odds, capped at ``±cap``;
+missing signals add nothing and lower the evidence mass. Every contribution is kept so the
+explanation is the fusion itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from engine.models import Contribution, Fused
+from signals import Signal, logit, sigmoid
+
+
+class FusionConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prior: float = Field(
+        gt=0.0, lt=1.0, description="Prior probability that a session of this kind is manipulated."
+    )
+    weights: dict[str, float] = Field(
+        min_length=1, description="Signal name → weight (≥ 0); unlisted signals are ignored."
+    )
+    cap: float = Field(default=3.0, gt=0.0, le=20.0, description="Max |log-odds| per signal.")
+    min_evidence: float = Field(
+        default=0.3, ge=0.0, le=1.0, description="Evidence mass below which a decision is degraded."
+    )
+
+    @model_validator(mode="after")
+    def _weights_are_sane(self) -> FusionConfig:
+        bad = [k for k, w in self.weights.items() if not (0.0 <= w <= 10.0) or math.isnan(w)]
+        if bad:
+            raise ValueError(f"weights must be between 0 and 10: {', '.join(bad)}")
+        return self
+
+    @property
+    def prior_log_odds(self) -> float:
+        return logit(self.prior)
+
+    @property
+    def total_weight(self) -> float:
+        return sum(self.weights.values())
+
+
+def fuse(signals: Iterable[Signal], config: FusionConfig) -> Fused:
+    """Fuse signals under one policy's weights; the strongest window per signal name wins."""
+    weights = config.weights
+    best: dict[str, Signal] = {}
+    ignored: list[str] = []
+    for s in signals:
+        if s.name not in weights:
+            ignored.append(s.name)
+            continue
+        # Several windows of one detector: keep the most informative one, so a session cannot
+        # dilute strong evidence by sending many weak windows.
+        prev = best.get(s.name)
+        if prev is None or s.confidence * abs(logit(s.score)) > prev.confidence * abs(
+            logit(prev.score)
+        ):
+            best[s.name] = s
+    cap = config.cap
+    prior = config.prior_log_odds
+    total = prior
+    mass = 0.0
+    contributions: list[Contribution] = []
+    for name, s in best.items():
+        w = weights[name]
+        raw = w * s.confidence * logit(s.score)
+        capped = raw > cap or raw < -cap
+        lo = max(-cap, min(cap, raw))
+        total += lo
+        mass += w * s.confidence
+        contributions.append(
+            Contribution.model_construct(
+                signal=name,
+                detector=s.detector,
+                score=s.score,
+                confidence=s.confidence,
+                weight=w,
+                log_odds=lo,
+                capped=capped,
+            )
+        )
+    contributions.sort(key=lambda c: -c.log_odds)
+    total_weight = config.total_weight
+    evidence_mass = mass / total_weight if total_weight > 0 else 0.0
+    return Fused.model_construct(
+        risk=sigmoid(total),
+        prior_log_odds=prior,
+        log_odds=total,
+        evidence_mass=min(1.0, evidence_mass),
+        contributions=tuple(contributions),
+        ignored_signals=tuple(ignored),
+    )

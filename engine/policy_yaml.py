@@ -1,0 +1,280 @@
+"""The YAML policy format and its compiled evaluator.
+
+Conditions compile once to closures at load; per request the evaluator only shifts
+thresholds, picks the action, applies rules and the degraded cap, and attaches obligations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from engine.conditions import ConditionError, compile_condition, data_field, fields_in
+from engine.fusion import FusionConfig
+from engine.models import THRESHOLD_ACTIONS, Action, Fused, Reason, ReasonKind
+
+_STRICT = ConfigDict(frozen=True, extra="forbid")
+
+
+class Adjustment(BaseModel):
+    """Context that shifts thresholds: negative = stricter (acts at lower risk)."""
+
+    model_config = _STRICT
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    when: dict[str, Any]
+    shift: float | dict[Action, float]
+    phrase: str = Field(
+        min_length=1,
+        max_length=120,
+        description="Plain words for the summary, e.g. 'a new device'.",
+    )
+
+    @field_validator("shift")
+    @classmethod
+    def _shift_in_range(cls, v: float | dict[Action, float]) -> float | dict[Action, float]:
+        values = v.values() if isinstance(v, dict) else [v]
+        if any(not -0.9 <= x <= 0.9 for x in values):
+            raise ValueError("expected a threshold shift between -0.9 and 0.9")
+        if isinstance(v, dict) and Action.log in v:
+            raise ValueError("'log' has no threshold to shift")
+        return v
+
+
+class Rule(BaseModel):
+    """A hard override: when the condition holds, the action is forced (with a reason)."""
+
+    model_config = _STRICT
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    when: dict[str, Any]
+    action: Action
+    mode: Literal["at_least", "at_most", "exactly"] = "at_least"
+    reason: str = Field(min_length=1, max_length=200)
+    applies_when_degraded: bool = Field(
+        default=False, description="May this rule exceed the degraded cap? (context-only rules)"
+    )
+
+
+class DegradedPolicy(BaseModel):
+    model_config = _STRICT
+    max_action: Action = Action.review
+    reason: str = "The evidence is too weak for a firm decision."
+
+
+class SecondPass(BaseModel):
+    """Stage 2: heavier detectors for the medium-risk band."""
+
+    model_config = _STRICT
+    band: tuple[float, float] = Field(
+        description="[from, to) risk band that asks for a second pass"
+    )
+    detectors: list[str] = Field(min_length=1)
+    raw_media: bool = Field(
+        default=False,
+        description="Ask for raw media; granted only if the data-flow manifest and consent allow.",
+    )
+    on_degraded: bool = True
+
+    @model_validator(mode="after")
+    def _band_ordered(self) -> SecondPass:
+        lo, hi = self.band
+        if not 0.0 <= lo < hi <= 1.0:
+            raise ValueError("band: expected [from, to] with 0 ≤ from < to ≤ 1")
+        return self
+
+
+class StepUpSpec(BaseModel):
+    model_config = _STRICT
+    methods: list[str] = Field(min_length=1)
+    message: str = ""
+
+
+class ReviewSpec(BaseModel):
+    model_config = _STRICT
+    queue: str
+    sla_minutes: int = Field(gt=0, le=7 * 24 * 60)
+    checklist: list[str] = Field(min_length=1)
+
+
+class NotifySpec(BaseModel):
+    model_config = _STRICT
+    channel: str
+    message: str = ""
+
+
+class ObligationSpecs(BaseModel):
+    model_config = _STRICT
+    step_up: StepUpSpec | None = None
+    review: ReviewSpec | None = None
+    block: NotifySpec | None = None
+    warn: NotifySpec | None = None
+
+
+class YamlPolicySpec(BaseModel):
+    """``policy.yaml``: the whole decision logic of a YAML policy."""
+
+    model_config = _STRICT
+    fusion: FusionConfig
+    thresholds: dict[Action, float]
+    adjustments: list[Adjustment] = []
+    rules: list[Rule] = []
+    degraded: DegradedPolicy = DegradedPolicy()
+    second_pass: SecondPass | None = None
+    obligations: ObligationSpecs = ObligationSpecs()
+    signal_phrases: dict[str, str] = Field(
+        default_factory=dict,
+        description="Signal name → plain words for the summary ('the caller's voice shows …').",
+    )
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds_complete_and_ordered(cls, v: dict[Action, float]) -> dict[Action, float]:
+        missing = [a.value for a in THRESHOLD_ACTIONS if a not in v]
+        if missing:
+            raise ValueError(
+                f"expected a threshold for each of warn, step_up, review, block; missing {', '.join(missing)}"
+            )
+        if Action.log in v:
+            raise ValueError("'log' is what remains below 'warn' and takes no threshold")
+        values = [v[a] for a in THRESHOLD_ACTIONS]
+        if any(not 0.0 < x <= 1.0 for x in values):
+            raise ValueError("expected thresholds in (0, 1]")
+        if values != sorted(values):
+            raise ValueError("expected thresholds non-decreasing: warn ≤ step_up ≤ review ≤ block")
+        return v
+
+    def condition_fields(self) -> set[str]:
+        out: set[str] = set()
+        for item in (*self.adjustments, *self.rules):
+            out |= fields_in(item.when)
+        return out
+
+    def fields_read(self) -> set[str]:
+        """Data-flow fields this policy reads (what governance checks against the manifest)."""
+        fields = {f"signals.{name}" for name in self.fusion.weights}
+        for path in self.condition_fields():
+            field = data_field(path)
+            if field is not None:
+                fields.add(field)
+        return fields
+
+
+class Outcome(BaseModel):
+    """What a policy backend returns before the engine turns it into a Decision."""
+
+    model_config = ConfigDict(frozen=True)
+    action: Action
+    thresholds: dict[Action, float]
+    reasons: tuple[Reason, ...]
+    context_phrases: tuple[str, ...] = ()
+    obligations_for: Action | None = None
+
+
+Predicate = Callable[[Mapping[str, Any]], bool]
+
+
+class CompiledYamlPolicy:
+    """A YAML policy with every condition compiled; ``evaluate`` is pure and allocation-light."""
+
+    def __init__(self, spec: YamlPolicySpec) -> None:
+        problems: list[str] = []
+        self.spec = spec
+        self.adjustments: list[tuple[Adjustment, Predicate]] = []
+        self.rules: list[tuple[Rule, Predicate]] = []
+        for i, adj in enumerate(spec.adjustments):
+            pred = _compile(adj.when, f"adjustments[{i}].when", problems)
+            self.adjustments.append((adj, pred))
+        for i, rule in enumerate(spec.rules):
+            pred = _compile(rule.when, f"rules[{i}].when", problems)
+            self.rules.append((rule, pred))
+        if problems:
+            raise ConditionError(problems)
+        self.base = tuple(spec.thresholds[a] for a in THRESHOLD_ACTIONS)
+
+    def evaluate(self, ctx: Mapping[str, Any], fused: Fused, degraded: bool) -> Outcome:
+        shifts = [0.0, 0.0, 0.0, 0.0]
+        reasons: list[Reason] = []
+        phrases: list[str] = []
+        for adj, pred in self.adjustments:
+            if not pred(ctx):
+                continue
+            phrases.append(adj.phrase)
+            s = adj.shift
+            if isinstance(s, dict):
+                for i, a in enumerate(THRESHOLD_ACTIONS):
+                    shifts[i] += s.get(a, 0.0)
+            else:
+                shifts = [x + s for x in shifts]
+            reasons.append(
+                Reason.model_construct(
+                    code=f"adjustment.{adj.id}",
+                    message=f"Thresholds adjusted for {adj.phrase}.",
+                    kind=ReasonKind.adjustment,
+                    signals=(),
+                    value=None,
+                )
+            )
+        effective: list[float] = []
+        floor = 0.01
+        for base, shift in zip(self.base, shifts, strict=True):
+            # Keep thresholds ordered and inside (0, 1) whatever the shifts add up to.
+            floor = max(floor, min(0.99, base + shift))
+            effective.append(round(floor, 4))
+        risk = fused.risk
+        action = Action.log
+        for a, th in zip(THRESHOLD_ACTIONS, effective, strict=True):
+            if risk >= th:
+                action = a
+        degraded_cap = self.spec.degraded.max_action
+        capped_by_degraded = degraded and action > degraded_cap
+        if capped_by_degraded:
+            action = degraded_cap
+        for rule, pred in self.rules:
+            if not pred(ctx):
+                continue
+            if rule.mode == "at_least":
+                forced = max(action, rule.action)
+            elif rule.mode == "at_most":
+                forced = min(action, rule.action)
+            else:
+                forced = rule.action
+            # On weak evidence a rule may not push past the degraded cap unless it says so.
+            ceiling = max(action, degraded_cap)
+            if degraded and not rule.applies_when_degraded and forced > ceiling:
+                forced = ceiling
+            action = forced
+            reasons.append(
+                Reason.model_construct(
+                    code=f"rule.{rule.id}",
+                    message=rule.reason,
+                    kind=ReasonKind.rule,
+                    signals=(),
+                    value=None,
+                )
+            )
+        if degraded:
+            reasons.append(
+                Reason.model_construct(
+                    code="evidence.degraded",
+                    message=self.spec.degraded.reason,
+                    kind=ReasonKind.degraded,
+                    signals=(),
+                    value=round(fused.evidence_mass, 3),
+                )
+            )
+        return Outcome.model_construct(
+            action=action,
+            thresholds=dict(zip(THRESHOLD_ACTIONS, effective, strict=True)),
+            reasons=tuple(reasons),
+            context_phrases=tuple(phrases),
+            obligations_for=action,
+        )
+
+
+def _compile(spec: Any, where: str, problems: list[str]) -> Predicate:
+    try:
+        return compile_condition(spec, where)
+    except ConditionError as exc:
+        problems.extend(exc.problems)
+        return lambda ctx: False
