@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from engine.construct import build
 from engine.models import Contribution, Fused
 from signals import Signal, logit, sigmoid
 
@@ -75,7 +76,8 @@ def fuse(signals: Iterable[Signal], config: FusionConfig) -> Fused:
         total += lo
         mass += w * s.confidence
         contributions.append(
-            Contribution.model_construct(
+            build(
+                Contribution,
                 signal=name,
                 detector=s.detector,
                 score=s.score,
@@ -88,7 +90,8 @@ def fuse(signals: Iterable[Signal], config: FusionConfig) -> Fused:
     contributions.sort(key=lambda c: -c.log_odds)
     total_weight = config.total_weight
     evidence_mass = mass / total_weight if total_weight > 0 else 0.0
-    return Fused.model_construct(
+    return build(
+        Fused,
         risk=sigmoid(total),
         prior_log_odds=prior,
         log_odds=total,

@@ -7,11 +7,13 @@ thresholds, picks the action, applies rules and the degraded cap, and attaches o
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine.conditions import ConditionError, compile_condition, data_field, fields_in
+from engine.construct import build
 from engine.fusion import FusionConfig
 from engine.models import THRESHOLD_ACTIONS, Action, Fused, Reason, ReasonKind
 
@@ -160,15 +162,14 @@ class YamlPolicySpec(BaseModel):
         return fields
 
 
-class Outcome(BaseModel):
+@dataclass(frozen=True, slots=True)
+class Outcome:
     """What a policy backend returns before the engine turns it into a Decision."""
 
-    model_config = ConfigDict(frozen=True)
     action: Action
     thresholds: dict[Action, float]
     reasons: tuple[Reason, ...]
     context_phrases: tuple[str, ...] = ()
-    obligations_for: Action | None = None
 
 
 Predicate = Callable[[Mapping[str, Any]], bool]
@@ -182,12 +183,23 @@ class CompiledYamlPolicy:
         self.spec = spec
         self.adjustments: list[tuple[Adjustment, Predicate]] = []
         self.rules: list[tuple[Rule, Predicate]] = []
+        # Reasons for adjustments and rules are constant: build them once, not per request.
+        self.adjustment_reasons: dict[str, Reason] = {}
+        self.rule_reasons: dict[str, Reason] = {}
         for i, adj in enumerate(spec.adjustments):
             pred = _compile(adj.when, f"adjustments[{i}].when", problems)
             self.adjustments.append((adj, pred))
+            self.adjustment_reasons[adj.id] = Reason(
+                code=f"adjustment.{adj.id}",
+                message=f"Thresholds adjusted for {adj.phrase}.",
+                kind=ReasonKind.adjustment,
+            )
         for i, rule in enumerate(spec.rules):
             pred = _compile(rule.when, f"rules[{i}].when", problems)
             self.rules.append((rule, pred))
+            self.rule_reasons[rule.id] = Reason(
+                code=f"rule.{rule.id}", message=rule.reason, kind=ReasonKind.rule
+            )
         if problems:
             raise ConditionError(problems)
         self.base = tuple(spec.thresholds[a] for a in THRESHOLD_ACTIONS)
@@ -206,15 +218,7 @@ class CompiledYamlPolicy:
                     shifts[i] += s.get(a, 0.0)
             else:
                 shifts = [x + s for x in shifts]
-            reasons.append(
-                Reason.model_construct(
-                    code=f"adjustment.{adj.id}",
-                    message=f"Thresholds adjusted for {adj.phrase}.",
-                    kind=ReasonKind.adjustment,
-                    signals=(),
-                    value=None,
-                )
-            )
+            reasons.append(self.adjustment_reasons[adj.id])
         effective: list[float] = []
         floor = 0.01
         for base, shift in zip(self.base, shifts, strict=True):
@@ -244,18 +248,11 @@ class CompiledYamlPolicy:
             if degraded and not rule.applies_when_degraded and forced > ceiling:
                 forced = ceiling
             action = forced
-            reasons.append(
-                Reason.model_construct(
-                    code=f"rule.{rule.id}",
-                    message=rule.reason,
-                    kind=ReasonKind.rule,
-                    signals=(),
-                    value=None,
-                )
-            )
+            reasons.append(self.rule_reasons[rule.id])
         if degraded:
             reasons.append(
-                Reason.model_construct(
+                build(
+                    Reason,
                     code="evidence.degraded",
                     message=self.spec.degraded.reason,
                     kind=ReasonKind.degraded,
@@ -263,7 +260,8 @@ class CompiledYamlPolicy:
                     value=round(fused.evidence_mass, 3),
                 )
             )
-        return Outcome.model_construct(
+        return build(
+            Outcome,
             action=action,
             thresholds=dict(zip(THRESHOLD_ACTIONS, effective, strict=True)),
             reasons=tuple(reasons),

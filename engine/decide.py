@@ -1,0 +1,233 @@
+"""``decide(request, policy) -> Decision``: the pure heart of liveguard.
+
+No I/O: the clock and the decision id may be passed in; logging, storage and metrics
+happen at the edges that call this.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from time import perf_counter_ns
+
+from engine.construct import build
+from engine.fusion import fuse
+from engine.models import (
+    Action,
+    Decision,
+    Fused,
+    NotifyObligation,
+    Obligation,
+    Reason,
+    ReasonKind,
+    RetentionObligation,
+    ReviewObligation,
+    SecondPassObligation,
+    StepUpObligation,
+)
+from engine.policy import Policy, PolicyView
+from engine.policy_yaml import Outcome
+from engine.summary import signal_phrase, summarize
+
+#: A signal moves the decision when it adds at least this much log-odds.
+REASON_MIN_LOG_ODDS = 0.4
+
+
+def decide(
+    request: object,
+    policy: Policy,
+    *,
+    now: datetime | None = None,
+    decision_id: str | None = None,
+) -> Decision:
+    """Decide one request under one policy. Never raises for a policy fault: it fails safe."""
+    started = perf_counter_ns()
+    decision_id = decision_id or os.urandom(16).hex()
+    try:
+        view = policy.view(request)  # type: ignore[arg-type]
+        fused = fuse(view.signals, policy.fusion)
+        degraded = fused.evidence_mass < policy.fusion.min_evidence
+        view.ctx["fused.risk"] = fused.risk
+        view.ctx["fused.evidence_mass"] = fused.evidence_mass
+        view.ctx["fused.signal_count"] = float(len(fused.contributions))
+        outcome = policy.evaluator.evaluate(view, fused, degraded)
+        if not isinstance(outcome.action, Action):
+            raise TypeError(f"policy returned an unknown action {outcome.action!r}")
+    except Exception as exc:
+        return _failed(request, policy, exc, decision_id, now, started)
+    reasons = (*_signal_reasons(view, fused, policy), *outcome.reasons, *_privacy_reasons(view))
+    spec = policy.spec
+    summary = summarize(
+        outcome.action,
+        reasons,
+        session_kind=request.session.kind,  # type: ignore[attr-defined]
+        context_phrases=outcome.context_phrases,
+        signal_phrases=spec.signal_phrases if spec else {},
+        media_dropped=bool(view.media_dropped),
+    )
+    return build(
+        Decision,
+        decision_id=decision_id,
+        session_id=view.request.session.id,
+        action=outcome.action,
+        risk=round(fused.risk, 4),
+        thresholds=outcome.thresholds,
+        reasons=reasons,
+        summary=summary,
+        policy=policy.ref,
+        obligations=_obligations(policy, view, fused, outcome, degraded),
+        degraded=degraded,
+        fused=fused,
+        error=None,
+        decided_at=now.isoformat() if now else None,
+        latency_us=(perf_counter_ns() - started) // 1000,
+    )
+
+
+def _signal_reasons(view: PolicyView, fused: Fused, policy: Policy) -> tuple[Reason, ...]:
+    phrases = policy.spec.signal_phrases if policy.spec else {}
+    out: list[Reason] = []
+    for c in fused.contributions:
+        if c.log_odds < REASON_MIN_LOG_ODDS:
+            continue
+        signal = next(s for s in view.signals if s.name == c.signal and s.score == c.score)
+        code = signal.evidence[0].code if signal.evidence else f"signal.{c.signal}"
+        detail = "; ".join(e.message for e in signal.evidence[:2])
+        phrase = signal_phrase(c.signal, phrases)
+        message = f"{phrase[:1].upper()}{phrase[1:]} ({c.score:.2f})"
+        if detail:
+            message += f": {detail}"
+        out.append(
+            build(
+                Reason,
+                code=code,
+                message=message,
+                kind=ReasonKind.signal,
+                signals=(c.signal,),
+                value=c.score,
+            )
+        )
+    return tuple(out)
+
+
+def _privacy_reasons(view: PolicyView) -> tuple[Reason, ...]:
+    if not view.media_dropped:
+        return ()
+    names = ", ".join(sorted(set(view.media_dropped)))
+    return (
+        build(
+            Reason,
+            code="privacy.media_analysis_not_consented",
+            message=(
+                "The participant did not consent to voice/video analysis; media-derived "
+                f"signals were set aside ({names}) and the decision rests on the rest."
+            ),
+            kind=ReasonKind.privacy,
+            signals=tuple(sorted(set(view.media_dropped))),
+            value=None,
+        ),
+    )
+
+
+def _obligations(
+    policy: Policy, view: PolicyView, fused: Fused, outcome: Outcome, degraded: bool
+) -> tuple[Obligation, ...]:
+    out: list[Obligation] = []
+    spec = policy.spec
+    action = outcome.action
+    if spec is not None:
+        ob = spec.obligations
+        if action == Action.step_up and ob.step_up:
+            out.append(
+                StepUpObligation(methods=tuple(ob.step_up.methods), message=ob.step_up.message)
+            )
+        elif action == Action.review and ob.review:
+            out.append(
+                ReviewObligation(
+                    queue=ob.review.queue,
+                    sla_minutes=ob.review.sla_minutes,
+                    checklist=tuple(ob.review.checklist),
+                )
+            )
+        elif action == Action.block and ob.block:
+            out.append(NotifyObligation(channel=ob.block.channel, message=ob.block.message))
+        elif action == Action.warn and ob.warn:
+            out.append(NotifyObligation(channel=ob.warn.channel, message=ob.warn.message))
+        sp = spec.second_pass
+        if sp is not None and action < Action.block:
+            lo, hi = sp.band
+            in_band = lo <= fused.risk < hi
+            if in_band or (degraded and sp.on_degraded):
+                out.append(
+                    SecondPassObligation(
+                        detectors=tuple(sp.detectors),
+                        raw_media_allowed=sp.raw_media and raw_media_permitted(policy, view),
+                        why="medium risk" if in_band else "evidence too weak",
+                    )
+                )
+    retention = decision_log_days(policy)
+    if retention is not None:
+        out.append(RetentionObligation(decision_log_days=retention))
+    return tuple(out)
+
+
+def raw_media_permitted(policy: Policy, view: PolicyView) -> bool:
+    """Raw media may leave the edge only if the manifest allows it and the participant agreed."""
+    consent = view.request.session.consent
+    return (
+        policy.dataflow.raw_media_escalation_allowed()
+        and consent.media_analysis
+        and consent.raw_media_escalation
+    )
+
+
+def decision_log_days(policy: Policy) -> int | None:
+    days = [
+        el.retention_days
+        for el in policy.dataflow.elements
+        if not el.is_raw_media and el.retention_days
+    ]
+    return max(days) if days else None
+
+
+def _failed(
+    request: object,
+    policy: Policy,
+    exc: Exception,
+    decision_id: str,
+    now: datetime | None,
+    started: int,
+) -> Decision:
+    action = policy.manifest.fail_mode
+    code = getattr(exc, "code", "policy_eval_error")
+    reason = Reason(
+        code="policy_eval_error",
+        message=f"Policy evaluation failed ({type(exc).__name__}); fail-safe action applied.",
+        kind=ReasonKind.error,
+    )
+    session = getattr(request, "session", None)
+    return build(
+        Decision,
+        decision_id=decision_id,
+        session_id=getattr(session, "id", "unknown"),
+        action=action,
+        risk=1.0,
+        thresholds={},
+        reasons=(reason,),
+        summary=summarize(
+            action,
+            (reason,),
+            session_kind=getattr(session, "kind", "session"),
+            context_phrases=(),
+            signal_phrases={},
+            media_dropped=False,
+            failed=True,
+        ),
+        policy=policy.ref,
+        obligations=(),
+        degraded=True,
+        fused=None,
+        error=f"{code}: {exc}",
+        decided_at=now.isoformat() if now else None,
+        latency_us=(perf_counter_ns() - started) // 1000,
+    )
