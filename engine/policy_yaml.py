@@ -260,13 +260,11 @@ class CompiledYamlPolicy:
                     value=round(fused.evidence_mass, 3),
                 )
             )
-        return build(
-            Outcome,
+        return Outcome(
             action=action,
             thresholds=dict(zip(THRESHOLD_ACTIONS, effective, strict=True)),
             reasons=tuple(reasons),
             context_phrases=tuple(phrases),
-            obligations_for=action,
         )
 
 
