@@ -135,7 +135,13 @@ def _obligations(
     out: list[Obligation] = []
     spec = policy.spec
     action = outcome.action
-    if spec is not None:
+    if outcome.obligations is not None:
+        for ob in outcome.obligations:
+            if isinstance(ob, SecondPassObligation) and ob.raw_media_allowed:
+                # The engine, not the policy, has the last word on raw media leaving the edge.
+                ob = ob.model_copy(update={"raw_media_allowed": raw_media_permitted(policy, view)})
+            out.append(ob)
+    elif spec is not None:
         ob = spec.obligations
         if action == Action.step_up and ob.step_up:
             out.append(

@@ -314,6 +314,9 @@ def load_policy_folder(folder: Path, *, git_ref: str | None = None) -> Policy:
             problems.append(
                 f"{folder / MANIFEST}: id: expected the folder name {folder.name!r}, got {manifest.id!r}"
             )
+        if manifest.engine == "rego" and "rego" not in BACKENDS:
+            # Imported on first use: the Rego backend registers itself in BACKENDS.
+            import engine.policy_rego  # noqa: F401
         backend = BACKENDS.get(manifest.engine)
         if backend is None:
             problems.append(

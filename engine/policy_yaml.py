@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from engine.conditions import ConditionError, compile_condition, data_field, fields_in
 from engine.construct import build
 from engine.fusion import FusionConfig
-from engine.models import THRESHOLD_ACTIONS, Action, Fused, Reason, ReasonKind
+from engine.models import THRESHOLD_ACTIONS, Action, Fused, Obligation, Reason, ReasonKind
 
 _STRICT = ConfigDict(frozen=True, extra="forbid")
 
@@ -170,6 +170,9 @@ class Outcome:
     thresholds: dict[Action, float]
     reasons: tuple[Reason, ...]
     context_phrases: tuple[str, ...] = ()
+    #: Backends that decide obligations themselves (Rego) set this; YAML leaves it None and
+    #: the engine derives obligations from the policy's ``obligations`` section.
+    obligations: tuple[Obligation, ...] | None = None
 
 
 Predicate = Callable[[Mapping[str, Any]], bool]

@@ -1,0 +1,230 @@
+"""The ``liveguard`` command line (typer). Exit codes: 0 ok, 1 decision/test failure, 2 bad input."""
+
+from __future__ import annotations
+
+import importlib
+from datetime import date
+from typing import Annotated
+
+import typer
+
+from engine.cli_groups import app, governance_app, policy_app
+from engine.cli_support import (
+    DEFAULT_POLICIES,
+    EXIT_FAILURE,
+    PoliciesOption,
+    cli_errors,
+    fail,
+    parse_request,
+    read_json,
+)
+from engine.decide import decide
+from engine.errors import PolicyInvalid
+from engine.models import Decision
+from engine.policy import PolicyRepository
+from engine.policy_tests import TESTS_FILE, load_suite, run_suite
+from governance.checks import check_policy_dir
+
+
+def render(decision: Decision) -> str:
+    """The readable form an agent or engineer reads in a terminal."""
+    p = decision.policy
+    lines = [
+        f"{decision.action.value.upper()}  risk {decision.risk:.2f}"
+        f"{'  (degraded evidence)' if decision.degraded else ''}"
+        f"  [{p.id} {p.version} {p.digest[:19]}…]",
+        decision.summary,
+    ]
+    if decision.reasons:
+        lines.append("reasons:")
+        lines += [f"  - {r.code}: {r.message}" for r in decision.reasons]
+    if decision.obligations:
+        lines.append("obligations:")
+        for ob in decision.obligations:
+            details = ob.model_dump(exclude={"kind"})
+            text = ", ".join(
+                f"{k}={','.join(map(str, v)) if isinstance(v, list | tuple) else v}"
+                for k, v in details.items()
+            )
+            lines.append(f"  - {ob.kind}: {text}")
+    if decision.thresholds:
+        th = "  ".join(f"{a.value} {v:.2f}" for a, v in decision.thresholds.items())
+        lines.append(f"thresholds: {th}")
+    if decision.error:
+        lines.append(f"error: {decision.error}")
+    return "\n".join(lines)
+
+
+@app.command("decide")
+@cli_errors
+def decide_cmd(
+    input: Annotated[
+        str, typer.Option("--input", "-i", help="Request JSON file, or '-' for stdin.")
+    ] = "-",
+    policy: Annotated[
+        str | None,
+        typer.Option("--policy", "-p", help="Policy id; default: the request's, or by applies_to."),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the full Decision as JSON.")
+    ] = False,
+    policies: PoliciesOption = DEFAULT_POLICIES,
+) -> None:
+    """Decide one request and print the decision."""
+    request = parse_request(read_json(input), input)
+    repo = PolicyRepository(policies)
+    chosen = repo.get(policy) if policy else repo.select(request)
+    decision = decide(request, chosen)
+    typer.echo(decision.model_dump_json(indent=2) if as_json else render(decision))
+    if decision.error:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@policy_app.command("list")
+@cli_errors
+def policy_list(policies: PoliciesOption = DEFAULT_POLICIES) -> None:
+    """List the policies with version, engine, scope and digest."""
+    repo = PolicyRepository(policies)
+    for pid in repo.ids():
+        p = repo.get(pid)
+        m = p.manifest
+        scope = f"{'/'.join(m.applies_to.channels)}: {', '.join(m.applies_to.kinds)}"
+        typer.echo(
+            f"{pid:<28} {m.version:<8} {m.engine:<5} fail={m.fail_mode.value:<8} {scope}  {p.digest[:19]}…"
+        )
+
+
+@policy_app.command("test")
+@cli_errors
+def policy_test(
+    ids: Annotated[list[str] | None, typer.Argument(help="Policy ids; default: all.")] = None,
+    policies: PoliciesOption = DEFAULT_POLICIES,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run each policy's tests.yaml cases; exit 1 when any case fails."""
+    repo = PolicyRepository(policies)
+    total = failed = 0
+    for pid in ids or repo.ids():
+        policy = repo.get(pid)
+        results = run_suite(policy, load_suite(policy.path))
+        bad = [r for r in results if not r.passed]
+        total += len(results)
+        failed += len(bad)
+        typer.echo(f"{pid}: {len(results) - len(bad)}/{len(results)} cases passed")
+        for r in results:
+            if verbose or not r.passed:
+                typer.echo(f"  {'ok  ' if r.passed else 'FAIL'} {r.name}")
+            for f in r.failures:
+                typer.echo(f"       {f}")
+    typer.echo(f"{total - failed} passed, {failed} failed")
+    if failed or total == 0:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@policy_app.command("lint")
+@cli_errors
+def policy_lint(
+    ids: Annotated[list[str] | None, typer.Argument(help="Policy ids; default: all.")] = None,
+    policies: PoliciesOption = DEFAULT_POLICIES,
+) -> None:
+    """Load every policy and its tests, report every problem, and find overlapping scopes."""
+    repo = PolicyRepository(policies)
+    problems: list[str] = []
+    chosen = ids or repo.ids()
+    for pid in chosen:
+        try:
+            policy = repo.get(pid)
+            if not (policy.path / TESTS_FILE).is_file():
+                problems.append(
+                    f"{policy.path / TESTS_FILE}: file is missing (policy tests are required)"
+                )
+            else:
+                load_suite(policy.path)
+        except PolicyInvalid as exc:
+            problems += exc.problems or [exc.message]
+    for extra in LINTERS:
+        problems += extra(repo, chosen)
+    problems += _overlaps(repo)
+    for line in problems:
+        typer.echo(line)
+    typer.echo(f"{len(chosen)} policies linted, {len(problems)} problems")
+    if problems:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def _overlaps(repo: PolicyRepository) -> list[str]:
+    """Two policies claiming the same channel and session kind make selection ambiguous."""
+    owners: dict[tuple[str, str], list[str]] = {}
+    for pid, m in repo.manifests().items():
+        for ch in m.applies_to.channels:
+            for kind in m.applies_to.kinds:
+                owners.setdefault((ch, kind), []).append(pid)
+    return [
+        f"applies_to: {ch}/{kind} is claimed by {', '.join(ids)}; requests must then name a policy"
+        for (ch, kind), ids in sorted(owners.items())
+        if len(ids) > 1 and kind != "*"
+    ]
+
+
+#: Extra lint passes other modules add (e.g. Rego interpreter gaps, version bumps).
+LINTERS: list = []
+
+
+@governance_app.command("check")
+@cli_errors
+def governance_check(
+    ids: Annotated[list[str] | None, typer.Argument(help="Policy ids; default: all.")] = None,
+    policies: PoliciesOption = DEFAULT_POLICIES,
+    today: Annotated[
+        str | None, typer.Option(help="Check as of this date (YYYY-MM-DD); default: today.")
+    ] = None,
+) -> None:
+    """Check every policy's PIA and data-flow manifest; one line per problem, exit 1 if any."""
+    try:
+        as_of = date.fromisoformat(today) if today else date.today()
+    except ValueError:
+        raise fail(f"--today: expected a date like 2026-11-25, got {today!r}") from None
+    repo = PolicyRepository(policies)
+    count = 0
+    chosen = ids or repo.ids()
+    for pid in chosen:
+        lines: list[str] = []
+        try:
+            policy = repo.get(pid)
+            found = check_policy_dir(
+                policy.path,
+                policy_version=policy.manifest.version,
+                fields_read=policy.fields_read(),
+                today=as_of,
+            )
+            lines = [str(p) for p in found]
+        except PolicyInvalid as exc:
+            lines = exc.problems or [exc.message]
+        count += len(lines)
+        for line in lines:
+            typer.echo(line)
+    typer.echo(f"{len(chosen)} policies checked, {count} problems")
+    if count:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+#: Feature modules that add commands; each exposes ``register(app)``.
+FEATURE_MODULES = ("engine.cli_detectors", "engine.cli_rego", "engine.cli_service")
+
+
+def _register_features() -> None:
+    for name in FEATURE_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue  # that feature is not part of this build
+            raise
+        module.register(app)
+
+
+_register_features()
+
+
+def main() -> None:
+    app()
