@@ -165,7 +165,8 @@ def _grants_reviewers(df: DataFlowManifest) -> bool:
     for el in df.elements:
         if el.escalation is not None and el.escalation.allowed and el.escalation.reviewer_access:
             return True
-        if any(r == "reviewers" or r.startswith("reviewer") for r in el.recipients):
+        # Recipients are free-form role names ("reviewers", "fraud-review", ...).
+        if any("review" in r for r in el.recipients):
             return True
     return False
 
