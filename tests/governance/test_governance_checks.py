@@ -380,6 +380,16 @@ def test_human_review_without_reviewer_access_is_reported(
     assert codes(run(df=blind)) == ["review_without_access"]
 
 
+def test_human_review_accepts_any_review_role_as_recipient(
+    run: Callable[..., list[GovernanceProblem]],
+) -> None:
+    def team(d: dict[str, Any]) -> None:
+        d["elements"][0]["escalation"] = {"allowed": False}
+        d["elements"][1]["recipients"] = ["decision_log", "fraud-review"]
+
+    assert run(df=team) == []
+
+
 def test_no_human_review_needs_no_reviewer_access(
     run: Callable[..., list[GovernanceProblem]],
 ) -> None:
