@@ -17,9 +17,19 @@ from pydantic import ValidationError
 __all__ = ["describe_error", "format_loc", "format_validation_error", "validation_messages"]
 
 _QUOTED = re.compile(r"'([^']*)'")
-# pydantic inserts validator/union tags such as "function-after[...]" or "union[...]" into
-# locations; they mean nothing to someone editing YAML, so they are dropped.
-_INTERNAL_LOC = re.compile(r"^[a-z\-]+\[.*\]$")
+# pydantic puts union-branch and validator tags into locations: "float", "dict[str,float]",
+# "function-after[...]", or a model class name. They mean nothing to someone editing YAML.
+_BRACKET_TAG = re.compile(r"^[a-z\-]+\[.*\]$")
+_SCALAR_TAGS = frozenset(
+    {"float", "int", "str", "bool", "none", "date", "datetime", "time", "decimal", "bytes"}
+)
+_TYPE_MISMATCH = re.compile(r"_(type|parsing)$|^(enum|literal_error|model_attributes_type)$")
+
+
+def _is_tag(part: int | str) -> bool:
+    if isinstance(part, int):
+        return False
+    return bool(_BRACKET_TAG.match(part)) or part in _SCALAR_TAGS or part[:1].isupper()
 
 
 def format_loc(loc: Iterable[int | str]) -> str:
@@ -28,7 +38,7 @@ def format_loc(loc: Iterable[int | str]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif _INTERNAL_LOC.match(part):
+        elif _is_tag(part) or part == "[key]":
             continue
         else:
             out += f".{part}" if out else part
@@ -115,14 +125,65 @@ def _is_length_echo(err: Mapping[str, Any], errors: list[Any]) -> bool:
     return any(len(o["loc"]) > n and tuple(o["loc"][:n]) == loc for o in errors)
 
 
+def _message(err: Mapping[str, Any]) -> str:
+    text = describe_error(err)
+    # A bad mapping key is reported at the key itself; say so.
+    return f"invalid key: {text}" if err["loc"] and err["loc"][-1] == "[key]" else text
+
+
+def _collapse_unions(errors: list[Any]) -> list[tuple[tuple[Any, ...], str]]:
+    """One report per union instead of one error per branch.
+
+    When every branch failed only because the value has the wrong type, say what the
+    alternatives are ("expected a number or a mapping"); when some branch got further
+    (the value had the right shape but a wrong detail), report that branch's errors only.
+    """
+    out: list[tuple[tuple[Any, ...], str]] = []
+    unions: dict[tuple[Any, ...], dict[Any, list[Any]]] = {}
+    order: list[tuple[Any, ...] | int] = []
+    for i, err in enumerate(errors):
+        loc = tuple(err["loc"])
+        t = next((k for k, part in enumerate(loc) if _is_tag(part)), None)
+        if t is None:
+            order.append(i)
+            continue
+        key = loc[:t]
+        if key not in unions:
+            unions[key] = {}
+            order.append(key)
+        unions[key].setdefault(loc[t], []).append(err)
+    for item in order:
+        if isinstance(item, int):
+            err = errors[item]
+            out.append((tuple(err["loc"]), _message(err)))
+            continue
+        branches = unions[item]
+        depth = len(item) + 1
+        shallow = {
+            tag
+            for tag, errs in branches.items()
+            if all(len(e["loc"]) == depth and _TYPE_MISMATCH.search(e["type"]) for e in errs)
+        }
+        if len(branches) > 1 and shallow == set(branches):
+            wanted = []
+            for errs in branches.values():
+                text = describe_error(errs[0]).split(" (got ")[0].removeprefix("expected ")
+                if text not in wanted:
+                    wanted.append(text)
+            got = _short(branches[next(iter(branches))][0].get("input"))
+            out.append((item, f"expected {' or '.join(wanted)} (got {got})"))
+            continue
+        for tag, errs in branches.items():
+            if tag in shallow and len(branches) > 1:
+                continue
+            out.extend((tuple(e["loc"]), _message(e)) for e in errs)
+    return out
+
+
 def validation_messages(exc: ValidationError) -> list[tuple[str, str]]:
-    """``(dotted.loc, message)`` per error, in pydantic's (document) order."""
-    errors = exc.errors()
-    return [
-        (format_loc(err["loc"]), describe_error(err))
-        for err in errors
-        if not _is_length_echo(err, errors)
-    ]
+    """``(dotted.loc, message)`` per problem, in pydantic's (document) order."""
+    errors = [e for e in exc.errors() if not _is_length_echo(e, exc.errors())]
+    return [(format_loc(loc), msg) for loc, msg in _collapse_unions(errors)]
 
 
 def format_validation_error(file: str, exc: ValidationError) -> list[str]:

@@ -92,3 +92,32 @@ def test_empty_list_reports_minimum_length() -> None:
 def test_wrong_container_type_says_mapping_expected() -> None:
     lines = _lines({"title": "t", "items": ["edge"]})
     assert lines == ["p/doc.yaml: items[0]: expected a mapping (got 'edge')"]
+
+
+class Level(StrEnum):
+    warn = "warn"
+    block = "block"
+
+
+class Shift(BaseModel):
+    shift: float | dict[Level, float]
+
+
+def _shift_lines(value: object) -> list[str]:
+    with pytest.raises(ValidationError) as info:
+        Shift.model_validate({"shift": value})
+    return format_validation_error("policy.yaml", info.value)
+
+
+def test_union_of_wrong_types_is_one_line_naming_the_alternatives() -> None:
+    assert _shift_lines("abc") == ["policy.yaml: shift: expected a number or a mapping (got 'abc')"]
+
+
+def test_union_reports_the_branch_that_matched_the_shape() -> None:
+    assert _shift_lines({"warn": "z"}) == ["policy.yaml: shift.warn: expected a number (got 'z')"]
+
+
+def test_bad_mapping_key_is_called_an_invalid_key() -> None:
+    assert _shift_lines({"wrn": 0.1}) == [
+        "policy.yaml: shift.wrn: invalid key: expected one of: warn, block (got 'wrn')"
+    ]
