@@ -171,6 +171,35 @@ def _grants_reviewers(df: DataFlowManifest) -> bool:
     return False
 
 
+# Media signals are computed from the participant's voice or face; the manifest must declare
+# that source (raw media, or features under feature_only_cloud), not just the score.
+_MEDIA_SOURCES: dict[str, frozenset[Category]] = {
+    "audio": frozenset({Category.raw_audio, Category.features}),
+    "video": frozenset({Category.raw_video, Category.features}),
+    "av": frozenset({Category.raw_video, Category.features}),
+}
+
+
+def _media_sources(ctx: _Ctx, df: DataFlowManifest) -> list[GovernanceProblem]:
+    present = {el.category for el in df.elements}
+    modalities = sorted(
+        {
+            parts[1]
+            for f in df.allowed_fields()
+            if (parts := f.split("."))[0] == "signals" and len(parts) > 1
+        }
+    )
+    return [
+        ctx.flow(
+            "media_source_undeclared",
+            f"{modality} signals are declared but no element declares the media they are "
+            f"computed from (one of: {', '.join(sorted(c.value for c in _MEDIA_SOURCES[modality]))})",
+        )
+        for modality in modalities
+        if modality in _MEDIA_SOURCES and not (present & _MEDIA_SOURCES[modality])
+    ]
+
+
 def _human_review(ctx: _Ctx, df: DataFlowManifest) -> list[GovernanceProblem]:
     if df.human_review and not _grants_reviewers(df):
         return [
@@ -314,6 +343,7 @@ def check_policy(
         problems += _escalation(ctx, dataflow)
         problems += _retention(ctx, dataflow, limits)
         problems += _pattern(ctx, dataflow)
+        problems += _media_sources(ctx, dataflow)
         problems += _human_review(ctx, dataflow)
 
     if pia is None:

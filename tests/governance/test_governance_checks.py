@@ -367,6 +367,30 @@ def test_cloud_only_accepts_any_placement(run: Callable[..., list[GovernanceProb
     assert run(df=_pattern("cloud_only", _raw_in_cloud, _features_in_cloud)) == []
 
 
+# --- media sources -----------------------------------------------------------------------
+
+
+def test_media_signal_without_its_source_media_is_reported(
+    run: Callable[..., list[GovernanceProblem]],
+) -> None:
+    def no_audio(d: dict[str, Any]) -> None:
+        del d["elements"][0]
+
+    [problem] = run(df=no_audio)
+    assert problem.code == "media_source_undeclared" and problem.message.startswith("audio")
+
+
+def test_features_count_as_the_source_of_media_signals(
+    run: Callable[..., list[GovernanceProblem]],
+) -> None:
+    def features_only(d: dict[str, Any]) -> None:
+        del d["elements"][0]
+        _features_in_cloud(d)
+        d["pattern"] = "feature_only_cloud"
+
+    assert run(df=features_only) == []
+
+
 # --- human review ------------------------------------------------------------------------
 
 
