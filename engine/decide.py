@@ -63,7 +63,7 @@ def decide(
         session_kind=request.session.kind,  # type: ignore[attr-defined]
         context_phrases=outcome.context_phrases,
         signal_phrases=spec.signal_phrases if spec else {},
-        media_dropped=bool(view.media_dropped),
+        media_dropped=not view.request.session.consent.media_analysis,
     )
     return build(
         Decision,
@@ -110,20 +110,32 @@ def _signal_reasons(view: PolicyView, fused: Fused, policy: Policy) -> tuple[Rea
     return tuple(out)
 
 
+_NO_CONSENT = Reason(
+    code="privacy.media_analysis_not_consented",
+    message=(
+        "The participant did not consent to voice/video analysis; the decision rests on "
+        "context and non-media signals."
+    ),
+    kind=ReasonKind.privacy,
+)
+
+
 def _privacy_reasons(view: PolicyView) -> tuple[Reason, ...]:
-    if not view.media_dropped:
+    if view.request.session.consent.media_analysis:
         return ()
-    names = ", ".join(sorted(set(view.media_dropped)))
+    if not view.media_dropped:
+        return (_NO_CONSENT,)
+    names = tuple(sorted(set(view.media_dropped)))
     return (
         build(
             Reason,
-            code="privacy.media_analysis_not_consented",
+            code=_NO_CONSENT.code,
             message=(
                 "The participant did not consent to voice/video analysis; media-derived "
-                f"signals were set aside ({names}) and the decision rests on the rest."
+                f"signals were set aside ({', '.join(names)}) and the decision rests on the rest."
             ),
             kind=ReasonKind.privacy,
-            signals=tuple(sorted(set(view.media_dropped))),
+            signals=names,
             value=None,
         ),
     )

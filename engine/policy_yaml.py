@@ -59,9 +59,23 @@ class Rule(BaseModel):
 
 
 class DegradedPolicy(BaseModel):
+    """What to do when the evidence mass is below ``fusion.min_evidence``."""
+
     model_config = _STRICT
-    max_action: Action = Action.review
+    max_action: Action = Field(
+        default=Action.review, description="Never act harder than this on weak evidence."
+    )
+    min_action: Action = Field(
+        default=Action.log,
+        description="Fallback when detectors cannot judge (e.g. step_up = verify out of band).",
+    )
     reason: str = "The evidence is too weak for a firm decision."
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DegradedPolicy:
+        if self.min_action > self.max_action:
+            raise ValueError("min_action: expected at most max_action")
+        return self
 
 
 class SecondPass(BaseModel):
@@ -234,9 +248,8 @@ class CompiledYamlPolicy:
             if risk >= th:
                 action = a
         degraded_cap = self.spec.degraded.max_action
-        capped_by_degraded = degraded and action > degraded_cap
-        if capped_by_degraded:
-            action = degraded_cap
+        if degraded:
+            action = min(max(action, self.spec.degraded.min_action), degraded_cap)
         for rule, pred in self.rules:
             if not pred(ctx):
                 continue
@@ -250,8 +263,10 @@ class CompiledYamlPolicy:
             ceiling = max(action, degraded_cap)
             if degraded and not rule.applies_when_degraded and forced > ceiling:
                 forced = ceiling
+            # An at_most rule explains a decision only when it actually lowered it.
+            if rule.mode != "at_most" or forced != action:
+                reasons.append(self.rule_reasons[rule.id])
             action = forced
-            reasons.append(self.rule_reasons[rule.id])
         if degraded:
             reasons.append(
                 build(

@@ -30,6 +30,21 @@ class Settings(BaseSettings):
     shared_data: Path = Field(default=Path("../shared/data"))
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
+    # The decision service (engine.api / engine.runtime).
+    host: str = "127.0.0.1"
+    port: int = Field(default=8181, ge=1, le=65535)
+    insecure_dev: bool = Field(
+        default=False, description="No authentication: every caller is admin. Never in production."
+    )
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_in_flight: int = Field(default=256, ge=1, description="Past it: 503 + Retry-After.")
+    retry_after_s: int = Field(default=1, ge=1)
+    commit_batch_max: int = Field(default=256, ge=1, description="Group commit: events per tx.")
+    purge_interval_s: float = Field(default=3600.0, gt=0)
+    review_claim_timeout_s: int = Field(default=1800, ge=1)
+    fail_retention_days: int = Field(
+        default=30, ge=1, description="Retention of fail-mode events whose policy did not load."
+    )
 
 
 @lru_cache(maxsize=1)
