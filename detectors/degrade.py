@@ -1,0 +1,128 @@
+"""Call-like degradations used by evaluation, training augmentation and tests."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Callable
+
+import numpy as np
+from scipy.signal import resample_poly
+
+SR = 16_000
+
+
+def mulaw_8k(x: np.ndarray) -> np.ndarray:
+    """Narrowband telephony: band-limit to 8 kHz sampling, 8-bit G.711 mu-law, back to 16 kHz."""
+    nb = resample_poly(x, 1, 2)
+    mu = 255.0
+    nb = np.clip(nb, -1.0, 1.0)
+    enc = np.sign(nb) * np.log1p(mu * np.abs(nb)) / np.log1p(mu)
+    q = np.round((enc + 1.0) / 2.0 * 255.0) / 255.0 * 2.0 - 1.0  # 8 bits
+    dec = np.sign(q) * ((1.0 + mu) ** np.abs(q) - 1.0) / mu
+    return resample_poly(dec, 2, 1).astype(np.float32)[: len(x)]
+
+
+def ffmpeg_available() -> bool:
+    return shutil.which("ffmpeg") is not None
+
+
+def gsm_codec(x: np.ndarray) -> np.ndarray:
+    """GSM 06.10 full-rate (13 kbit/s at 8 kHz) round trip through ffmpeg."""
+    ff = shutil.which("ffmpeg")
+    if ff is None:
+        raise RuntimeError("ffmpeg is not installed (apt-get install ffmpeg)")
+    raw = np.clip(x, -1, 1).astype("<f4").tobytes()
+    enc = subprocess.run(
+        [
+            ff,
+            "-v",
+            "error",
+            "-f",
+            "f32le",
+            "-ar",
+            str(SR),
+            "-ac",
+            "1",
+            "-i",
+            "pipe:0",
+            "-ar",
+            "8000",
+            "-c:a",
+            "libgsm",
+            "-f",
+            "gsm",
+            "pipe:1",
+        ],
+        input=raw,
+        capture_output=True,
+        check=True,
+    ).stdout
+    dec = subprocess.run(
+        [
+            ff,
+            "-v",
+            "error",
+            "-f",
+            "gsm",
+            "-ar",
+            "8000",
+            "-i",
+            "pipe:0",
+            "-f",
+            "f32le",
+            "-ar",
+            str(SR),
+            "-ac",
+            "1",
+            "pipe:1",
+        ],
+        input=enc,
+        capture_output=True,
+        check=True,
+    ).stdout
+    y = np.frombuffer(dec, dtype="<f4").astype(np.float32)
+    out = np.zeros(len(x), dtype=np.float32)
+    out[: min(len(x), len(y))] = y[: len(x)]
+    return out
+
+
+def add_noise(x: np.ndarray, snr_db: float = 10.0, seed: int = 0) -> np.ndarray:
+    """Pink-ish noise at `snr_db` relative to the active speech power."""
+    rng = np.random.default_rng(seed)
+    white = rng.standard_normal(len(x))
+    spec = np.fft.rfft(white)
+    f = np.arange(len(spec), dtype=np.float64)
+    f[0] = 1.0
+    noise = np.fft.irfft(spec / np.sqrt(f), n=len(x))
+    frames = x[: len(x) // 160 * 160].reshape(-1, 160)
+    power = (frames**2).mean(axis=1) if len(frames) else np.array([np.mean(x**2)])
+    speech_power = np.mean(power[power > np.percentile(power, 50)]) if len(power) else 0.0
+    noise *= np.sqrt(speech_power / (np.mean(noise**2) + 1e-12) / 10 ** (snr_db / 10))
+    return np.clip(x + noise, -1, 1).astype(np.float32)
+
+
+def drop_packets(
+    x: np.ndarray, rate: float = 0.1, packet_ms: int = 20, seed: int = 0
+) -> np.ndarray:
+    """Zero out random 20 ms packets (no concealment), as on a lossy VoIP leg."""
+    rng = np.random.default_rng(seed)
+    n = SR * packet_ms // 1000
+    y = x.astype(np.float32).copy()
+    for i in range(0, len(y), n):
+        if rng.random() < rate:
+            y[i : i + n] = 0.0
+    return y
+
+
+CONDITIONS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
+    "clean": lambda x, seed: x,
+    "mulaw_8k": lambda x, seed: mulaw_8k(x),
+    "gsm_codec": lambda x, seed: gsm_codec(x),
+    "noise_10db": lambda x, seed: add_noise(x, 10.0, seed),
+    "packet_loss_10pct": lambda x, seed: drop_packets(x, 0.1, 20, seed),
+}
+
+
+def available_conditions() -> list[str]:
+    return [c for c in CONDITIONS if c != "gsm_codec" or ffmpeg_available()]

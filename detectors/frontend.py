@@ -1,0 +1,298 @@
+"""Shared audio front-end: computed once per window, read by every audio detector.
+
+One STFT per window feeds the quality measures, the synthetic-voice features, the replay
+cues and the speaker embedding, so adding a detector does not add another pass over the
+samples. Everything here is numpy; the functions are also used by training and evaluation
+so that the model sees exactly the features the runtime computes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import librosa
+import numpy as np
+
+SR = 16_000
+N_FFT = 512
+WIN = 400  # 25 ms
+HOP = 160  # 10 ms
+N_BINS = N_FFT // 2 + 1
+FREQS = np.linspace(0.0, SR / 2, N_BINS)
+EPS = 1e-10
+
+
+@lru_cache(maxsize=1)
+def _hann() -> np.ndarray:
+    w = np.zeros(N_FFT, dtype=np.float32)
+    w[:WIN] = np.hanning(WIN).astype(np.float32)
+    return w
+
+
+def power_spectrogram(x: np.ndarray) -> np.ndarray:
+    """|STFT|^2, frames x bins, no centering (so windows can be processed independently)."""
+    x = np.asarray(x, dtype=np.float32)
+    if len(x) < N_FFT:
+        x = np.pad(x, (0, N_FFT - len(x)))
+    n = 1 + (len(x) - N_FFT) // HOP
+    frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP][:n]
+    spec = np.fft.rfft(frames * _hann(), axis=1)
+    return (spec.real**2 + spec.imag**2).astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def linear_filterbank(n_filters: int = 30) -> np.ndarray:
+    """Triangular filters equally spaced on a linear axis (LFCC front-end, ASVspoof style)."""
+    edges = np.linspace(0.0, SR / 2, n_filters + 2)
+    fb = np.zeros((N_BINS, n_filters), dtype=np.float32)
+    for i in range(n_filters):
+        lo, mid, hi = edges[i], edges[i + 1], edges[i + 2]
+        up = (FREQS - lo) / (mid - lo)
+        down = (hi - FREQS) / (hi - mid)
+        fb[:, i] = np.maximum(0.0, np.minimum(up, down))
+    return fb
+
+
+@lru_cache(maxsize=1)
+def mel_filterbank(n_mels: int = 40) -> np.ndarray:
+    return librosa.filters.mel(sr=SR, n_fft=N_FFT, n_mels=n_mels, fmin=20, fmax=SR / 2).T.astype(
+        np.float32
+    )
+
+
+@lru_cache(maxsize=4)
+def dct_matrix(n_in: int, n_out: int) -> np.ndarray:
+    """Orthonormal DCT-II rows 1..n_out (c0 dropped: it is only loudness)."""
+    k = np.arange(1, n_out + 1)[:, None]
+    n = np.arange(n_in)[None, :]
+    return (np.sqrt(2.0 / n_in) * np.cos(np.pi * k * (2 * n + 1) / (2 * n_in))).T.astype(np.float32)
+
+
+def frame_db(power: np.ndarray) -> np.ndarray:
+    return 10.0 * np.log10(power.sum(axis=1) + EPS)
+
+
+def speech_frame_mask(
+    db: np.ndarray, floor_db: float = -75.0, range_db: float = 35.0
+) -> np.ndarray:
+    """Frames within `range_db` of the loudest: a cheap, level-invariant speech selector.
+
+    Statistics over speech frames only keep a model from learning each corpus's silence
+    (digital zeros in TTS output, hiss in audiobooks) instead of the voice.
+    """
+    if db.size == 0:
+        return np.zeros(0, dtype=bool)
+    return (db > db.max() - range_db) & (db > floor_db)
+
+
+# --- synthetic-voice frame features -------------------------------------------------------
+
+N_LFCC = 20
+N_MFCC = 20
+FRAME_FEATURES = 2 * N_LFCC + N_MFCC + 4
+FEATURE_NAMES: tuple[str, ...] = (
+    *(f"lfcc{i}" for i in range(1, N_LFCC + 1)),
+    *(f"dlfcc{i}" for i in range(1, N_LFCC + 1)),
+    *(f"mfcc{i}" for i in range(1, N_MFCC + 1)),
+    "flatness",
+    "flatness_hi",
+    "hi_lo_ratio_db",
+    "rolloff95",
+)
+HI_BIN = int(4000 / (SR / 2) * (N_BINS - 1))
+
+
+def frame_features(power: np.ndarray) -> np.ndarray:
+    """Per-frame feature vectors (frames x FRAME_FEATURES)."""
+    logp = np.log(power + EPS)
+    lin = np.log(power @ linear_filterbank() + EPS)
+    lfcc = lin @ dct_matrix(lin.shape[1], N_LFCC)
+    dlfcc = np.zeros_like(lfcc)
+    if len(lfcc) > 2:
+        dlfcc[1:-1] = (lfcc[2:] - lfcc[:-2]) / 2.0
+    mel = np.log(power @ mel_filterbank() + EPS)
+    mfcc = mel @ dct_matrix(mel.shape[1], N_MFCC)
+    flat = logp.mean(axis=1) - np.log(power.mean(axis=1) + EPS)
+    hi = power[:, HI_BIN:]
+    flat_hi = np.log(hi + EPS).mean(axis=1) - np.log(hi.mean(axis=1) + EPS)
+    ratio = 10.0 * np.log10((hi.sum(axis=1) + EPS) / (power[:, :HI_BIN].sum(axis=1) + EPS))
+    cum = np.cumsum(power, axis=1)
+    rolloff = (cum < 0.95 * cum[:, -1:]).sum(axis=1) / N_BINS
+    return np.concatenate(
+        [lfcc, dlfcc, mfcc, flat[:, None], flat_hi[:, None], ratio[:, None], rolloff[:, None]],
+        axis=1,
+    ).astype(np.float32)
+
+
+@dataclass(slots=True)
+class FeatureStats:
+    """Sufficient statistics of frame features over speech frames of one window.
+
+    Kept per session instead of audio: a rolling multi-second context for the model costs
+    2 x FRAME_FEATURES floats per second and no samples.
+    """
+
+    n: int
+    s1: np.ndarray
+    s2: np.ndarray
+
+    @staticmethod
+    def empty() -> FeatureStats:
+        return FeatureStats(0, np.zeros(FRAME_FEATURES), np.zeros(FRAME_FEATURES))
+
+    @staticmethod
+    def of(feats: np.ndarray) -> FeatureStats:
+        f = feats.astype(np.float64)
+        return FeatureStats(len(f), f.sum(axis=0), (f * f).sum(axis=0))
+
+
+def window_stats(power: np.ndarray) -> FeatureStats:
+    mask = speech_frame_mask(frame_db(power))
+    if mask.sum() == 0:
+        return FeatureStats.empty()
+    return FeatureStats.of(frame_features(power)[mask])
+
+
+def aggregate(stats: list[FeatureStats]) -> tuple[np.ndarray, int]:
+    """Model input vector (mean and std of frame features) and the number of frames behind it."""
+    n = sum(s.n for s in stats)
+    if n == 0:
+        return np.zeros(2 * FRAME_FEATURES, dtype=np.float32), 0
+    s1 = sum(s.s1 for s in stats)
+    s2 = sum(s.s2 for s in stats)
+    mean = s1 / n
+    std = np.sqrt(np.maximum(s2 / n - mean * mean, 0.0))
+    return np.concatenate([mean, std]).astype(np.float32), n
+
+
+def clip_vectors(x: np.ndarray, hop_s: float = 1.0, context_windows: int = 4) -> np.ndarray:
+    """Feature vectors exactly as the streaming runtime would produce them, one per hop."""
+    hop = int(hop_s * SR)
+    stats: list[FeatureStats] = []
+    out = []
+    for start in range(0, max(len(x) - hop // 2, 1), hop):
+        chunk = x[start : start + hop]
+        if len(chunk) < N_FFT:
+            break
+        stats.append(window_stats(power_spectrogram(chunk)))
+        stats = stats[-context_windows:]
+        vec, n = aggregate(stats)
+        if n > 0:
+            out.append(vec)
+    return np.array(out, dtype=np.float32).reshape(-1, 2 * FRAME_FEATURES)
+
+
+# --- per-window bundle -----------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class AudioFeatures:
+    """What the runtime computes once per window and passes to every audio detector."""
+
+    power: np.ndarray | None  # frames x bins; released with the samples
+    db: np.ndarray  # frame energy in dB (10 ms): compact, kept
+    envelope: np.ndarray  # RMS per 10 ms frame: compact, used by lip sync
+    vad: np.ndarray  # speech probability per 32 ms chunk
+    stats: FeatureStats
+    quality: QualityReport
+    extras: dict[str, object] = field(default_factory=dict)
+
+    def release(self) -> None:
+        self.power = None
+
+
+@dataclass(slots=True, frozen=True)
+class QualityReport:
+    speech_ratio: float  # share of VAD chunks with p > 0.5
+    snr_db: float
+    bandwidth_hz: float
+    narrowband: bool
+    clipping_ratio: float
+    gap_ratio: float  # share of the window in digital-silence gaps inside speech
+    rms_db: float
+    quality: float  # [0,1] overall usability of the window for media detectors
+
+
+def envelope(x: np.ndarray) -> np.ndarray:
+    n = len(x) // HOP
+    if n == 0:
+        return np.zeros(0, dtype=np.float32)
+    frames = x[: n * HOP].reshape(n, HOP)
+    return np.sqrt((frames * frames).mean(axis=1)).astype(np.float32)
+
+
+def _gap_ratio(x: np.ndarray, min_run: int = 160) -> float:
+    """Share of samples in runs of exact zeros >= 10 ms that sit between non-silent audio.
+
+    Packet-loss concealment-free streams show such holes; natural pauses are never exactly
+    zero once there is any microphone noise.
+    """
+    zero = np.abs(x) < 1e-6
+    if not zero.any() or zero.all():
+        return 0.0
+    padded = np.concatenate([[False], zero, [False]])
+    d = np.diff(padded.astype(np.int8))
+    starts, ends = np.flatnonzero(d == 1), np.flatnonzero(d == -1)
+    lengths = ends - starts
+    inner = (starts > 0) & (ends < len(x)) & (lengths >= min_run)
+    return float(lengths[inner].sum() / len(x))
+
+
+def _bandwidth(power: np.ndarray, mask: np.ndarray) -> float:
+    """Highest frequency whose long-term speech spectrum is within 45 dB of its peak."""
+    if mask.sum() == 0:
+        return 0.0
+    ltas = 10 * np.log10(power[mask].mean(axis=0) + EPS)
+    above = np.flatnonzero(ltas > ltas.max() - 45.0)
+    return float(FREQS[above[-1]]) if above.size else 0.0
+
+
+def quality_report(
+    x: np.ndarray, power: np.ndarray, db: np.ndarray, vad: np.ndarray
+) -> QualityReport:
+    speech_ratio = float((vad > 0.5).mean()) if vad.size else 0.0
+    rms_db = float(20 * np.log10(np.sqrt(np.mean(x * x)) + EPS)) if len(x) else -200.0
+    if db.size:
+        # Noise floor vs speech level from the frame-energy distribution: robust without
+        # needing pauses to be labelled.
+        noise = float(np.percentile(db, 10))
+        speech = float(np.percentile(db, 95))
+        snr = float(np.clip(speech - noise, 0.0, 60.0))
+    else:
+        snr = 0.0
+    mask = speech_frame_mask(db, range_db=25.0)
+    bw = _bandwidth(power, mask)
+    narrow = 0.0 < bw < 4_200.0
+    peak = np.abs(x)
+    clipping = float((peak >= 0.999).mean()) if len(x) else 0.0
+    gaps = _gap_ratio(x)
+    speech_q = min(1.0, speech_ratio / 0.3)
+    snr_q = float(np.clip((snr - 5.0) / 20.0, 0.0, 1.0))
+    bw_q = 0.6 if narrow else 1.0
+    clip_q = float(np.clip(1.0 - clipping * 50.0, 0.0, 1.0))
+    gap_q = float(np.clip(1.0 - gaps * 5.0, 0.0, 1.0))
+    quality = speech_q * (0.3 + 0.7 * snr_q) * bw_q * clip_q * gap_q
+    return QualityReport(
+        speech_ratio=speech_ratio,
+        snr_db=snr,
+        bandwidth_hz=bw,
+        narrowband=narrow,
+        clipping_ratio=clipping,
+        gap_ratio=gaps,
+        rms_db=rms_db,
+        quality=float(np.clip(quality, 0.0, 1.0)),
+    )
+
+
+def compute_features(x: np.ndarray, vad_probs: np.ndarray) -> AudioFeatures:
+    power = power_spectrogram(x)
+    db = frame_db(power)
+    return AudioFeatures(
+        power=power,
+        db=db,
+        envelope=envelope(x),
+        vad=vad_probs,
+        stats=window_stats(power),
+        quality=quality_report(x, power, db, vad_probs),
+    )

@@ -1,0 +1,314 @@
+"""Streaming runtime: many concurrent sessions, bounded buffers, micro-batched inference.
+
+Frames from every session go into a per-session, per-party hop buffer (at most one hop of
+samples). A full hop becomes a `Window` in the session's pending queue. `process()` takes
+the oldest pending window of up to `max_batch` sessions, highest risk first, runs the VAD
+and every batch-capable model once for the whole batch, then lets each detector turn its
+window into a signal. After that the window's samples are released, so no raw media
+outlives its window. When more windows wait than `max_pending`, the oldest are dropped and
+counted (per session and as a per-detector metric) — memory stays bounded under overload.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, ConfigDict, Field
+
+from detectors.frontend import compute_features
+from detectors.metrics import RuntimeMetrics, runtime_metrics
+from detectors.protocol import Detector, Series, Window
+from detectors.vad import SileroVad
+from signals import Signal
+
+
+class RuntimeConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sample_rate: int = Field(16_000, description="Input frames must already be at this rate.")
+    hop_ms: int = Field(1_000, ge=100, le=10_000)
+    max_pending: int = Field(4_096, ge=1, description="Windows waiting across all sessions.")
+    max_pending_per_session: int = Field(8, ge=1)
+    max_batch: int = Field(128, ge=1)
+    series_keep_ms: int = Field(10_000, description="How much of each feature series is kept.")
+
+
+class SessionNotFoundError(KeyError):
+    code = "session_unknown"
+
+
+@dataclass(slots=True)
+class Emission:
+    session_id: str
+    seq: int
+    start_ms: int
+    party: str
+    signal: Signal
+
+
+@dataclass
+class _Party:
+    buffer: np.ndarray
+    fill: int = 0
+    samples_seen: int = 0
+    vad_state: np.ndarray = field(default_factory=SileroVad.new_state)
+
+
+@dataclass
+class _Session:
+    id: str
+    risk: float
+    metadata: dict[str, Any]
+    parties: dict[str, _Party] = field(default_factory=dict)
+    pending: deque[tuple[int, float, Window]] = field(default_factory=deque)
+    states: dict[str, Any] = field(default_factory=dict)
+    series: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
+    seq: int = 0
+    processed: int = 0
+    dropped: int = 0
+
+
+class StreamingRuntime:
+    def __init__(
+        self,
+        detectors: Iterable[Detector],
+        config: RuntimeConfig | None = None,
+        registry: CollectorRegistry | None = None,
+        vad: SileroVad | None = None,
+    ) -> None:
+        self.config = config or RuntimeConfig()
+        self.detectors: list[Detector] = list(detectors)
+        self.metrics: RuntimeMetrics = runtime_metrics(registry)
+        self._vad = vad
+        self._sessions: dict[str, _Session] = {}
+        self._enqueued = 0  # global order of windows, for "oldest first" dropping
+        self._pending = 0
+        self._hop = self.config.sample_rate * self.config.hop_ms // 1000
+        self.started = False
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._vad is None:
+            self._vad = SileroVad()
+        for det in self.detectors:
+            det.start()
+        self.started = True
+
+    def stop(self) -> None:
+        for det in self.detectors:
+            det.stop()
+        self.started = False
+
+    def open_session(
+        self, session_id: str, risk: float = 0.0, metadata: Mapping[str, Any] | None = None
+    ) -> None:
+        if session_id not in self._sessions:
+            sess = _Session(id=session_id, risk=risk, metadata=dict(metadata or {}))
+            sess.states = {d.name: d.new_state() for d in self.detectors}
+            self._sessions[session_id] = sess
+            self.metrics.sessions.set(len(self._sessions))
+
+    def close_session(self, session_id: str) -> list[Emission]:
+        """Process what is left of the session (a final partial hop) and forget it."""
+        sess = self._session(session_id)
+        for party in list(sess.parties):
+            self._enqueue_partial(sess, party)
+        out: list[Emission] = []
+        while sess.pending:
+            out.extend(self._run_batch([self._pop(sess)]))
+        del self._sessions[session_id]
+        self.metrics.sessions.set(len(self._sessions))
+        return out
+
+    def set_risk(self, session_id: str, risk: float) -> None:
+        """Higher-risk sessions are served first (e.g. a payout call, or a high fused risk)."""
+        self._session(session_id).risk = float(risk)
+
+    def update_metadata(self, session_id: str, **metadata: Any) -> None:
+        self._session(session_id).metadata.update(metadata)
+
+    # --- input ---------------------------------------------------------------------------
+
+    def push_audio(self, session_id: str, samples: np.ndarray, party: str = "remote") -> int:
+        """Append mono float32 frames; returns how many windows became ready."""
+        sess = self._session(session_id)
+        p = sess.parties.get(party)
+        if p is None:
+            p = sess.parties[party] = _Party(buffer=np.zeros(self._hop, dtype=np.float32))
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        ready = 0
+        while len(x):
+            take = min(len(x), self._hop - p.fill)
+            p.buffer[p.fill : p.fill + take] = x[:take]
+            p.fill += take
+            x = x[take:]
+            if p.fill == self._hop:
+                self._enqueue(sess, party, p.buffer.copy())
+                ready += 1
+        return ready
+
+    def push_series(
+        self, session_id: str, name: str, times_ms: np.ndarray, values: np.ndarray
+    ) -> None:
+        """Compact feature series from the edge (e.g. `mouth_openness`), in session time."""
+        sess = self._session(session_id)
+        q = sess.series.setdefault(name, deque())
+        for t, v in zip(np.asarray(times_ms, float), np.asarray(values, float), strict=True):
+            q.append((float(t), float(v)))
+        if q:
+            horizon = q[-1][0] - self.config.series_keep_ms
+            while q and q[0][0] < horizon:
+                q.popleft()
+
+    # --- scheduling ---------------------------------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    def session_stats(self, session_id: str) -> dict[str, int]:
+        s = self._session(session_id)
+        buffered = sum(p.fill for p in s.parties.values())
+        queued = sum(w.samples.size for _, _, w in s.pending if w.samples is not None)
+        return {
+            "processed": s.processed,
+            "dropped": s.dropped,
+            "pending": len(s.pending),
+            "buffered_samples": buffered,
+            "queued_samples": queued,
+        }
+
+    def process(self, max_batch: int | None = None) -> list[Emission]:
+        """Run one micro-batch: the oldest window of each of the riskiest sessions."""
+        limit = max_batch or self.config.max_batch
+        ready = [s for s in self._sessions.values() if s.pending]
+        if not ready:
+            return []
+        ready.sort(key=lambda s: (-s.risk, s.pending[0][0]))
+        return self._run_batch([self._pop(s) for s in ready[:limit]])
+
+    def drain(self) -> list[Emission]:
+        out: list[Emission] = []
+        while self._pending:
+            out.extend(self.process())
+        return out
+
+    # --- internals ------------------------------------------------------------------------
+
+    def _session(self, session_id: str) -> _Session:
+        try:
+            return self._sessions[session_id]
+        except KeyError:
+            raise SessionNotFoundError(f"no open session {session_id!r}") from None
+
+    def _enqueue_partial(self, sess: _Session, party: str) -> None:
+        p = sess.parties[party]
+        if p.fill >= self.config.sample_rate // 4:  # shorter tails carry too little
+            self._enqueue(sess, party, p.buffer[: p.fill].copy())
+        p.buffer[: p.fill] = 0.0
+        p.fill = 0
+
+    def _enqueue(self, sess: _Session, party: str, samples: np.ndarray) -> None:
+        p = sess.parties[party]
+        start_ms = p.samples_seen * 1000 // self.config.sample_rate
+        p.samples_seen += len(samples)
+        p.fill = 0
+        win = Window(
+            session_id=sess.id,
+            seq=sess.seq,
+            start_ms=start_ms,
+            duration_ms=len(samples) * 1000 // self.config.sample_rate,
+            sample_rate=self.config.sample_rate,
+            samples=samples,
+            party=party,
+        )
+        sess.seq += 1
+        self._enqueued += 1
+        sess.pending.append((self._enqueued, time.perf_counter(), win))
+        self._pending += 1
+        if len(sess.pending) > self.config.max_pending_per_session:
+            self._drop(sess)
+        while self._pending > self.config.max_pending:
+            oldest = min(
+                (s for s in self._sessions.values() if s.pending), key=lambda s: s.pending[0][0]
+            )
+            self._drop(oldest)
+        self.metrics.pending.set(self._pending)
+
+    def _drop(self, sess: _Session) -> None:
+        _, _, win = sess.pending.popleft()
+        win.release()
+        self._pending -= 1
+        sess.dropped += 1
+        for det in self.detectors:
+            self.metrics.dropped.labels(det.name).inc()
+
+    def _pop(self, sess: _Session) -> tuple[_Session, float, Window]:
+        _, t0, win = sess.pending.popleft()
+        self._pending -= 1
+        return sess, t0, win
+
+    def _series_for(self, sess: _Session, win: Window) -> dict[str, Series]:
+        out = {}
+        for name, q in sess.series.items():
+            if q:
+                arr = np.array(q, dtype=np.float64)
+                out[name] = Series(times_ms=arr[:, 0], values=arr[:, 1])
+        return out
+
+    def _run_batch(self, batch: list[tuple[_Session, float, Window]]) -> list[Emission]:
+        if not batch:
+            return []
+        if not self.started:
+            self.start()
+        assert self._vad is not None
+        t_front = time.perf_counter()
+        wins = [w for _, _, w in batch]
+        samples = [w.samples for w in wins]
+        vad_states = [s.parties[w.party].vad_state for s, _, w in batch]
+        probs = self._vad.run([x for x in samples if x is not None], vad_states)
+        for (sess, _, w), vp in zip(batch, probs, strict=True):
+            assert w.samples is not None
+            w.features = compute_features(w.samples, vp)
+            w.risk = sess.risk
+            w.metadata = sess.metadata
+            w.series = self._series_for(sess, w)
+        front_each = (time.perf_counter() - t_front) / len(batch)
+        self.metrics.latency.labels("frontend").observe(front_each)
+
+        results: list[list[Signal]] = [[] for _ in batch]
+        for det in self.detectors:
+            states = [s.states[det.name] for s, _, _ in batch]
+            t0 = time.perf_counter()
+            try:
+                batch_fn = getattr(det, "process_batch", None)
+                if batch_fn is not None:
+                    sigs = batch_fn(wins, states)
+                else:
+                    sigs = [det.process(w, st) for w, st in zip(wins, states, strict=True)]
+            except Exception:
+                # A failing detector must not take the others down; it is counted instead.
+                self.metrics.errors.labels(det.name).inc(len(batch))
+                continue
+            per = (time.perf_counter() - t0) / len(batch)
+            for i, sig in enumerate(sigs):
+                self.metrics.latency.labels(det.name).observe(per)
+                if sig is not None:
+                    results[i].append(sig)
+
+        out: list[Emission] = []
+        now = time.perf_counter()
+        for i, (sess, t0, w) in enumerate(batch):
+            w.release()
+            sess.processed += 1
+            self.metrics.window_to_signal.observe(now - t0)
+            out.extend(Emission(sess.id, w.seq, w.start_ms, w.party, sig) for sig in results[i])
+        self.metrics.pending.set(self._pending)
+        return out

@@ -1,0 +1,164 @@
+"""audio.synthetic_voice: does the voice carry the marks of a speech synthesizer or vocoder?
+
+A small MLP (`models/synthetic_voice.onnx`, see its model card) scores the mean and spread
+of LFCC/MFCC/spectral-shape features over the speech frames of the last few seconds. Only
+those per-window feature statistics are kept per session, never audio. The windows of all
+sessions in a micro-batch are scored in one onnxruntime call. The session's score is the
+calibrated average of its window logits, so evidence accumulates over the call.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from detectors.base import BaseDetector
+from detectors.frontend import FeatureStats, aggregate
+from detectors.onnx_model import MODELS_DIR, OnnxModel
+from detectors.protocol import Window
+from signals import Evidence, Modality, Signal, sigmoid
+
+MODEL_FILES = {"fp32": "synthetic_voice.onnx", "int8": "synthetic_voice.int8.onnx"}
+
+
+class SyntheticVoiceConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    variant: Literal["fp32", "int8"] = "fp32"
+    context_windows: int = Field(4, ge=1, le=10, description="Hops of feature context (4 s).")
+    min_speech_frames: int = Field(40, description="Below this a window is not scored.")
+    full_confidence_frames: int = Field(
+        400, description="Speech frames (10 ms) for full confidence."
+    )
+    parties: tuple[str, ...] = ("remote",)
+    narrowband_confidence: float = Field(
+        0.6, description="Confidence factor on telephony audio, where the model is measured weaker."
+    )
+
+
+@dataclass
+class SyntheticVoiceState:
+    context: deque[FeatureStats] = field(default_factory=lambda: deque(maxlen=10))
+    logit_sum: float = 0.0
+    logit_n: int = 0
+    frames: int = 0
+
+
+class SyntheticVoiceDetector(BaseDetector):
+    name: ClassVar[str] = "audio.synthetic_voice"
+    version: ClassVar[str] = "1.0.0"
+    modality: ClassVar[Modality] = Modality.audio
+    consumes: ClassVar[tuple[str, ...]] = ("raw_audio", "features.spectral_statistics")
+    config_model: ClassVar[type[BaseModel]] = SyntheticVoiceConfig
+
+    _model: OnnxModel | None = None
+
+    def start(self) -> None:
+        cfg: SyntheticVoiceConfig = self.config  # type: ignore[assignment]
+        self._model = OnnxModel(MODELS_DIR / MODEL_FILES[cfg.variant])
+        meta = self._model.metadata
+        self._platt = (float(meta.get("platt_a", 1.0)), float(meta.get("platt_b", 0.0)))
+        super().start()
+
+    def stop(self) -> None:
+        self._model = None
+        super().stop()
+
+    def model_digest(self) -> str | None:
+        return self._model.digest if self._model else None
+
+    def new_state(self) -> SyntheticVoiceState:
+        return SyntheticVoiceState()
+
+    def process(self, window: Window, state: SyntheticVoiceState) -> Signal | None:
+        return self.process_batch([window], [state])[0]
+
+    def score_vectors(self, vectors: np.ndarray) -> np.ndarray:
+        """Raw logits for feature vectors (used by evaluation as well)."""
+        if self._model is None:
+            self.start()
+        assert self._model is not None
+        logit, _ = self._model.session.run(None, {"features": vectors.astype(np.float32)})
+        return logit[:, 0]
+
+    def calibrated(self, logit: float) -> float:
+        a, b = self._platt
+        return sigmoid(a * logit + b)
+
+    def process_batch(
+        self, windows: Sequence[Window], states: Sequence[SyntheticVoiceState]
+    ) -> list[Signal | None]:
+        cfg: SyntheticVoiceConfig = self.config  # type: ignore[assignment]
+        if self._model is None:
+            self.start()
+        todo: list[int] = []
+        vectors: list[np.ndarray] = []
+        for i, (w, st) in enumerate(zip(windows, states, strict=True)):
+            if w.party not in cfg.parties or w.features is None:
+                continue
+            st.context.append(w.features.stats)
+            ctx = list(st.context)[-cfg.context_windows :]
+            vec, n = aggregate(ctx)
+            if w.features.stats.n >= cfg.min_speech_frames and n > 0:
+                todo.append(i)
+                vectors.append(vec)
+        out: list[Signal | None] = [None] * len(windows)
+        if not todo:
+            return out
+        logits = self.score_vectors(np.stack(vectors))  # one call for the whole batch
+        for i, lg in zip(todo, logits, strict=True):
+            w, st = windows[i], states[i]
+            assert w.features is not None
+            st.logit_sum += float(lg)
+            st.logit_n += 1
+            st.frames += w.features.stats.n
+            out[i] = self._signal(w, st, float(lg))
+        return out
+
+    def _signal(self, w: Window, st: SyntheticVoiceState, window_logit: float) -> Signal:
+        cfg: SyntheticVoiceConfig = self.config  # type: ignore[assignment]
+        assert w.features is not None
+        q = w.features.quality
+        score = self.calibrated(st.logit_sum / st.logit_n)
+        window_score = self.calibrated(window_logit)
+        conf = min(1.0, st.frames / cfg.full_confidence_frames) * (0.4 + 0.6 * q.quality)
+        if q.narrowband:
+            conf *= cfg.narrowband_confidence
+        if score >= 0.5:
+            ev = [
+                Evidence(
+                    code="audio.vocoder_artifacts",
+                    message=f"Voice shows speech-synthesis artifacts ({score:.2f})",
+                    value=round(score, 3),
+                )
+            ]
+        else:
+            ev = [
+                Evidence(
+                    code="audio.natural_voice",
+                    message=f"No speech-synthesis artifacts found ({score:.2f})",
+                    value=round(score, 3),
+                )
+            ]
+        ev.append(
+            Evidence(
+                code="audio.synthetic_window_score",
+                message=f"Latest {min(len(st.context), cfg.context_windows)} s scored {window_score:.2f}",
+                value=round(window_score, 3),
+            )
+        )
+        if q.quality < 0.5:
+            ev.append(
+                Evidence(
+                    code="audio.degraded_input",
+                    message="Audio quality is poor, so this result is less certain",
+                    value=round(q.quality, 3),
+                )
+            )
+        window_ms = min(st.logit_n, 3_600) * w.duration_ms
+        return self.signal(score, conf, ev, min(window_ms, 3_600_000))

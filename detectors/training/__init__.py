@@ -1,0 +1,1 @@
+"""Training and export of the detector models (numpy only; `onnx` is needed to export)."""

@@ -1,0 +1,174 @@
+"""A tiny numpy MLP (or logistic regression when hidden=0) and its export to ONNX.
+
+numpy keeps training reproducible and dependency-free: the same code retrains the model
+inside `liveguard detectors evaluate` for the leave-one-system-out measurements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from signals import fit_platt
+
+
+@dataclass
+class MlpParams:
+    mean: np.ndarray
+    std: np.ndarray
+    w1: np.ndarray | None  # (D, H) or None for logistic regression
+    b1: np.ndarray | None
+    w2: np.ndarray  # (H or D, 1)
+    b2: np.ndarray  # (1,)
+    platt_a: float = 1.0
+    platt_b: float = 0.0
+
+    @property
+    def n_parameters(self) -> int:
+        n = self.w2.size + self.b2.size
+        if self.w1 is not None and self.b1 is not None:
+            n += self.w1.size + self.b1.size
+        return n
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        z = (x - self.mean) / self.std
+        if self.w1 is not None and self.b1 is not None:
+            z = np.maximum(z @ self.w1 + self.b1, 0.0)
+        return (z @ self.w2 + self.b2)[:, 0]
+
+
+def train_mlp(
+    x: np.ndarray,
+    y: np.ndarray,
+    weights: np.ndarray | None = None,
+    hidden: int = 32,
+    epochs: int = 60,
+    lr: float = 3e-3,
+    l2: float = 1e-3,
+    batch: int = 256,
+    seed: int = 0,
+) -> MlpParams:
+    """Adam on class-balanced, sample-weighted binary cross-entropy."""
+    rng = np.random.default_rng(seed)
+    x = x.astype(np.float64)
+    y = y.astype(np.float64)
+    w = np.ones(len(y)) if weights is None else weights.astype(np.float64)
+    for c in (0, 1):  # balance the classes
+        m = y == c
+        if m.any():
+            w[m] *= 0.5 * w.sum() / w[m].sum()
+    w = w / w.mean()
+    mean = x.mean(axis=0)
+    std = x.std(axis=0) + 1e-6
+    z = (x - mean) / std
+    d = z.shape[1]
+    params: dict[str, np.ndarray] = {}
+    if hidden > 0:
+        params["w1"] = rng.normal(0, np.sqrt(2.0 / d), (d, hidden))
+        params["b1"] = np.zeros(hidden)
+        params["w2"] = rng.normal(0, np.sqrt(1.0 / hidden), (hidden, 1))
+    else:
+        params["w2"] = np.zeros((d, 1))
+    params["b2"] = np.zeros(1)
+    m1 = {k: np.zeros_like(v) for k, v in params.items()}
+    m2 = {k: np.zeros_like(v) for k, v in params.items()}
+    step = 0
+    for _ in range(epochs):
+        order = rng.permutation(len(y))
+        for s in range(0, len(order), batch):
+            idx = order[s : s + batch]
+            zb, yb, wb = z[idx], y[idx], w[idx]
+            if hidden > 0:
+                # Input noise: a cheap regulariser against memorising corpus-specific values.
+                zb = zb + rng.normal(0, 0.1, zb.shape)
+                pre = zb @ params["w1"] + params["b1"]
+                h = np.maximum(pre, 0.0)
+            else:
+                h = zb
+            logit = (h @ params["w2"] + params["b2"])[:, 0]
+            p = 1.0 / (1.0 + np.exp(-np.clip(logit, -30, 30)))
+            g = ((p - yb) * wb / len(idx))[:, None]
+            grads = {"w2": h.T @ g + l2 * params["w2"], "b2": g.sum(axis=0)}
+            if hidden > 0:
+                gh = (g @ params["w2"].T) * (pre > 0)
+                grads["w1"] = zb.T @ gh + l2 * params["w1"]
+                grads["b1"] = gh.sum(axis=0)
+            step += 1
+            for k in params:
+                m1[k] = 0.9 * m1[k] + 0.1 * grads[k]
+                m2[k] = 0.999 * m2[k] + 0.001 * grads[k] ** 2
+                mh = m1[k] / (1 - 0.9**step)
+                vh = m2[k] / (1 - 0.999**step)
+                params[k] -= lr * mh / (np.sqrt(vh) + 1e-8)
+    return MlpParams(
+        mean=mean,
+        std=std,
+        w1=params.get("w1"),
+        b1=params.get("b1"),
+        w2=params["w2"],
+        b2=params["b2"],
+    )
+
+
+def calibrate(params: MlpParams, logits: np.ndarray, labels: np.ndarray) -> MlpParams:
+    """Platt scaling fitted on held-out (speaker-disjoint) logits."""
+    a, b = fit_platt(logits.tolist(), labels.astype(int).tolist())
+    params.platt_a, params.platt_b = float(a), float(b)
+    return params
+
+
+def export_onnx(params: MlpParams, path: str, doc: str = "") -> None:
+    """Write the MLP as an ONNX graph: features -> (logit, calibrated score)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    d = params.mean.shape[0]
+
+    def init(name: str, arr: np.ndarray) -> onnx.TensorProto:
+        return numpy_helper.from_array(np.asarray(arr, dtype=np.float32), name)
+
+    inits = [init("mean", params.mean), init("inv_std", 1.0 / params.std)]
+    nodes = [
+        helper.make_node("Sub", ["features", "mean"], ["centered"]),
+        helper.make_node("Mul", ["centered", "inv_std"], ["z"]),
+    ]
+    last = "z"
+    if params.w1 is not None and params.b1 is not None:
+        inits += [init("w1", params.w1), init("b1", params.b1)]
+        nodes += [
+            helper.make_node("MatMul", ["z", "w1"], ["h_pre"]),
+            helper.make_node("Add", ["h_pre", "b1"], ["h_bias"]),
+            helper.make_node("Relu", ["h_bias"], ["h"]),
+        ]
+        last = "h"
+    inits += [
+        init("w2", params.w2),
+        init("b2", params.b2),
+        init("platt_a", np.array([params.platt_a])),
+        init("platt_b", np.array([params.platt_b])),
+    ]
+    nodes += [
+        helper.make_node("MatMul", [last, "w2"], ["o_pre"]),
+        helper.make_node("Add", ["o_pre", "b2"], ["logit"]),
+        helper.make_node("Mul", ["logit", "platt_a"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "platt_b"], ["cal"]),
+        helper.make_node("Sigmoid", ["cal"], ["score"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "synthetic_voice",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, ["batch", d])],
+        [
+            helper.make_tensor_value_info("logit", TensorProto.FLOAT, ["batch", 1]),
+            helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch", 1]),
+        ],
+        inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="liveguard"
+    )
+    model.ir_version = 8
+    model.doc_string = doc
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
