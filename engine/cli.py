@@ -21,7 +21,7 @@ from engine.cli_support import (
 from engine.decide import decide
 from engine.errors import PolicyInvalid
 from engine.models import Decision
-from engine.policy import PolicyRepository
+from engine.policy import Policy, PolicyRepository
 from engine.policy_tests import TESTS_FILE, load_suite, run_suite
 from governance.checks import check_policy_dir
 
@@ -131,9 +131,11 @@ def policy_lint(
     repo = PolicyRepository(policies)
     problems: list[str] = []
     chosen = ids or repo.ids()
+    loaded = []
     for pid in chosen:
         try:
             policy = repo.get(pid)
+            loaded.append(policy)
             if not (policy.path / TESTS_FILE).is_file():
                 problems.append(
                     f"{policy.path / TESTS_FILE}: file is missing (policy tests are required)"
@@ -144,7 +146,7 @@ def policy_lint(
             problems += exc.problems or [exc.message]
     for extra in LINTERS:
         problems += extra(repo, chosen)
-    problems += _overlaps(repo)
+    problems += _overlaps(loaded)
     for line in problems:
         typer.echo(line)
     typer.echo(f"{len(chosen)} policies linted, {len(problems)} problems")
@@ -152,13 +154,14 @@ def policy_lint(
         raise typer.Exit(EXIT_FAILURE)
 
 
-def _overlaps(repo: PolicyRepository) -> list[str]:
+def _overlaps(policies: list[Policy]) -> list[str]:
     """Two policies claiming the same channel and session kind make selection ambiguous."""
     owners: dict[tuple[str, str], list[str]] = {}
-    for pid, m in repo.manifests().items():
-        for ch in m.applies_to.channels:
-            for kind in m.applies_to.kinds:
-                owners.setdefault((ch, kind), []).append(pid)
+    for p in policies:
+        scope = p.manifest.applies_to
+        for ch in scope.channels:
+            for kind in scope.kinds:
+                owners.setdefault((ch, kind), []).append(p.id)
     return [
         f"applies_to: {ch}/{kind} is claimed by {', '.join(ids)}; requests must then name a policy"
         for (ch, kind), ids in sorted(owners.items())

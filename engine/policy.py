@@ -328,6 +328,9 @@ def load_policy_folder(folder: Path, *, git_ref: str | None = None) -> Policy:
             problems.append(
                 f"{folder / 'dataflow.yaml'}: policy: expected {manifest.id!r}, got {dataflow.policy!r}"
             )
+    elif (folder / "policy.yaml").is_file():
+        # The manifest is broken, but the logic can still be checked: report it all at once.
+        _load_yaml_backend(folder, None, problems)  # type: ignore[arg-type]
     if problems or manifest is None or dataflow is None or loaded is None:
         raise PolicyInvalid(f"policy {folder.name!r} does not load", problems=problems)
     fusion, evaluator = loaded

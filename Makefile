@@ -1,0 +1,34 @@
+# The two commands: `make run` (set up + main job on embedded defaults) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: setup run test lint bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[dev]"
+	# silero-vad ships the VAD ONNX model we run in onnxruntime; its declared torch
+	# dependency (several GB) is not needed for that, so it is installed without deps.
+	$(PY) -m pip install -q --no-deps "silero-vad>=5.1"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(VENV)/bin/liveguard policy list
+	$(VENV)/bin/liveguard governance check
+	$(VENV)/bin/liveguard policy test
+	@for f in examples/*.json; do echo; echo "== liveguard decide --input $$f"; $(VENV)/bin/liveguard decide --input $$f || exit $$?; done
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+test: setup lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,44 @@
+"""Every bundled policy passes its own tests.yaml and has the paperwork CI requires."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.policy import PolicyRepository
+from engine.policy_tests import load_suite, run_suite
+
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+IDS = PolicyRepository(POLICIES).ids()
+CORE = ["conference-default", "executive-meeting", "support-password-reset", "payout-authorization"]
+
+
+def test_the_four_core_policies_are_bundled():
+    assert set(CORE) <= set(IDS)
+
+
+@pytest.mark.parametrize("policy_id", IDS)
+def test_policy_passes_its_tests(policy_id):
+    policy = PolicyRepository(POLICIES).get(policy_id)
+    failures = [f"{r.name}: {f}" for r in run_suite(policy) for f in r.failures]
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("policy_id", CORE)
+def test_policy_has_at_least_ten_cases_including_degraded_ones(policy_id):
+    suite = load_suite(POLICIES / policy_id)
+    assert len(suite.cases) >= 10
+    assert any(c.expect.degraded for c in suite.cases)
+
+
+@pytest.mark.parametrize("policy_id", CORE)
+def test_policy_ships_pia_and_dataflow(policy_id):
+    assert (POLICIES / policy_id / "pia.yaml").is_file()
+    assert (POLICIES / policy_id / "dataflow.yaml").is_file()
+
+
+def test_policies_differ_in_their_logic():
+    repo = PolicyRepository(POLICIES)
+    specs = {pid: repo.get(pid).spec.model_dump_json() for pid in CORE}
+    assert len(set(specs.values())) == len(CORE)
