@@ -252,7 +252,8 @@ def _art9(ctx: _Ctx, pia: PrivacyImpactAssessment, df: DataFlowManifest) -> list
         return [
             ctx.pia(
                 "art9_missing",
-                f"elements {', '.join(map(repr, biometric))} identify people from voice or face "
+                f"{'element' if len(biometric) == 1 else 'elements'} "
+                f"{', '.join(map(repr, biometric))} identify people from voice or face "
                 "(biometric data, GDPR Art. 9) but art9_condition is not set",
             )
         ]
