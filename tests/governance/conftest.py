@@ -1,8 +1,7 @@
 """Shared builders: one clean policy's governance documents, tweaked per test.
 
-Test modules here have no ``__init__.py`` and carry a ``test_governance_`` prefix: with an
-``__init__.py`` (and none in ``tests/``) pytest would import this folder as a package named
-``governance`` and shadow the real one.
+``tests/__init__.py`` must exist next to this folder's ``__init__.py``: without it pytest
+would import this folder as a top-level package named ``governance`` and shadow the real one.
 """
 
 from __future__ import annotations
