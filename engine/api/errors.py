@@ -1,0 +1,73 @@
+"""The one place errors become HTTP responses: our taxonomy's code → its status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from engine.errors import LiveguardError
+
+log = structlog.get_logger("liveguard.api")
+
+
+def _body(
+    request: Request, code: str, message: str, errors: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    return {
+        "code": code,
+        "message": message,
+        "errors": errors or [],
+        "request_id": request.scope.get("state", {}).get("request_id"),
+    }
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        where, parts = parts[0], parts[1:]
+        if where != "body":
+            return f"{where}.{'.'.join(parts)}" if parts else where
+    return ".".join(parts) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LiveguardError)
+    async def _ours(request: Request, exc: LiveguardError) -> JSONResponse:
+        headers = getattr(exc, "headers", None)
+        if exc.http_status >= 500:
+            log.error("request.failed", code=exc.code, message=exc.message)
+        errors = [{"message": p.strip()} for p in exc.problems]
+        return JSONResponse(
+            _body(request, exc.code, exc.message, errors), exc.http_status, headers=headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"field": _field(e.get("loc", ())), "message": e.get("msg", ""), "type": e.get("type")}
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"field": "body", "message": "invalid request"}
+        message = f"{first['field']}: {first['message']}"
+        if len(errors) > 1:
+            message += f" (and {len(errors) - 1} more)"
+        return JSONResponse(_body(request, "request_invalid", message, errors), 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            _body(request, code, str(exc.detail)), exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("request.crashed", error=type(exc).__name__)
+        return JSONResponse(
+            _body(request, "internal_error", "unexpected error; see the service log"), 500
+        )

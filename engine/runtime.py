@@ -1,0 +1,286 @@
+"""Composition root: settings → policies, store, group-commit writer, metrics, shadow.
+
+The API, the CLI and the benchmarks build a ``Runtime`` from ``Settings``; nothing here is
+created at import time and nothing reads the environment except through the settings
+handed in. ``start()`` does the I/O (migrations, shadow loading, the writer thread).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime
+from time import monotonic, perf_counter_ns
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine
+
+from engine.decide import decide
+from engine.errors import PolicyInvalid, RequestInvalid
+from engine.models import Action, Decision, DecisionRequest, PolicyRef, Reason, ReasonKind
+from engine.policy import MANIFEST, Policy, PolicyManifest, PolicyRepository, folder_digest
+from engine.policy import validate_file as validate_policy_file
+from engine.settings import Settings
+from engine.shadow import ShadowRunner, load_candidate, parse_shadow
+from engine.store import keys as keystore
+from engine.store import retention as retention_mod
+from engine.store.db import make_engine, migrate
+from engine.store.events import (
+    CORRELATION,
+    adapt_event_to_row,
+    build_event,
+    retention_map,
+    utcnow,
+)
+from engine.store.keys import Principal
+from engine.store.reviews import review_row
+from engine.store.shadowlog import shadow_row
+from engine.store.writer import GroupCommitWriter, WriteSet
+from engine.telemetry import Metrics
+
+log = structlog.get_logger("liveguard")
+
+#: How long a verified key is trusted without asking the store again.
+_KEY_CACHE_S = 30.0
+_DEV = Principal(key_id="insecure-dev", role="admin")
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.repo = PolicyRepository(settings.policies)
+        self.db: Engine = make_engine(settings.database_url)
+        self.metrics = Metrics()
+        self.writer = GroupCommitWriter(
+            self.db, batch_max=settings.commit_batch_max, observe=self.metrics.observe_commit
+        )
+        self.shadow: ShadowRunner | None = None
+        self._scope: dict[tuple[str, str], str] | None = None
+        self._retention: dict[str, dict[str, int]] = {}
+        self._expected: dict[str, frozenset[str]] = {}
+        self._keys: dict[str, tuple[Principal, float]] = {}
+        self._purger: asyncio.Task[None] | None = None
+        self.started = False
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def start(self, *, run_migrations: bool = True) -> None:
+        if run_migrations:
+            migrate(self.db)
+        if self.settings.shadow:
+            spec = parse_shadow(self.settings.shadow)
+            self.shadow = ShadowRunner(spec, load_candidate(spec, self.repo))
+            log.info(
+                "shadow.enabled", candidate=spec.label, version=self.shadow.candidate.ref.version
+            )
+        self.writer.start()
+        self.started = True
+
+    def stop(self) -> None:
+        self.writer.stop()
+        self.db.dispose()
+        self.started = False
+
+    def start_purger(self, clock: Callable[[], datetime] = utcnow) -> None:
+        """The periodic retention purge (inside ``serve``'s event loop)."""
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(self.settings.purge_interval_s)
+                try:
+                    report = await asyncio.to_thread(retention_mod.purge, self.db, clock())
+                    log.info("store.purged", **asdict(report))
+                except Exception as exc:  # keep serving; the next round retries
+                    log.error("store.purge_failed", error=type(exc).__name__, detail=str(exc)[:300])
+
+        self._purger = asyncio.get_running_loop().create_task(loop())
+
+    def stop_purger(self) -> None:
+        if self._purger is not None:
+            self._purger.cancel()
+            self._purger = None
+
+    # --- auth ----------------------------------------------------------------------------
+
+    @property
+    def insecure(self) -> bool:
+        return self.settings.insecure_dev
+
+    async def authenticate(self, key: str | None) -> Principal | None:
+        if self.insecure:
+            return _DEV
+        if not key:
+            return None
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        hit = self._keys.get(digest)
+        if hit is not None and hit[1] > monotonic():
+            return hit[0]
+        who = await asyncio.to_thread(keystore.resolve_key, self.db, key)
+        if who is not None:
+            self._keys[digest] = (who, monotonic() + _KEY_CACHE_S)
+        return who
+
+    # --- policies ------------------------------------------------------------------------
+
+    def select(self, request: DecisionRequest) -> str:
+        """The id of the policy that decides ``request``."""
+        if request.policy:
+            if "@" in request.policy:
+                raise RequestInvalid(
+                    f"policy: {request.policy!r}: the service decides with live policies only; "
+                    "compare other versions with shadow mode or a simulation"
+                )
+            return request.policy
+        if self._scope is None:
+            scope: dict[tuple[str, str], list[str]] = {}
+            for pid, m in self.repo.manifests().items():
+                for ch in m.applies_to.channels:
+                    for kind in m.applies_to.kinds:
+                        scope.setdefault((ch, kind), []).append(pid)
+            self._scope = {k: v[0] for k, v in scope.items() if len(v) == 1}
+        s = request.session
+        pid = self._scope.get((s.channel, s.kind)) or self._scope.get((s.channel, "*"))
+        # Unknown or ambiguous scopes: let the repository say why, in its words.
+        return pid or self.repo.match(s.channel, s.kind)
+
+    def _retention_for(self, policy: Policy) -> dict[str, int]:
+        got = self._retention.get(policy.digest)
+        if got is None:
+            df = policy.dataflow
+            got = retention_map({f: df.retention_days_for(f) for f in df.retained_fields()})
+            self._retention[policy.digest] = got
+        return got
+
+    def _expected_signals(self, policy: Policy) -> frozenset[str]:
+        got = self._expected.get(policy.digest)
+        if got is None:
+            got = self._expected[policy.digest] = frozenset(policy.fusion.weights)
+        return got
+
+    # --- deciding ------------------------------------------------------------------------
+
+    async def decide(
+        self,
+        request: DecisionRequest,
+        *,
+        policy_id: str | None = None,
+        request_id: str | None = None,
+        received_ns: int | None = None,
+    ) -> Decision:
+        """Decide, log durably (and shadow), then answer: nothing unlogged is returned."""
+        received_ns = received_ns or perf_counter_ns()
+        now = utcnow()
+        pid = policy_id or self.select(request)
+        policy: Policy | None
+        try:
+            policy = self.repo.get(pid)
+        except PolicyInvalid as exc:
+            policy = None
+            decision = self._failed_load(request, pid, exc, now)
+            retention = {CORRELATION: self.settings.fail_retention_days}
+        if policy is not None:
+            decision = decide(request, policy, now=now)
+            retention = self._retention_for(policy)
+            self._count_dropped(request, policy)
+        structlog.contextvars.bind_contextvars(decision_id=decision.decision_id)
+        event = build_event(
+            request,
+            decision,
+            retention,
+            time=now,
+            request_id=request_id,
+            service_us=(perf_counter_ns() - received_ns) // 1000,
+        )
+        ws = WriteSet(event=adapt_event_to_row(event), review=review_row(decision, event))
+        if self.shadow is not None and self.shadow.applies(decision):
+            ws.shadow = self._shadow(request, decision, now, event.expires_at)
+        await self.writer.write(ws)
+        seconds = (perf_counter_ns() - received_ns) / 1e9
+        self.metrics.observe_decision(
+            request, decision, seconds, self._expected_signals(policy) if policy else frozenset()
+        )
+        log.info(
+            "decision",
+            policy=decision.policy.id,
+            version=decision.policy.version,
+            action=decision.action.value,
+            risk=decision.risk,
+            degraded=decision.degraded,
+            error=decision.error,
+            latency_ms=round(seconds * 1000, 3),
+        )
+        return decision
+
+    def _shadow(
+        self, request: DecisionRequest, live: Decision, now: datetime, expires: datetime
+    ) -> dict[str, Any] | None:
+        assert self.shadow is not None
+        try:
+            shadow = self.shadow.evaluate(request, live, now)
+            self.metrics.shadow_agreement.labels(
+                live.policy.id, str(shadow.action == live.action)
+            ).inc()
+            return shadow_row(live, shadow, self.shadow.spec.label, now, expires)
+        except Exception as exc:  # the candidate must never hurt the live path
+            self.metrics.shadow_errors.labels(live.policy.id).inc()
+            log.error("shadow.failed", error=type(exc).__name__, detail=str(exc)[:300])
+            return None
+
+    def _count_dropped(self, request: DecisionRequest, policy: Policy) -> None:
+        if not request.signals:
+            return
+        consented = request.session.consent.media_analysis
+        no_consent = undeclared = 0
+        for s in request.signals:
+            if not consented and s.media_derived:
+                no_consent += 1
+            elif not policy.signal_allowed(s.name):
+                undeclared += 1
+        self.metrics.observe_dropped(policy.id, "no_consent", no_consent)
+        self.metrics.observe_dropped(policy.id, "undeclared", undeclared)
+
+    def _failed_load(
+        self, request: DecisionRequest, pid: str, exc: PolicyInvalid, now: datetime
+    ) -> Decision:
+        """A policy that does not load still fails safe, by its manifest's fail_mode."""
+        folder = self.repo.root / pid
+        problems: list[str] = []
+        manifest: PolicyManifest | None = validate_policy_file(
+            PolicyManifest, folder / MANIFEST, problems
+        )
+        if manifest is None:
+            raise exc  # no fail_mode to honour: the caller gets the error itself
+        log.error("policy.load_failed", policy=pid, problems=exc.problems[:10])
+        action: Action = manifest.fail_mode
+        reason = Reason(
+            code="policy_invalid",
+            message="The policy could not be loaded; its fail-safe action applies.",
+            kind=ReasonKind.error,
+        )
+        return Decision(
+            decision_id=_new_id(),
+            session_id=request.session.id,
+            action=action,
+            risk=1.0,
+            thresholds={},
+            reasons=(reason,),
+            summary=f"{action.value.replace('_', ' ').capitalize()}: the policy could not be "
+            "evaluated, so its fail-safe action applies.",
+            policy=PolicyRef(
+                id=manifest.id,
+                version=manifest.version,
+                digest=folder_digest(folder),
+                engine=manifest.engine,
+            ),
+            degraded=True,
+            error=f"{exc.code}: {exc.message}",
+            decided_at=now.isoformat(),
+        )
+
+
+def _new_id() -> str:
+    return os.urandom(16).hex()

@@ -1,0 +1,1 @@
+"""The decision store: event log, review queue, shadow results, API keys."""

@@ -1,0 +1,193 @@
+"""``DecisionEventV1``: the decision-log sink's contract, and its adapters.
+
+The event is the domain model (what an auditor reads, what a replay needs); the table row
+is storage. ``adapt_*`` functions are the only bridge. The input is minimized twice: the
+policy only saw declared fields, and the log keeps only fields the data-flow manifest
+retains for more than 0 days (raw media never: it is not a request field, and raw-media
+elements are never retained).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from engine.models import Decision, DecisionRequest, PolicyRef
+from engine.store.tables import DecisionEventRow
+from governance.minimize import Projection
+
+#: Always kept: the correlation key a reviewer or auditor needs.
+CORRELATION = "session.id"
+
+
+class EventSignal(BaseModel):
+    """A retained signal, with what is needed to replay it exactly."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    modality: str
+    score: float
+    confidence: float
+    detector: str
+    detector_version: str
+    model_digest: str | None = None
+    window_ms: int = 0
+    evidence: list[dict[str, Any]] = []
+
+
+class EventTimings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    decide_us: int = Field(description="Time inside decide().")
+    service_us: int = Field(description="Request received → event handed to the log.")
+
+
+class DecisionEventV1(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["DecisionEventV1"] = "DecisionEventV1"
+    decision_id: str
+    time: datetime
+    request_id: str | None = None
+    session_id: str
+    policy: PolicyRef
+    input: dict[str, Any] = Field(description="The request, minus anything not retained.")
+    signals: list[EventSignal]
+    result: dict[str, Any] = Field(description="The Decision as the caller received it.")
+    timings: EventTimings
+    retention_days: dict[str, int] = Field(description="Retained field → days kept.")
+    expires_at: datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def aware_utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+
+
+def retention_map(retained: dict[str, int | None] | None) -> dict[str, int]:
+    """Field → days for fields kept more than 0 days; the session id lives as long as any."""
+    out = {f: d for f, d in (retained or {}).items() if d and d > 0}
+    if out:
+        out.setdefault(CORRELATION, max(out.values()))
+    return out
+
+
+def project(request: dict[str, Any], fields: set[str] | frozenset[str]) -> dict[str, Any]:
+    """``request`` restricted to ``fields`` (plus session.id); signals split out."""
+    kept = Projection.from_allowed(frozenset(fields)).apply(request)
+    kept.pop("signals", None)
+    return kept
+
+
+def event_signals(
+    signals: list[dict[str, Any]], fields: set[str] | frozenset[str]
+) -> list[EventSignal]:
+    proj = Projection.from_allowed(frozenset(fields))
+    out = []
+    for s in signals:
+        if not proj.keeps_signal(s["name"]):
+            continue
+        name, _, version = str(s.get("detector", "unknown@0.0.0")).partition("@")
+        out.append(
+            EventSignal(
+                name=s["name"],
+                modality=s["modality"],
+                score=s["score"],
+                confidence=s["confidence"],
+                detector=name,
+                detector_version=version or "unknown",
+                model_digest=s.get("model_digest"),
+                window_ms=s.get("window_ms", 0),
+                evidence=list(s.get("evidence", ())),
+            )
+        )
+    return out
+
+
+def build_event(
+    request: DecisionRequest,
+    decision: Decision,
+    retention: dict[str, int],
+    *,
+    time: datetime,
+    request_id: str | None,
+    service_us: int,
+) -> DecisionEventV1:
+    """The event for one decision, keeping only the retained fields of its request."""
+    raw = request.model_dump(mode="json", exclude_none=True)
+    fields = set(retention)
+    days = max(retention.values(), default=0)
+    return DecisionEventV1(
+        decision_id=decision.decision_id,
+        time=time,
+        request_id=request_id,
+        session_id=decision.session_id,
+        policy=decision.policy,
+        input=project(raw, fields),
+        signals=event_signals(raw.get("signals", []), fields),
+        result=decision.to_wire(),
+        timings=EventTimings(decide_us=decision.latency_us, service_us=service_us),
+        retention_days=retention,
+        expires_at=time + timedelta(days=days),
+    )
+
+
+def next_redaction(time: datetime, retention: dict[str, int], now: datetime) -> datetime | None:
+    """When the next field (but not the whole event) falls out of retention, if ever."""
+    longest = max(retention.values(), default=0)
+    later = [time + timedelta(days=d) for d in retention.values() if d < longest]
+    later = [t for t in later if t > now]
+    return min(later) if later else None
+
+
+def adapt_event_to_row(event: DecisionEventV1) -> dict[str, Any]:
+    """Column values for an insert (a dict: the writer batches plain inserts)."""
+    t = aware_utc(event.time)
+    redact = next_redaction(event.time, event.retention_days, event.time)
+    return {
+        "decision_id": event.decision_id,
+        "schema_version": 1,
+        "decided_at": t,
+        "request_id": event.request_id,
+        "session_id": event.session_id,
+        "policy_id": event.policy.id,
+        "policy_version": event.policy.version,
+        "policy_digest": event.policy.digest,
+        "policy_engine": event.policy.engine,
+        "action": event.result["action"],
+        "risk": event.result["risk"],
+        "degraded": event.result.get("degraded", False),
+        "error": event.result.get("error"),
+        "input": event.input,
+        "signals": [s.model_dump(mode="json") for s in event.signals],
+        "result": event.result,
+        "timings": event.timings.model_dump(mode="json"),
+        "retention": event.retention_days,
+        "expires_at": aware_utc(event.expires_at),
+        "redact_at": aware_utc(redact) if redact else None,
+    }
+
+
+def adapt_row_to_event(row: DecisionEventRow) -> DecisionEventV1:
+    return DecisionEventV1(
+        decision_id=row.decision_id,
+        time=aware_utc(row.decided_at),
+        request_id=row.request_id,
+        session_id=row.session_id,
+        policy=PolicyRef(
+            id=row.policy_id,
+            version=row.policy_version,
+            digest=row.policy_digest,
+            engine=row.policy_engine,
+        ),
+        input=row.input or {},
+        signals=[EventSignal.model_validate(s) for s in row.signals or []],
+        result=row.result or {},
+        timings=EventTimings.model_validate(row.timings or {"decide_us": 0, "service_us": 0}),
+        retention_days=row.retention or {},
+        expires_at=aware_utc(row.expires_at),
+    )

@@ -1,0 +1,81 @@
+"""API keys: random, shown once, stored as sha256 only; one role each.
+
+Keys carry 256 bits of randomness, so a plain sha256 (not a slow password hash) is the
+right tool: there is nothing to brute-force, and lookups stay cheap per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from sqlalchemy import Engine, func, select
+from sqlmodel import Session
+
+from engine.store.events import utcnow
+from engine.store.tables import ApiKeyRow
+
+Role = Literal["decide", "review", "audit", "admin"]
+ROLES: tuple[str, ...] = get_args(Role)
+_KEY = re.compile(r"^lg_([0-9a-f]{12})_([A-Za-z0-9_\-]{43})$")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the key's public id (safe to log) and its role."""
+
+    key_id: str
+    role: str
+
+    def allows(self, role: str) -> bool:
+        return self.role == role or self.role == "admin"
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_key(engine: Engine, role: str, label: str = "") -> tuple[str, str]:
+    """Store a new key's hash; return (key_id, key). The key is never stored or shown again."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; expected one of: {', '.join(ROLES)}")
+    key_id = secrets.token_hex(6)
+    key = f"lg_{key_id}_{secrets.token_urlsafe(32)}"
+    with Session(engine) as s:
+        s.add(
+            ApiKeyRow(
+                key_id=key_id, key_hash=hash_key(key), role=role, label=label, created_at=utcnow()
+            )
+        )
+        s.commit()
+    return key_id, key
+
+
+def resolve_key(engine: Engine, key: str) -> Principal | None:
+    """The principal for a presented key, or None (unknown, malformed or revoked)."""
+    m = _KEY.match(key)
+    if m is None:
+        return None
+    with Session(engine) as s:
+        row = s.get(ApiKeyRow, m.group(1))
+    if row is None or row.revoked_at is not None:
+        return None
+    if not hmac.compare_digest(row.key_hash, hash_key(key)):
+        return None
+    return Principal(key_id=row.key_id, role=row.role)
+
+
+def count_keys(engine: Engine) -> int:
+    with Session(engine) as s:
+        stmt = select(func.count()).select_from(ApiKeyRow).where(ApiKeyRow.revoked_at.is_(None))  # type: ignore[union-attr]
+        return int(s.execute(stmt).scalar_one())
+
+
+def list_keys(engine: Engine) -> list[tuple[str, str, str]]:
+    with Session(engine) as s:
+        rows = s.execute(select(ApiKeyRow).order_by(ApiKeyRow.created_at)).scalars().all()  # type: ignore[arg-type]
+        return [(r.key_id, r.role, r.label) for r in rows if r.revoked_at is None]

@@ -1,0 +1,227 @@
+"""Telemetry: Prometheus metrics (technical health and policy outcomes) and structlog.
+
+Metrics live in a registry owned by each app (tests build many apps; the global registry
+would refuse duplicates). Operational logs are a separate stream from the decision log:
+JSON when stdout is not a terminal, readable otherwise, with request and decision ids
+bound from context. Secrets never reach a log line: a processor masks them by key name.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from engine.models import Decision, DecisionRequest, SecondPassObligation
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+_UNIT_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        # --- technical health
+        self.http_requests = Counter(
+            "liveguard_http_requests",
+            "HTTP requests by route and status.",
+            ["route", "status"],
+            registry=r,
+        )
+        self.decision_latency = Histogram(
+            "liveguard_decision_latency_seconds",
+            "Decision latency: request received to durable log commit.",
+            ["policy"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.policy_errors = Counter(
+            "liveguard_policy_errors",
+            "Policy evaluation or load failures.",
+            ["policy", "code"],
+            registry=r,
+        )
+        self.fail_mode = Counter(
+            "liveguard_fail_mode_fallbacks",
+            "Decisions taken by a policy's fail_mode.",
+            ["policy", "action"],
+            registry=r,
+        )
+        self.signal_confidence = Histogram(
+            "liveguard_signal_confidence",
+            "Confidence of incoming signals per detector.",
+            ["detector"],
+            buckets=_UNIT_BUCKETS,
+            registry=r,
+        )
+        self.signals_missing = Counter(
+            "liveguard_signals_missing",
+            "Signals a policy weighs that a request did not carry.",
+            ["policy", "signal"],
+            registry=r,
+        )
+        self.signals_dropped = Counter(
+            "liveguard_signals_dropped",
+            "Signals set aside: no consent to media analysis, or undeclared in the manifest.",
+            ["policy", "why"],
+            registry=r,
+        )
+        self.degraded = Counter(
+            "liveguard_degraded_decisions",
+            "Decisions on too little evidence.",
+            ["policy"],
+            registry=r,
+        )
+        self.overloaded = Counter(
+            "liveguard_overload_rejections",
+            "Requests refused with 503 (in-flight bound).",
+            registry=r,
+        )
+        self.in_flight = Gauge("liveguard_in_flight", "Requests being served.", registry=r)
+        self.commit_batch = Histogram(
+            "liveguard_store_commit_batch_size",
+            "Decisions per group commit.",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=r,
+        )
+        self.commit_seconds = Histogram(
+            "liveguard_store_commit_seconds",
+            "Duration of one group commit.",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.shadow_errors = Counter(
+            "liveguard_shadow_errors",
+            "Shadow evaluations that failed (live unaffected).",
+            ["policy"],
+            registry=r,
+        )
+        # --- policy outcomes
+        self.decisions = Counter(
+            "liveguard_decisions",
+            "Decisions by policy, version and action.",
+            ["policy", "version", "action"],
+            registry=r,
+        )
+        self.second_pass = Counter(
+            "liveguard_second_pass_escalations",
+            "Decisions asking for second-pass detectors.",
+            ["policy", "version"],
+            registry=r,
+        )
+        self.reviews = Counter(
+            "liveguard_reviews",
+            "Reviews opened and their outcomes.",
+            ["policy", "version", "event"],
+            registry=r,
+        )
+        self.raw_media = Counter(
+            "liveguard_raw_media_escalations",
+            "Privacy exceptions: decisions allowing raw media to leave the edge.",
+            ["policy"],
+            registry=r,
+        )
+        self.raw_media_rate = Gauge(
+            "liveguard_raw_media_escalations_per_1000_sessions",
+            "Raw-media escalations per 1,000 decided sessions (this process).",
+            ["policy"],
+            registry=r,
+        )
+        self.shadow_agreement = Counter(
+            "liveguard_shadow_results",
+            "Shadow results by agreement with the live action.",
+            ["policy", "agree"],
+            registry=r,
+        )
+        self._lock = threading.Lock()
+        self._sessions: dict[str, int] = {}
+        self._escalations: dict[str, int] = {}
+
+    def observe_commit(self, batch: int, seconds: float) -> None:
+        self.commit_batch.observe(batch)
+        self.commit_seconds.observe(seconds)
+
+    def observe_decision(
+        self,
+        request: DecisionRequest,
+        decision: Decision,
+        seconds: float,
+        expected_signals: frozenset[str] = frozenset(),
+    ) -> None:
+        p = decision.policy
+        self.decision_latency.labels(p.id).observe(seconds)
+        self.decisions.labels(p.id, p.version, decision.action.value).inc()
+        if decision.error:
+            self.policy_errors.labels(p.id, decision.error.split(":", 1)[0]).inc()
+            self.fail_mode.labels(p.id, decision.action.value).inc()
+        if decision.degraded:
+            self.degraded.labels(p.id).inc()
+        present = set()
+        for s in request.signals:
+            present.add(s.name)
+            self.signal_confidence.labels(s.detector.split("@", 1)[0]).observe(s.confidence)
+        for name in expected_signals - present:
+            self.signals_missing.labels(p.id, name).inc()
+        escalated = False
+        for ob in decision.obligations:
+            if isinstance(ob, SecondPassObligation):
+                self.second_pass.labels(p.id, p.version).inc()
+                escalated = escalated or ob.raw_media_allowed
+        if decision.action.value == "review":
+            self.reviews.labels(p.id, p.version, "opened").inc()
+        if escalated:
+            self.raw_media.labels(p.id).inc()
+        with self._lock:
+            n = self._sessions[p.id] = self._sessions.get(p.id, 0) + 1
+            e = self._escalations[p.id] = self._escalations.get(p.id, 0) + int(escalated)
+        self.raw_media_rate.labels(p.id).set(1000.0 * e / n)
+
+    def observe_dropped(self, policy: str, why: str, n: int) -> None:
+        if n:
+            self.signals_dropped.labels(policy, why).inc(n)
+
+    def observe_review_outcome(self, policy: str, version: str, outcome: str) -> None:
+        event = {"confirmed_attack": "confirmed", "legitimate": "overturned"}.get(outcome, outcome)
+        self.reviews.labels(policy, version, event).inc()
+
+
+# --- logs -------------------------------------------------------------------------------
+
+_SECRET_KEY = re.compile(r"(authorization|api[_-]?key|token|secret|password|^key$)", re.I)
+_BEARER = re.compile(r"(Bearer\s+|lg_[0-9a-f]{12}_)[A-Za-z0-9_\-\.]+")
+
+
+def _mask_secrets(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    for k, v in list(event.items()):
+        if _SECRET_KEY.search(k):
+            event[k] = "[redacted]"
+        elif isinstance(v, str) and ("Bearer" in v or "lg_" in v):
+            event[k] = _BEARER.sub(r"\1[redacted]", v)
+    return event
+
+
+def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
+    """structlog to stdout: JSON unless a terminal (or as ``fmt`` says)."""
+    as_json = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
+    lvl = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    renderer: Any = (
+        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _mask_secrets,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(lvl),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=False,
+    )
