@@ -32,11 +32,17 @@ def _defaults(cls: type[BaseModel]) -> tuple[dict[str, Any], set[str]]:
 
 def build(cls: type[M], **values: Any) -> M:
     """An instance of ``cls`` from already-valid values (only for engine-made data)."""
-    defaults, names = _defaults(cls)
-    obj = cls.__new__(cls)
-    state = {**defaults, **values} if len(values) < len(names) else values
-    object.__setattr__(obj, "__dict__", state)
-    object.__setattr__(obj, "__pydantic_fields_set__", names)
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
+    cached = _DEFAULTS.get(cls)
+    defaults, names = cached if cached is not None else _defaults(cls)
+    obj = _new(cls)
+    if len(values) < len(names):
+        values = {**defaults, **values}
+    _set(obj, "__dict__", values)
+    _set(obj, "__pydantic_fields_set__", names)
+    _set(obj, "__pydantic_extra__", None)
+    _set(obj, "__pydantic_private__", None)
     return obj
+
+
+_new = object.__new__
+_set = object.__setattr__

@@ -7,6 +7,8 @@ happen at the edges that call this.
 from __future__ import annotations
 
 import os
+import weakref
+from dataclasses import dataclass
 from datetime import datetime
 from time import perf_counter_ns
 
@@ -84,26 +86,39 @@ def decide(
     )
 
 
+_CAPITALIZED: dict[tuple[str, str], str] = {}
+
+
+def _capitalized_phrase(policy: Policy, name: str) -> str:
+    key = (policy.digest, name)
+    phrase = _CAPITALIZED.get(key)
+    if phrase is None:
+        raw = signal_phrase(name, policy.spec.signal_phrases if policy.spec else {})
+        phrase = _CAPITALIZED[key] = raw[:1].upper() + raw[1:]
+    return phrase
+
+
 def _signal_reasons(view: PolicyView, fused: Fused, policy: Policy) -> tuple[Reason, ...]:
-    phrases = policy.spec.signal_phrases if policy.spec else {}
     out: list[Reason] = []
     for c in fused.contributions:
         if c.log_odds < REASON_MIN_LOG_ODDS:
             continue
-        signal = next(s for s in view.signals if s.name == c.signal and s.score == c.score)
-        code = signal.evidence[0].code if signal.evidence else f"signal.{c.signal}"
-        detail = "; ".join(e.message for e in signal.evidence[:2])
-        phrase = signal_phrase(c.signal, phrases)
-        message = f"{phrase[:1].upper()}{phrase[1:]} ({c.score:.2f})"
-        if detail:
-            message += f": {detail}"
+        name = c.signal
+        signal = next(s for s in view.signals if s.name == name and s.score == c.score)
+        evidence = signal.evidence
+        message = f"{_capitalized_phrase(policy, name)} ({c.score:.2f})"
+        if evidence:
+            code = evidence[0].code
+            message += ": " + "; ".join(e.message for e in evidence[:2])
+        else:
+            code = "signal." + name
         out.append(
             build(
                 Reason,
                 code=code,
                 message=message,
                 kind=ReasonKind.signal,
-                signals=(c.signal,),
+                signals=(name,),
                 value=c.score,
             )
         )
@@ -141,52 +156,86 @@ def _privacy_reasons(view: PolicyView) -> tuple[Reason, ...]:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _ObligationPlan:
+    """A YAML policy's obligations, built once: per request only the choice varies."""
+
+    by_action: dict[Action, tuple[Obligation, ...]]
+    second_pass: dict[tuple[bool, bool], SecondPassObligation]
+    band: tuple[float, float] | None
+    on_degraded: bool
+    wants_raw_media: bool
+    retention: tuple[Obligation, ...]
+
+
+_PLANS: weakref.WeakKeyDictionary[Policy, _ObligationPlan] = weakref.WeakKeyDictionary()
+
+
+def _plan(policy: Policy) -> _ObligationPlan:
+    plan = _PLANS.get(policy)
+    if plan is not None:
+        return plan
+    by_action: dict[Action, tuple[Obligation, ...]] = {}
+    second: dict[tuple[bool, bool], SecondPassObligation] = {}
+    band = None
+    on_degraded = wants_raw = False
+    spec = policy.spec
+    if spec is not None:
+        ob = spec.obligations
+        if ob.step_up:
+            by_action[Action.step_up] = (
+                StepUpObligation(methods=tuple(ob.step_up.methods), message=ob.step_up.message),
+            )
+        if ob.review:
+            by_action[Action.review] = (
+                ReviewObligation(
+                    queue=ob.review.queue,
+                    sla_minutes=ob.review.sla_minutes,
+                    checklist=tuple(ob.review.checklist),
+                ),
+            )
+        for action, notify in ((Action.block, ob.block), (Action.warn, ob.warn)):
+            if notify:
+                by_action[action] = (
+                    NotifyObligation(channel=notify.channel, message=notify.message),
+                )
+        sp = spec.second_pass
+        if sp is not None:
+            band, on_degraded, wants_raw = sp.band, sp.on_degraded, sp.raw_media
+            for raw in (False, True):
+                for in_band in (False, True):
+                    second[(raw, in_band)] = SecondPassObligation(
+                        detectors=tuple(sp.detectors),
+                        raw_media_allowed=raw,
+                        why="medium risk" if in_band else "evidence too weak",
+                    )
+    days = decision_log_days(policy)
+    retention = (RetentionObligation(decision_log_days=days),) if days is not None else ()
+    plan = _ObligationPlan(by_action, second, band, on_degraded, wants_raw, retention)
+    _PLANS[policy] = plan
+    return plan
+
+
 def _obligations(
     policy: Policy, view: PolicyView, fused: Fused, outcome: Outcome, degraded: bool
 ) -> tuple[Obligation, ...]:
-    out: list[Obligation] = []
-    spec = policy.spec
+    plan = _plan(policy)
     action = outcome.action
     if outcome.obligations is not None:
+        out: list[Obligation] = []
         for ob in outcome.obligations:
             if isinstance(ob, SecondPassObligation) and ob.raw_media_allowed:
                 # The engine, not the policy, has the last word on raw media leaving the edge.
                 ob = ob.model_copy(update={"raw_media_allowed": raw_media_permitted(policy, view)})
             out.append(ob)
-    elif spec is not None:
-        ob = spec.obligations
-        if action == Action.step_up and ob.step_up:
-            out.append(
-                StepUpObligation(methods=tuple(ob.step_up.methods), message=ob.step_up.message)
-            )
-        elif action == Action.review and ob.review:
-            out.append(
-                ReviewObligation(
-                    queue=ob.review.queue,
-                    sla_minutes=ob.review.sla_minutes,
-                    checklist=tuple(ob.review.checklist),
-                )
-            )
-        elif action == Action.block and ob.block:
-            out.append(NotifyObligation(channel=ob.block.channel, message=ob.block.message))
-        elif action == Action.warn and ob.warn:
-            out.append(NotifyObligation(channel=ob.warn.channel, message=ob.warn.message))
-        sp = spec.second_pass
-        if sp is not None and action < Action.block:
-            lo, hi = sp.band
-            in_band = lo <= fused.risk < hi
-            if in_band or (degraded and sp.on_degraded):
-                out.append(
-                    SecondPassObligation(
-                        detectors=tuple(sp.detectors),
-                        raw_media_allowed=sp.raw_media and raw_media_permitted(policy, view),
-                        why="medium risk" if in_band else "evidence too weak",
-                    )
-                )
-    retention = decision_log_days(policy)
-    if retention is not None:
-        out.append(RetentionObligation(decision_log_days=retention))
-    return tuple(out)
+        return (*out, *plan.retention)
+    chosen = plan.by_action.get(action, ())
+    if plan.band is not None and action < Action.block:
+        in_band = plan.band[0] <= fused.risk < plan.band[1]
+        if in_band or (degraded and plan.on_degraded):
+            raw = plan.wants_raw_media and raw_media_permitted(policy, view)
+            chosen = (*chosen, plan.second_pass[(raw, in_band)])
+    return (*chosen, *plan.retention)
 
 
 def raw_media_permitted(policy: Policy, view: PolicyView) -> bool:

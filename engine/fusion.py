@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from functools import cached_property
+from math import log
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from engine.construct import build
 from engine.models import Contribution, Fused
 from signals import Signal, logit, sigmoid
+from signals.calibration import EPS
 
 
 class FusionConfig(BaseModel):
@@ -38,11 +41,11 @@ class FusionConfig(BaseModel):
             raise ValueError(f"weights must be between 0 and 10: {', '.join(bad)}")
         return self
 
-    @property
+    @cached_property
     def prior_log_odds(self) -> float:
         return logit(self.prior)
 
-    @property
+    @cached_property
     def total_weight(self) -> float:
         return sum(self.weights.values())
 
@@ -50,30 +53,30 @@ class FusionConfig(BaseModel):
 def fuse(signals: Iterable[Signal], config: FusionConfig) -> Fused:
     """Fuse signals under one policy's weights; the strongest window per signal name wins."""
     weights = config.weights
-    best: dict[str, Signal] = {}
+    best: dict[str, tuple[Signal, float, float]] = {}
     ignored: list[str] = []
     for s in signals:
-        if s.name not in weights:
+        w = weights.get(s.name)
+        if w is None:
             ignored.append(s.name)
             continue
+        p = min(max(s.score, EPS), 1.0 - EPS)
+        lo = log(p / (1.0 - p))
         # Several windows of one detector: keep the most informative one, so a session cannot
         # dilute strong evidence by sending many weak windows.
         prev = best.get(s.name)
-        if prev is None or s.confidence * abs(logit(s.score)) > prev.confidence * abs(
-            logit(prev.score)
-        ):
-            best[s.name] = s
+        if prev is None or s.confidence * abs(lo) > prev[0].confidence * abs(prev[1]):
+            best[s.name] = (s, lo, w)
     cap = config.cap
-    prior = config.prior_log_odds
-    total = prior
+    total = prior = config.prior_log_odds
     mass = 0.0
     contributions: list[Contribution] = []
-    for name, s in best.items():
-        w = weights[name]
-        raw = w * s.confidence * logit(s.score)
+    for name, (s, lo, w) in best.items():
+        raw = w * s.confidence * lo
         capped = raw > cap or raw < -cap
-        lo = max(-cap, min(cap, raw))
-        total += lo
+        if capped:
+            raw = cap if raw > 0 else -cap
+        total += raw
         mass += w * s.confidence
         contributions.append(
             build(
@@ -83,11 +86,12 @@ def fuse(signals: Iterable[Signal], config: FusionConfig) -> Fused:
                 score=s.score,
                 confidence=s.confidence,
                 weight=w,
-                log_odds=lo,
+                log_odds=raw,
                 capped=capped,
             )
         )
-    contributions.sort(key=lambda c: -c.log_odds)
+    if len(contributions) > 1:
+        contributions.sort(key=_by_log_odds)
     total_weight = config.total_weight
     evidence_mass = mass / total_weight if total_weight > 0 else 0.0
     return build(
@@ -99,3 +103,7 @@ def fuse(signals: Iterable[Signal], config: FusionConfig) -> Fused:
         contributions=tuple(contributions),
         ignored_signals=tuple(ignored),
     )
+
+
+def _by_log_odds(c: Contribution) -> float:
+    return -c.log_odds

@@ -201,12 +201,13 @@ class CompiledYamlPolicy:
         self.adjustments: list[tuple[Adjustment, Predicate]] = []
         self.rules: list[tuple[Rule, Predicate]] = []
         # Reasons for adjustments and rules are constant: build them once, not per request.
-        self.adjustment_reasons: dict[str, Reason] = {}
+        self.adjustment_reasons: dict[int, Reason] = {}
+        self._threshold_cache: dict[tuple[int, ...], dict[Action, float]] = {}
         self.rule_reasons: dict[str, Reason] = {}
         for i, adj in enumerate(spec.adjustments):
             pred = _compile(adj.when, f"adjustments[{i}].when", problems)
             self.adjustments.append((adj, pred))
-            self.adjustment_reasons[adj.id] = Reason(
+            self.adjustment_reasons[i] = Reason(
                 code=f"adjustment.{adj.id}",
                 message=f"Thresholds adjusted for {adj.phrase}.",
                 kind=ReasonKind.adjustment,
@@ -221,30 +222,34 @@ class CompiledYamlPolicy:
             raise ConditionError(problems)
         self.base = tuple(spec.thresholds[a] for a in THRESHOLD_ACTIONS)
 
-    def evaluate(self, ctx: Mapping[str, Any], fused: Fused, degraded: bool) -> Outcome:
+    def effective_thresholds(self, fired: tuple[int, ...]) -> dict[Action, float]:
+        """Thresholds after the fired adjustments; memoized, as few combinations ever occur."""
+        cached = self._threshold_cache.get(fired)
+        if cached is not None:
+            return cached
         shifts = [0.0, 0.0, 0.0, 0.0]
-        reasons: list[Reason] = []
-        phrases: list[str] = []
-        for adj, pred in self.adjustments:
-            if not pred(ctx):
-                continue
-            phrases.append(adj.phrase)
-            s = adj.shift
-            if isinstance(s, dict):
-                for i, a in enumerate(THRESHOLD_ACTIONS):
-                    shifts[i] += s.get(a, 0.0)
-            else:
-                shifts = [x + s for x in shifts]
-            reasons.append(self.adjustment_reasons[adj.id])
-        effective: list[float] = []
+        for i in fired:
+            s = self.adjustments[i][0].shift
+            for j, a in enumerate(THRESHOLD_ACTIONS):
+                shifts[j] += s.get(a, 0.0) if isinstance(s, dict) else s
+        effective: dict[Action, float] = {}
         floor = 0.01
-        for base, shift in zip(self.base, shifts, strict=True):
+        for a, base, shift in zip(THRESHOLD_ACTIONS, self.base, shifts, strict=True):
             # Keep thresholds ordered and inside (0, 1) whatever the shifts add up to.
             floor = max(floor, min(0.99, base + shift))
-            effective.append(round(floor, 4))
+            effective[a] = round(floor, 4)
+        if len(self._threshold_cache) < 4096:
+            self._threshold_cache[fired] = effective
+        return effective
+
+    def evaluate(self, ctx: Mapping[str, Any], fused: Fused, degraded: bool) -> Outcome:
+        fired = tuple(i for i, (_, pred) in enumerate(self.adjustments) if pred(ctx))
+        reasons: list[Reason] = [self.adjustment_reasons[i] for i in fired]
+        phrases = tuple(self.adjustments[i][0].phrase for i in fired)
+        thresholds = self.effective_thresholds(fired)
         risk = fused.risk
         action = Action.log
-        for a, th in zip(THRESHOLD_ACTIONS, effective, strict=True):
+        for a, th in thresholds.items():
             if risk >= th:
                 action = a
         degraded_cap = self.spec.degraded.max_action
@@ -280,9 +285,9 @@ class CompiledYamlPolicy:
             )
         return Outcome(
             action=action,
-            thresholds=dict(zip(THRESHOLD_ACTIONS, effective, strict=True)),
+            thresholds=thresholds,
             reasons=tuple(reasons),
-            context_phrases=tuple(phrases),
+            context_phrases=phrases,
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 from engine.models import Action, Reason, ReasonKind
 
@@ -31,6 +32,7 @@ def signal_phrase(name: str, overrides: Mapping[str, str]) -> str:
     return overrides.get(name) or DEFAULT_SIGNAL_PHRASES.get(name) or f"the {name} signal is high"
 
 
+@lru_cache(maxsize=1024)
 def _clause(text: str) -> str:
     """A reason message as a clause inside one sentence: no capital, no final period."""
     text = text.strip().rstrip(".")
@@ -49,12 +51,21 @@ def _join(items: Sequence[str]) -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
+@lru_cache(maxsize=1024)
+def _setting(session_kind: str, context_phrases: tuple[str, ...]) -> str:
+    """' on a password reset with low identity assurance' — cached: few combinations occur."""
+    text = f" on {_a(session_kind.replace('_', ' '))}"
+    if context_phrases:
+        text += f" with {_join(list(dict.fromkeys(context_phrases)))}"
+    return text
+
+
 def summarize(
     action: Action,
     reasons: Sequence[Reason],
     *,
     session_kind: str,
-    context_phrases: Sequence[str],
+    context_phrases: tuple[str, ...],
     signal_phrases: Mapping[str, str],
     media_dropped: bool,
     failed: bool = False,
@@ -62,14 +73,18 @@ def summarize(
     """E.g. "Step up verification: the caller's voice shows synthetic-speech artifacts (0.87)
     on a password reset with low identity assurance."
     """
-    head = ACTION_PHRASES[action]
-    rule_msgs = [_clause(r.message) for r in reasons if r.kind == ReasonKind.rule]
-    signal_msgs = [
-        f"{signal_phrase(r.signals[0], signal_phrases)} ({r.value:.2f})"
-        for r in reasons
-        if r.kind == ReasonKind.signal and r.signals and r.value is not None
-    ][:2]
-    degraded = any(r.kind == ReasonKind.degraded for r in reasons)
+    rule_msgs: list[str] = []
+    signal_msgs: list[str] = []
+    degraded = False
+    for r in reasons:
+        kind = r.kind
+        if kind is ReasonKind.signal:
+            if r.signals and r.value is not None and len(signal_msgs) < 2:
+                signal_msgs.append(f"{signal_phrase(r.signals[0], signal_phrases)} ({r.value:.2f})")
+        elif kind is ReasonKind.rule:
+            rule_msgs.append(_clause(r.message))
+        elif kind is ReasonKind.degraded:
+            degraded = True
     if failed:
         why = "the policy could not be evaluated, so its fail-safe action applies"
     elif rule_msgs:
@@ -84,9 +99,7 @@ def summarize(
         why = "no signal indicates manipulation"
     else:
         why = "the combined signals are elevated"
-    sentence = f"{head}: {why} on {_a(session_kind.replace('_', ' '))}"
-    if context_phrases:
-        sentence += f" with {_join(list(dict.fromkeys(context_phrases)))}"
+    sentence = f"{ACTION_PHRASES[action]}: {why}{_setting(session_kind, tuple(context_phrases))}"
     if degraded and not failed and (rule_msgs or signal_msgs):
         sentence += ", though the evidence is limited"
     if media_dropped:
