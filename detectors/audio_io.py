@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +36,14 @@ def load_audio(path: str | Path, channels: str = "mix") -> np.ndarray:
         try:  # formats soundfile cannot read (mp3/m4a via audioread) go through librosa
             import librosa
 
-            y, sr = librosa.load(str(p), sr=None, mono=False)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                y, sr = librosa.load(str(p), sr=None, mono=False)
             data = np.atleast_2d(y).T.astype(np.float32)
-        except Exception as exc:
-            raise AudioInputError(f"cannot read audio {p}: {type(exc).__name__}") from None
+        except Exception:
+            if p.stat().st_size == 0:
+                raise AudioInputError(f"audio {p} is empty") from None
+            raise AudioInputError(f"cannot read audio {p}: not a supported audio file") from None
     if data.size == 0 or data.shape[0] == 0:
         raise AudioInputError(f"audio {p} is empty")
     chans = data.T  # (channels, samples)

@@ -55,6 +55,16 @@ class BaseDetector:
     def ref(self) -> str:
         return detector_ref(self.name, self.version)
 
+    @staticmethod
+    def one_sided(p: float, floor: float = 0.4) -> float:
+        """Score of an attack-specific detector.
+
+        Policies read a signal's logit as a likelihood ratio for "this session is
+        manipulated". Finding no replay (or no voice change, ...) says little about other
+        attacks, so the absence of a cue may lower the fused risk only slightly.
+        """
+        return max(float(p), floor)
+
     def signal(
         self,
         score: float,

@@ -146,4 +146,4 @@ class LipSyncDetector(BaseDetector):
                 value=round(res.margin, 3),
             ),
         ]
-        return self.signal(score, conf, ev, int(hi - lo))
+        return self.signal(self.one_sided(score), conf, ev, int(hi - lo))

@@ -113,4 +113,4 @@ class ReplayDetector(BaseDetector):
                 value=round(float(c[1]), 2),
             ),
         ]
-        return self.signal(score, conf, ev, n * window.duration_ms)
+        return self.signal(self.one_sided(score), conf, ev, n * window.duration_ms)

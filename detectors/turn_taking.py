@@ -128,4 +128,4 @@ class TurnTakingDetector(BaseDetector):
                 value=round(overlap_rate, 3),
             ),
         ]
-        return self.signal(score, conf, ev, window.start_ms + window.duration_ms)
+        return self.signal(self.one_sided(score), conf, ev, window.start_ms + window.duration_ms)

@@ -116,4 +116,4 @@ class VoiceConsistencyDetector(BaseDetector):
                 )
             )
         conf = min(1.0, n / 300) * (0.3 + 0.7 * f.quality.quality)
-        return self.signal(score, conf, ev, len(state.context) * window.duration_ms)
+        return self.signal(self.one_sided(score), conf, ev, len(state.context) * window.duration_ms)
