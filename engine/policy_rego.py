@@ -1,0 +1,524 @@
+"""The embedded Rego backend: policies in Rego, evaluated in-process by regopy (rego-cpp).
+
+A Rego policy folder holds, next to ``manifest.yaml`` (``engine: rego``), ``dataflow.yaml``,
+``pia.yaml`` and ``tests.yaml``:
+
+* ``policy.rego`` (and any other ``*.rego``): package ``liveguard.<id with - as _>``, rule
+  ``decision`` returning ``{action, reasons, thresholds?, obligations?, context?, fired?}``;
+* ``data.json`` (optional): mounted at ``data.liveguard_data.<package>``. Not under the
+  policy's own package: a policy that binds its whole config (``cfg := data.liveguard_data.x``)
+  would otherwise depend on its own rules, which OPA rejects as recursion;
+* ``fusion.yaml``: the fusion config (prior, weights, cap, min_evidence). Fusion is the
+  engine's job, done before the policy runs, so it lives beside the policy rather than in
+  data.json; the policy sees its result as ``input.fused``.
+
+``input`` is the manifest-minimized request (null fields dropped) plus ``input.fused``
+(risk, log_odds, evidence_mass, signal_count, degraded, contributions). The bundle is
+compiled once per folder digest; per request the evaluator only converts the input, sets
+it and runs the compiled entrypoint. The input is further pruned to the paths the compiled
+plan can read (``engine.rego_plan``), which keeps conversion cheap and tells governance
+which fields the policy reads.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from regopy import Input, Interpreter, LogLevel
+from regopy import rego_shared as _rs
+
+from engine.errors import PolicyEvalError
+from engine.fusion import FusionConfig
+from engine.models import Action, Fused, Obligation, Reason, ReasonKind
+from engine.policy import BACKENDS, PolicyManifest, PolicyView, folder_digest, validate_file
+from engine.policy_yaml import Outcome
+from engine.rego_lint import regopy_errors
+from engine.rego_plan import ANY, PlanShapeError, Projector, input_reads
+from engine.rego_plan import Path as InputPath
+
+REGO_FILE = "policy.rego"
+DATA_FILE = "data.json"
+FUSION_FILE = "fusion.yaml"
+
+
+class FusionFile(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    fusion: FusionConfig
+
+
+# --- the decision document a Rego policy returns ------------------------------------------
+
+
+class RegoReason(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    code: str = Field(min_length=1)
+    message: str = Field(min_length=1)
+    kind: ReasonKind = ReasonKind.rule
+    signals: tuple[str, ...] = ()
+    value: float | None = None
+
+
+class RegoDecision(BaseModel):
+    """What ``decision`` must evaluate to; anything else is a policy_eval_error."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    action: Action
+    reasons: tuple[RegoReason, ...]
+    thresholds: dict[Literal["warn", "step_up", "review", "block"], float] | None = None
+    obligations: tuple[Obligation, ...] | None = None
+    context: tuple[str, ...] = Field(default=(), description="Phrases for the summary.")
+    fired: tuple[str, ...] = Field(default=(), description="Ids of the rules that fired.")
+
+
+_DECISION = TypeAdapter(RegoDecision)
+
+
+def to_outcome(raw: Any) -> tuple[Outcome, tuple[str, ...]]:
+    """Validate a decision document exactly like the engine treats any backend's outcome."""
+    try:
+        d = _DECISION.validate_python(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "decision"
+        raise PolicyEvalError(
+            f"decision is not a valid outcome: {where}: {first['msg']} "
+            f"({exc.error_count()} problem(s))"
+        ) from None
+    reasons = tuple(
+        Reason(code=r.code, message=r.message, kind=r.kind, signals=r.signals, value=r.value)
+        for r in d.reasons
+    )
+    thresholds = {Action(k): v for k, v in (d.thresholds or {}).items()}
+    outcome = Outcome(
+        action=d.action,
+        thresholds=thresholds,
+        reasons=reasons,
+        context_phrases=d.context,
+        obligations=d.obligations if d.obligations is not None else (),
+    )
+    return outcome, d.fired
+
+
+# --- input ----------------------------------------------------------------------------------
+
+
+def request_input(view: PolicyView, fused: Fused, degraded: bool) -> dict[str, Any]:
+    """The full ``input`` document: minimized request fields, kept signals, the fusion."""
+    doc: dict[str, Any] = {}
+    for key, value in view.ctx.items():
+        if value is None or key.startswith(("signals.", "fused.")):
+            continue
+        parts = key.split(".")
+        node = doc
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    doc.setdefault("session", {})["id"] = view.request.session.id
+    doc["signals"] = [_signal(s) for s in view.signals]
+    doc["fused"] = {
+        "risk": fused.risk,
+        "log_odds": fused.log_odds,
+        "prior_log_odds": fused.prior_log_odds,
+        "evidence_mass": fused.evidence_mass,
+        "signal_count": len(fused.contributions),
+        "degraded": degraded,
+        "contributions": [
+            {
+                "signal": c.signal,
+                "detector": c.detector,
+                "score": c.score,
+                "confidence": c.confidence,
+                "weight": c.weight,
+                "log_odds": c.log_odds,
+                "capped": c.capped,
+            }
+            for c in fused.contributions
+        ],
+    }
+    return doc
+
+
+def _signal(s: Any) -> dict[str, Any]:
+    out = {
+        "name": s.name,
+        "modality": str(s.modality),
+        "score": s.score,
+        "confidence": s.confidence,
+        "detector": s.detector,
+        "window_ms": s.window_ms,
+        "evidence": [
+            {
+                "code": e.code,
+                "message": e.message,
+                **({} if e.value is None else {"value": e.value}),
+            }
+            for e in s.evidence
+        ],
+    }
+    return out
+
+
+_lib = _rs.rego
+_S, _I, _F, _B, _N = (
+    _lib.regoInputString,
+    _lib.regoInputInt,
+    _lib.regoInputFloat,
+    _lib.regoInputBoolean,
+    _lib.regoInputNull,
+)
+_ITEM, _OBJ, _ARR = _lib.regoInputObjectItem, _lib.regoInputObject, _lib.regoInputArray
+_ENCODED: dict[str, bytes] = {}
+
+
+def _push(p: int, v: Any) -> None:
+    # regopy's own Input walks values with isinstance checks and a fresh ctypes buffer per
+    # string; this calls the C API directly with cached key bytes (about twice as fast).
+    t = type(v)
+    if t is str:
+        b = _ENCODED.get(v)
+        _S(p, b if b is not None else v.encode())
+    elif t is bool:
+        _B(p, v)
+    elif t is float:
+        _F(p, v)
+    elif t is int:
+        if -(2**63) <= v < 2**63:
+            _I(p, v)
+        else:
+            _F(p, float(v))
+    elif t is dict:
+        for k, x in v.items():
+            kb = _ENCODED.get(k)
+            if kb is None:
+                kb = k.encode()
+                if len(_ENCODED) < 4096:  # keys are a small fixed vocabulary; stay bounded
+                    _ENCODED[k] = kb
+            _S(p, kb)
+            _push(p, x)
+            _ITEM(p)
+        _OBJ(p, len(v))
+    elif t is list or t is tuple:
+        for x in v:
+            _push(p, x)
+        _ARR(p, len(v))
+    elif v is None:
+        _N(p)
+    else:
+        _push(p, json.loads(json.dumps(v)))
+
+
+class FastInput(Input):
+    """A regopy ``Input`` built straight through the C API (freed by regopy's destructor)."""
+
+    def __init__(self, value: Any) -> None:
+        self._impl = _lib.regoNewInput()
+        _push(self._impl, value)
+
+
+# --- compilation (once per digest) ----------------------------------------------------------
+
+
+@dataclass
+class CompiledRego:
+    """A compiled bundle plus what the engine learned about it at load."""
+
+    package: str
+    entrypoint: str  # rego-cpp form: liveguard/<package>/decision
+    modules: dict[str, str]
+    data: dict[str, Any]
+    bundle: Any
+    reads: frozenset[InputPath]
+    projector: Projector
+    rule_ids: tuple[str, ...] = ()
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    interpreter: Any = None
+
+    @property
+    def query_path(self) -> str:
+        """The dotted document path (``liveguard.<package>.decision``), as OPA names it."""
+        return self.entrypoint.replace("/", ".")
+
+
+_CACHE: OrderedDict[str, CompiledRego] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_CACHE_MAX = 64
+
+
+def entrypoint_for(manifest: PolicyManifest) -> str:
+    ep = manifest.entrypoint or f"data.liveguard.{manifest.package}.decision"
+    return ep.removeprefix("data.").replace(".", "/")
+
+
+def read_sources(folder: Path, problems: list[str]) -> dict[str, str]:
+    modules = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.rego"))}
+    if REGO_FILE not in modules:
+        problems.append(f"{folder / REGO_FILE}: file is missing")
+    return modules
+
+
+def read_data(folder: Path, problems: list[str]) -> dict[str, Any]:
+    path = folder / DATA_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        problems.append(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})")
+        return {}
+    if not isinstance(data, dict):
+        problems.append(f"{path}: expected a JSON object at the top level")
+        return {}
+    return data
+
+
+DATA_ROOT = "liveguard_data"
+
+
+def mount_data(package: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Where a policy folder's data.json lives in the data document (and in a bundle)."""
+    return {DATA_ROOT: {package: data}} if data else {}
+
+
+def _new_interpreter() -> Any:
+    rego = Interpreter()
+    rego.log_level = LogLevel.NONE  # errors come back as exceptions; no stdout noise
+    # A builtin error (division by zero, bad type) must fail the decision, not leave an
+    # error term inside the result document.
+    rego.strict_built_in_errors = True
+    return rego
+
+
+def compile_rego(
+    modules: dict[str, str],
+    data: dict[str, Any],
+    package: str,
+    entrypoint: str,
+    *,
+    where: Path,
+    problems: list[str],
+) -> CompiledRego | None:
+    """Compile with rego-cpp; known interpreter gaps become ``file:line`` problems."""
+    builder = _new_interpreter()
+    try:
+        for name, src in modules.items():
+            builder.add_module(name, src)
+        builder.add_data(mount_data(package, data))
+        bundle = builder.build(None, [entrypoint])
+    except _rs.RegoError as exc:
+        for issue in regopy_errors(str(exc), modules):
+            problems.append(f"{where / issue.file}:{str(issue).split(':', 1)[1]}")
+        return None
+    if not bundle.ok():
+        problems.append(f"{where / REGO_FILE}: rego-cpp could not build the bundle")
+        return None
+    plan = _plan(modules, mount_data(package, data), entrypoint)
+    func = "g0.data." + entrypoint.replace("/", ".")
+    if plan is not None and func not in {f["name"] for f in plan["funcs"]["funcs"] or []}:
+        problems.append(
+            f"{where / REGO_FILE}: no rule {entrypoint.replace('/', '.')!r}; expected package "
+            f"liveguard.{package} with a rule 'decision'"
+        )
+        return None
+    try:
+        reads = frozenset(input_reads(plan)) if plan is not None else frozenset({()})
+    except PlanShapeError:
+        reads = frozenset({()})  # unknown plan shape: send the whole (minimized) input
+    compiled = CompiledRego(
+        package=package,
+        entrypoint=entrypoint,
+        modules=modules,
+        data=data,
+        bundle=bundle,
+        reads=reads,
+        projector=Projector(reads),
+    )
+    compiled.interpreter = _new_interpreter()
+    compiled.rule_ids = _rule_ids(compiled, builder)
+    return compiled
+
+
+_PLAN_SCRIPT = """
+import json, sys, tempfile
+import regopy  # first: rego-cpp's JSON bundle writer crashes when numpy was loaded before it
+from regopy import Interpreter, LogLevel
+job = json.load(sys.stdin)
+rego = Interpreter()
+rego.log_level = LogLevel.NONE
+for name, src in job["modules"].items():
+    rego.add_module(name, src)
+rego.add_data(job["data"])
+bundle = rego.build(None, [job["entrypoint"]])
+with tempfile.TemporaryDirectory() as tmp:
+    rego.save_bundle(tmp + "/bundle", bundle)
+    sys.stdout.write(open(tmp + "/bundle/plan.json", encoding="utf-8").read())
+"""
+
+
+def _plan(modules: dict[str, str], data: dict[str, Any], entrypoint: str) -> dict[str, Any] | None:
+    """rego-cpp's execution plan (OPA IR) for the entrypoint, or None if unavailable.
+
+    Written by rego-cpp's bundle writer in a child interpreter: in this process numpy may
+    already be loaded, and then that writer corrupts the heap (measured with regopy 1.5.2
+    and numpy 2.x; the binary writer and evaluation are unaffected). Once per digest.
+    """
+    job = json.dumps({"modules": modules, "data": data, "entrypoint": entrypoint})
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _PLAN_SCRIPT],
+            input=job,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        return json.loads(done.stdout)
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return None
+
+
+def _rule_ids(compiled: CompiledRego, builder: Any) -> tuple[str, ...]:
+    """The policy's optional ``rule_ids`` document: every id ``fired`` may report."""
+    out = builder.query(f"x = data.liveguard.{compiled.package}.rule_ids")
+    try:
+        value = json.loads(str(out))["bindings"]["x"] if out.ok() else []
+    except (ValueError, KeyError, TypeError):
+        return ()
+    return tuple(sorted(str(v) for v in value)) if isinstance(value, list) else ()
+
+
+def compiled_for(
+    folder: Path, manifest: PolicyManifest, problems: list[str]
+) -> CompiledRego | None:
+    """The compiled bundle for this folder's content, compiled only on a new digest."""
+    digest = folder_digest(folder)
+    key = f"{digest}:{entrypoint_for(manifest)}"
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            _CACHE.move_to_end(key)
+            return hit
+    modules = read_sources(folder, problems)
+    data = read_data(folder, problems)
+    if problems:
+        return None
+    compiled = compile_rego(
+        modules, data, manifest.package, entrypoint_for(manifest), where=folder, problems=problems
+    )
+    if compiled is not None:
+        with _CACHE_LOCK:
+            _CACHE[key] = compiled
+            while len(_CACHE) > _CACHE_MAX:
+                _CACHE.popitem(last=False)
+    return compiled
+
+
+# --- evaluation -----------------------------------------------------------------------------
+
+
+class RegoEvaluator:
+    """Evaluates a compiled bundle in-process; records which rules fired (coverage)."""
+
+    engine = "regopy"
+
+    def __init__(self, compiled: CompiledRego, fusion: FusionConfig) -> None:
+        self.compiled = compiled
+        self.fusion = fusion
+        self.coverage: Counter[str] = Counter()
+
+    def input_for(self, view: PolicyView, fused: Fused, degraded: bool) -> dict[str, Any]:
+        """The input this policy is given: the request document pruned to what it reads."""
+        return self.compiled.projector.apply(request_input(view, fused, degraded))
+
+    def evaluate(self, view: PolicyView, fused: Fused, degraded: bool) -> Outcome:
+        raw = self.evaluate_document(self.input_for(view, fused, degraded))
+        outcome, fired = to_outcome(raw)
+        self.coverage.update(fired)
+        return outcome
+
+    def evaluate_document(self, doc: dict[str, Any]) -> Any:
+        """Run the compiled entrypoint on one input document; the raw decision value."""
+        c = self.compiled
+        value = FastInput(doc)
+        with c.lock:
+            rego = c.interpreter
+            rego.set_input(value)
+            out = _rs.rego_bundle_query_entrypoint(rego._impl, c.bundle._impl, c.entrypoint)
+            try:
+                ok = _rs.rego_output_ok(out)
+                text = _rs.rego_output_string(out)
+            finally:
+                _rs.rego_free_output(out)
+        if not ok:
+            raise PolicyEvalError(f"rego-cpp: {text.strip()[:300]}")
+        if text == "undefined":
+            raise PolicyEvalError(f"data.{c.query_path} is undefined for this input")
+        try:
+            result = json.loads(text)
+            return result["expressions"][0]
+        except (ValueError, KeyError, IndexError, TypeError):
+            raise PolicyEvalError(f"rego-cpp returned a malformed result: {text[:200]}") from None
+
+    def fields_read(self) -> set[str]:
+        return fields_read(self.compiled.reads, self.fusion)
+
+    def coverage_report(self) -> tuple[list[str], list[str]]:
+        """(fired, never fired) rule ids since load, for ``policy test``."""
+        fired = sorted(self.coverage)
+        never = [r for r in self.compiled.rule_ids if r not in self.coverage]
+        return fired, never
+
+
+def fields_read(reads: frozenset[InputPath], fusion: FusionConfig) -> set[str]:
+    """Data-flow fields behind the input paths a policy can read.
+
+    ``input.signals`` holds only signals the manifest declares; reading it means reading
+    the signals the policy fuses. ``input.fused`` is engine output, not personal data.
+    """
+    out = {f"signals.{name}" for name in fusion.weights}
+    for path in reads:
+        if not path:
+            out |= {"session", "identity", "transaction", "device"}
+            continue
+        head = path[0]
+        if head in ("fused", "signals"):
+            continue
+        if head == ANY:
+            out |= {"session", "identity", "transaction", "device"}
+            continue
+        steps = []
+        for step in path:
+            if step == ANY:
+                break
+            steps.append(step)
+        if steps != ["session", "id"]:  # the correlation key, always kept
+            out.add(".".join(steps))
+    return out
+
+
+def _load_rego_backend(
+    folder: Path, manifest: PolicyManifest, problems: list[str]
+) -> tuple[FusionConfig, Any] | None:
+    fusion_file = validate_file(FusionFile, folder / FUSION_FILE, problems)
+    compiled = compiled_for(folder, manifest, problems)
+    if fusion_file is None or compiled is None:
+        return None
+    evaluator: Any = RegoEvaluator(compiled, fusion_file.fusion)
+    from engine.settings import get_settings
+
+    settings = get_settings()
+    if settings.opa_url:
+        from engine.opa_remote import RemoteOpaEvaluator
+
+        evaluator = RemoteOpaEvaluator(evaluator, settings, fail_mode=manifest.fail_mode)
+    return fusion_file.fusion, evaluator
+
+
+BACKENDS["rego"] = _load_rego_backend
