@@ -57,6 +57,8 @@ def cli_errors(fn: Callable[P, R]) -> Callable[P, R]:
 def read_json(source: str) -> Any:
     """Read JSON from a path or '-' (stdin)."""
     name = "stdin" if source == "-" else source
+    if source == "-" and sys.stdin.isatty():
+        raise RequestInvalid("no request: pass --input FILE or pipe a JSON request on stdin")
     try:
         text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
     except FileNotFoundError:
