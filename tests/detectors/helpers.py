@@ -1,0 +1,53 @@
+"""Shared fixtures' helpers: real clips from the shared data, synthetic audio."""
+
+from __future__ import annotations
+
+import csv
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from detectors.audio_io import load_audio, shared_data_dir
+
+SR = 16_000
+
+
+@lru_cache(maxsize=1)
+def manifest() -> list[dict[str, str]]:
+    path = shared_data_dir() / "audio" / "manifest.csv"
+    if not path.is_file():
+        pytest.skip(f"shared data not found at {path} (set LIVEGUARD_SHARED_DATA)")
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def clip_path(system_prefix: str, index: int = 0, label: str | None = None) -> Path:
+    rows = [
+        r
+        for r in manifest()
+        if r["system"].startswith(system_prefix) and (label is None or r["label"] == label)
+    ]
+    return shared_data_dir() / "audio" / rows[index]["path"]
+
+
+def speech(system_prefix: str = "LibriSpeech train", index: int = 0) -> np.ndarray:
+    return load_audio(clip_path(system_prefix, index))
+
+
+def speakers_clips(system_prefix: str = "LibriSpeech train") -> dict[str, list[Path]]:
+    out: dict[str, list[Path]] = {}
+    for r in manifest():
+        if r["system"].startswith(system_prefix):
+            out.setdefault(r["speaker"], []).append(shared_data_dir() / "audio" / r["path"])
+    return out
+
+
+def tone(seconds: float, freq: float = 440.0, amp: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def noise(seconds: float, amp: float = 0.1, seed: int = 0) -> np.ndarray:
+    return (amp * np.random.default_rng(seed).standard_normal(int(seconds * SR))).astype(np.float32)
