@@ -73,7 +73,12 @@ def create_app(settings: Settings | None = None, *, periodic_purge: bool = True)
         on_reject=lambda: app.state.runtime.metrics.overloaded.inc(),
         gauge=None,
     )
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(
+        RequestIdMiddleware,
+        on_response=lambda route, status: app.state.runtime.metrics.http_requests.labels(
+            route, str(status)
+        ).inc(),
+    )
     return app
 
 

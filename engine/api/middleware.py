@@ -51,8 +51,11 @@ async def send_error(
 
 
 class RequestIdMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(
+        self, app: ASGIApp, *, on_response: Callable[[str, int], None] | None = None
+    ) -> None:
         self.app = app
+        self.on_response = on_response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,9 +72,12 @@ class RequestIdMiddleware:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=rid)
         header = (b"x-request-id", rid.encode())
+        status = 500
 
         async def send_with_id(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 message["headers"] = [*message.get("headers", []), header]
             await send(message)
 
@@ -79,6 +85,10 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             structlog.contextvars.clear_contextvars()
+            if self.on_response is not None:
+                # The route template, not the raw path: ids must not explode label cardinality.
+                route = scope.get("route")
+                self.on_response(getattr(route, "path", "unmatched"), status)
 
 
 class InFlightLimitMiddleware:

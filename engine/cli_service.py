@@ -1,0 +1,161 @@
+"""Service commands: ``serve``, ``keys create|list``, ``store migrate|purge``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from engine.cli_support import EXIT_BAD_INPUT, cli_errors, fail
+from engine.settings import Settings, get_settings
+
+keys_app = typer.Typer(help="API keys (stored hashed; shown once).", no_args_is_help=True)
+store_app = typer.Typer(help="The decision log and review queue.", no_args_is_help=True)
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="Default: LIVEGUARD_DATABASE_URL, else sqlite:///liveguard.db.",
+        show_default=False,
+    ),
+]
+
+
+def _settings(**overrides: object) -> Settings:
+    base = get_settings()
+    return base.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+
+
+def _engine(database_url: str | None):  # type: ignore[no-untyped-def]
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from engine.store.db import StoreUnavailable, make_engine, migrate
+
+    engine = make_engine(_settings(database_url=database_url).database_url)
+    try:
+        migrate(engine)
+    except SQLAlchemyError as exc:
+        reason = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
+        raise StoreUnavailable(f"{engine.url.render_as_string()}: {reason}") from None
+    return engine
+
+
+@keys_app.command("create")
+@cli_errors
+def keys_create(
+    role: Annotated[str, typer.Option("--role", "-r", help="decide, review, audit or admin.")],
+    label: Annotated[str, typer.Option(help="Who or what holds the key.")] = "",
+    database_url: DatabaseOption = None,
+) -> None:
+    """Create an API key; the key is printed once, as the last line."""
+    from engine.store.keys import ROLES, create_key
+
+    if role not in ROLES:
+        raise fail(f"--role: expected one of {', '.join(ROLES)}, got {role!r}")
+    engine = _engine(database_url)
+    key_id, key = create_key(engine, role, label)
+    engine.dispose()
+    typer.echo(f"created key {key_id} with role {role}; store it now, it is not shown again:")
+    typer.echo(key)
+
+
+@keys_app.command("list")
+@cli_errors
+def keys_list(database_url: DatabaseOption = None) -> None:
+    """List key ids and roles (never the keys)."""
+    from engine.store.keys import list_keys
+
+    engine = _engine(database_url)
+    for key_id, role, label in list_keys(engine):
+        typer.echo(f"{key_id}  {role:<7} {label}")
+    engine.dispose()
+
+
+@store_app.command("migrate")
+@cli_errors
+def store_migrate(database_url: DatabaseOption = None) -> None:
+    """Bring the store's schema up to date (alembic)."""
+    from engine.store.db import current_revision
+
+    engine = _engine(database_url)
+    typer.echo(f"schema at revision {current_revision(engine)} ({engine.dialect.name})")
+    engine.dispose()
+
+
+@store_app.command("purge")
+@cli_errors
+def store_purge(
+    database_url: DatabaseOption = None,
+    now: Annotated[
+        str | None, typer.Option(help="Purge as of this ISO time (default: now).")
+    ] = None,
+) -> None:
+    """Delete (or strip fields of) what is past each policy's declared retention."""
+    from engine.store.retention import purge
+
+    try:
+        as_of = datetime.fromisoformat(now) if now else datetime.now(UTC)
+    except ValueError:
+        raise fail(f"--now: expected an ISO time like 2027-06-01T00:00:00Z, got {now!r}") from None
+    if as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=UTC)
+    engine = _engine(database_url)
+    typer.echo(purge(engine, as_of).line())
+    engine.dispose()
+
+
+@cli_errors
+def serve(
+    host: Annotated[str | None, typer.Option(help="Default: LIVEGUARD_HOST or 127.0.0.1.")] = None,
+    port: Annotated[int | None, typer.Option(help="Default: LIVEGUARD_PORT or 8181.")] = None,
+    database_url: DatabaseOption = None,
+    insecure_dev: Annotated[
+        bool,
+        typer.Option("--insecure-dev", help="Serve without API keys (everyone is admin)."),
+    ] = False,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
+) -> None:
+    """Serve decisions over HTTP (FastAPI + uvicorn)."""
+    import uvicorn
+
+    from engine.api import create_app
+    from engine.store.keys import count_keys
+
+    settings = _settings(
+        host=host,
+        port=port,
+        database_url=database_url,
+        insecure_dev=insecure_dev or None,
+        log_level=log_level,
+    )
+    engine = _engine(settings.database_url)
+    keys = count_keys(engine)
+    engine.dispose()
+    if keys == 0 and not settings.insecure_dev:
+        raise fail(
+            [
+                "no API keys exist, so nobody could call the service; create one with "
+                "'liveguard keys create --role decide' (or pass --insecure-dev for local "
+                "development only)"
+            ],
+            EXIT_BAD_INPUT,
+        )
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        # Our middleware bounds in-flight work; this only caps sockets.
+        limit_concurrency=None,
+        timeout_graceful_shutdown=10,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.add_typer(keys_app, name="keys")
+    app.add_typer(store_app, name="store")
