@@ -1,0 +1,202 @@
+"""The store on both backends: migrations, the log, retention purge, the review queue
+(two real processes claiming from one PostgreSQL queue)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlmodel import Session, select
+
+from engine.models import DecisionRequest
+from engine.runtime import Runtime
+from engine.store import reviews
+from engine.store.db import current_revision, make_engine, migrate
+from engine.store.retention import purge
+from engine.store.tables import DecisionEventRow, ReviewItemRow, metadata
+from tests.engine.service.conftest import ROOT, make_settings, request_body, review_body
+
+
+def test_migrations_match_the_tables(any_db: str) -> None:
+    engine = make_engine(any_db)
+    migrate(engine)
+    migrate(engine)  # idempotent
+    assert current_revision(engine) == "0001"
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def _decide_all(db_url: str, bodies: list[dict], at: datetime | None = None) -> list[str]:
+    """Decide through the runtime (the same path the API takes), optionally at a past time."""
+    rt = Runtime(make_settings(db_url))
+    rt.start()
+    try:
+
+        async def run() -> list[str]:
+            out = []
+            for b in bodies:
+                d = await rt.decide(DecisionRequest.model_validate(b))
+                out.append(d.decision_id)
+            return out
+
+        ids = asyncio.run(run())
+    finally:
+        rt.stop()
+    if at is not None:  # age the events as if decided at ``at``
+        engine = make_engine(db_url)
+        with Session(engine) as s:
+            for row in s.exec(select(DecisionEventRow)).all():
+                delta = row.expires_at - row.decided_at
+                row.decided_at = at
+                row.expires_at = at + delta
+                row.redact_at = at + timedelta(days=90)
+                s.add(row)
+            for item in s.exec(select(ReviewItemRow)).all():
+                item.expires_at = at + timedelta(days=180)
+                s.add(item)
+            s.commit()
+        engine.dispose()
+    return ids
+
+
+def test_retention_purge_field_by_field(any_db: str) -> None:
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    [kept, _reviewed] = _decide_all(any_db, [request_body(), review_body()], at=t0)
+    engine = make_engine(any_db)
+
+    def rows() -> dict[str, DecisionEventRow]:
+        with Session(engine) as s:
+            return {r.decision_id: r for r in s.exec(select(DecisionEventRow)).all()}
+
+    # Day 89: nothing is due.
+    report = purge(engine, t0 + timedelta(days=89))
+    assert (report.events_deleted, report.events_redacted) == (0, 0)
+    assert "device" in rows()[kept].input
+    # Day 91: device posture (90 days) is stripped; the rest (180 days) stays.
+    report = purge(engine, t0 + timedelta(days=91))
+    assert report.events_redacted == 2
+    row = rows()[kept]
+    assert "device" not in row.input
+    assert row.input["identity"]["assurance"] == "low"
+    assert row.signals and row.signals[0]["name"] == "audio.synthetic_voice"
+    assert "device.posture" not in row.retention
+    assert row.redact_at is None
+    # Day 181: whole events and their review items are gone.
+    report = purge(engine, t0 + timedelta(days=181))
+    assert report.events_deleted == 2
+    assert report.reviews_deleted == 1
+    assert rows() == {}
+    engine.dispose()
+
+
+def test_purge_cli(sqlite_url: str) -> None:
+    _decide_all(sqlite_url, [request_body()], at=datetime(2020, 1, 1, tzinfo=UTC))
+    out = subprocess.run(
+        [sys.executable, "-c", "from engine.cli import main; main()", "store", "purge",
+         "--database-url", sqlite_url],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().startswith("purged: 1 events deleted")
+
+
+def test_periodic_purge_runs_in_serve(sqlite_url: str) -> None:
+    _decide_all(sqlite_url, [request_body()], at=datetime(2020, 1, 1, tzinfo=UTC))
+    rt = Runtime(make_settings(sqlite_url, purge_interval_s=0.05))
+    rt.start()
+
+    async def run() -> None:
+        rt.start_purger()
+        await asyncio.sleep(0.5)
+        rt.stop_purger()
+
+    try:
+        asyncio.run(run())
+    finally:
+        rt.stop()
+    engine = make_engine(sqlite_url)
+    with Session(engine) as s:
+        assert s.exec(select(DecisionEventRow)).all() == []
+    engine.dispose()
+
+
+_CLAIMER = textwrap.dedent(
+    """
+    import json, sys
+    from engine.store.db import make_engine
+    from engine.store.reviews import claim_next
+    engine = make_engine(sys.argv[1])
+    got = []
+    while (item := claim_next(engine, sys.argv[2])) is not None:
+        got.append(item.id)
+    print(json.dumps(got))
+    """
+)
+
+
+def test_two_processes_never_claim_the_same_item(pg_clean: str) -> None:
+    """Two replicas' worth of reviewers drain one PostgreSQL queue concurrently."""
+    n = 60
+    _decide_all(pg_clean, [review_body(f"r{i}") for i in range(n)])
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CLAIMER, pg_clean, who],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for who in ("replica-a", "replica-b")
+    ]
+    results = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        results.append(__import__("json").loads(out))
+    a, b = results
+    assert not set(a) & set(b), "an item was handed to two reviewers"
+    assert len(a) + len(b) == n
+    assert a and b, "both processes should have claimed items (they run concurrently)"
+    engine = make_engine(pg_clean)
+    with Session(engine) as s:
+        rows = s.exec(select(ReviewItemRow)).all()
+    engine.dispose()
+    assert {r.status for r in rows} == {"claimed"}
+    assert {r.id: r.claimed_by for r in rows} == {
+        **{i: "replica-a" for i in a},
+        **{i: "replica-b" for i in b},
+    }
+
+
+def test_skip_locked_does_not_wait_for_a_locked_item(pg_clean: str) -> None:
+    """While one transaction holds the oldest item, another claims the next one at once."""
+    _decide_all(pg_clean, [review_body("first"), review_body("second")])
+    engine = make_engine(pg_clean)
+    with engine.connect() as conn:
+        tx = conn.begin()
+        held = conn.exec_driver_sql(
+            "SELECT id FROM review_items ORDER BY created_at LIMIT 1 FOR UPDATE"
+        ).scalar_one()
+        got = reviews.claim_next(engine, "other")
+        tx.rollback()
+    engine.dispose()
+    assert got is not None and got.id != held
+
+
+@pytest.mark.parametrize("stale", [False, True])
+def test_stale_claims_return_to_the_queue(sqlite_url: str, stale: bool) -> None:
+    _decide_all(sqlite_url, [review_body()])
+    engine = make_engine(sqlite_url)
+    first = reviews.claim_next(engine, "a")
+    assert first is not None
+    again = reviews.claim_next(engine, "b", claim_timeout_s=0 if stale else 3600)
+    engine.dispose()
+    assert (again is not None and again.id == first.id) if stale else again is None
