@@ -211,6 +211,7 @@ class QualityReport:
     clipping_ratio: float
     gap_ratio: float  # share of the window in digital-silence gaps inside speech
     rms_db: float
+    noise_floor_db: float
     quality: float  # [0,1] overall usability of the window for media detectors
 
 
@@ -239,36 +240,56 @@ def _gap_ratio(x: np.ndarray, min_run: int = 160) -> float:
     return float(lengths[inner].sum() / len(x))
 
 
-def _bandwidth(power: np.ndarray, mask: np.ndarray) -> float:
-    """Highest frequency whose long-term speech spectrum is within 45 dB of its peak."""
+_MID = (FREQS > 3000) & (FREQS < 3800)
+_HIGH = (FREQS > 5000) & (FREQS < 7500)
+
+
+def _bandwidth(power: np.ndarray, mask: np.ndarray) -> tuple[float, bool]:
+    """(bandwidth estimate in Hz, narrowband?) from the long-term speech spectrum.
+
+    Narrowband = the 5-7.5 kHz band sits more than 35 dB under the 3-3.8 kHz band: speech
+    always has some energy up there on a wideband channel (fricatives), a telephone
+    channel has none. The level comparison is per window, so it does not depend on voice.
+    """
     if mask.sum() == 0:
-        return 0.0
+        return 0.0, False
     ltas = 10 * np.log10(power[mask].mean(axis=0) + EPS)
-    above = np.flatnonzero(ltas > ltas.max() - 45.0)
-    return float(FREQS[above[-1]]) if above.size else 0.0
+    narrow = bool(ltas[_HIGH].max() - ltas[_MID].max() < -35.0)
+    above = np.flatnonzero(ltas > max(ltas[_MID].max() - 35.0, ltas.max() - 60.0))
+    return (float(FREQS[above[-1]]) if above.size else 0.0), narrow
+
+
+NOISE_RISE_DB = 3.0  # how fast the tracked noise floor may rise per window
 
 
 def quality_report(
-    x: np.ndarray, power: np.ndarray, db: np.ndarray, vad: np.ndarray
+    x: np.ndarray,
+    power: np.ndarray,
+    db: np.ndarray,
+    vad: np.ndarray,
+    noise_floor_db: float | None = None,
 ) -> QualityReport:
     speech_ratio = float((vad > 0.5).mean()) if vad.size else 0.0
     rms_db = float(20 * np.log10(np.sqrt(np.mean(x * x)) + EPS)) if len(x) else -200.0
     if db.size:
-        # Noise floor vs speech level from the frame-energy distribution: robust without
-        # needing pauses to be labelled.
+        # Minimum-statistics noise floor: a window of continuous speech has no pause to
+        # measure noise in, so the floor is tracked across windows (it may fall at once
+        # and rise slowly) — one float of state per session and party.
         noise = float(np.percentile(db, 10))
+        if noise_floor_db is not None:
+            noise = min(noise, noise_floor_db + NOISE_RISE_DB)
         speech = float(np.percentile(db, 95))
         snr = float(np.clip(speech - noise, 0.0, 60.0))
     else:
+        noise = noise_floor_db if noise_floor_db is not None else -100.0
         snr = 0.0
     mask = speech_frame_mask(db, range_db=25.0)
-    bw = _bandwidth(power, mask)
-    narrow = 0.0 < bw < 4_200.0
+    bw, narrow = _bandwidth(power, mask)
     peak = np.abs(x)
     clipping = float((peak >= 0.999).mean()) if len(x) else 0.0
     gaps = _gap_ratio(x)
     speech_q = min(1.0, speech_ratio / 0.3)
-    snr_q = float(np.clip((snr - 5.0) / 20.0, 0.0, 1.0))
+    snr_q = float(np.clip((snr - 3.0) / 17.0, 0.0, 1.0))  # 20 dB and up: clean enough
     bw_q = 0.6 if narrow else 1.0
     clip_q = float(np.clip(1.0 - clipping * 50.0, 0.0, 1.0))
     gap_q = float(np.clip(1.0 - gaps * 5.0, 0.0, 1.0))
@@ -281,11 +302,14 @@ def quality_report(
         clipping_ratio=clipping,
         gap_ratio=gaps,
         rms_db=rms_db,
+        noise_floor_db=noise,
         quality=float(np.clip(quality, 0.0, 1.0)),
     )
 
 
-def compute_features(x: np.ndarray, vad_probs: np.ndarray) -> AudioFeatures:
+def compute_features(
+    x: np.ndarray, vad_probs: np.ndarray, noise_floor_db: float | None = None
+) -> AudioFeatures:
     power = power_spectrogram(x)
     db = frame_db(power)
     return AudioFeatures(
@@ -294,5 +318,5 @@ def compute_features(x: np.ndarray, vad_probs: np.ndarray) -> AudioFeatures:
         envelope=envelope(x),
         vad=vad_probs,
         stats=window_stats(power),
-        quality=quality_report(x, power, db, vad_probs),
+        quality=quality_report(x, power, db, vad_probs, noise_floor_db),
     )

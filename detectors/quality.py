@@ -22,7 +22,7 @@ class QualityConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     parties: tuple[str, ...] = ("remote",)
-    min_snr_db: float = 15.0
+    min_snr_db: float = 12.0
 
 
 class AudioQualityDetector(BaseDetector):
@@ -52,7 +52,7 @@ class AudioQualityDetector(BaseDetector):
                     value=round(q.speech_ratio, 3),
                 )
             )
-        if q.snr_db < cfg.min_snr_db:
+        if q.snr_db < cfg.min_snr_db and q.speech_ratio >= 0.2:
             ev.append(
                 Evidence(
                     code="audio.low_snr",

@@ -58,6 +58,7 @@ class _Party:
     fill: int = 0
     samples_seen: int = 0
     vad_state: np.ndarray = field(default_factory=SileroVad.new_state)
+    noise_floor_db: float | None = None
 
 
 @dataclass
@@ -276,7 +277,9 @@ class StreamingRuntime:
         probs = self._vad.run([x for x in samples if x is not None], vad_states)
         for (sess, _, w), vp in zip(batch, probs, strict=True):
             assert w.samples is not None
-            w.features = compute_features(w.samples, vp)
+            party = sess.parties[w.party]
+            w.features = compute_features(w.samples, vp, party.noise_floor_db)
+            party.noise_floor_db = w.features.quality.noise_floor_db
             w.risk = sess.risk
             w.metadata = sess.metadata
             w.series = self._series_for(sess, w)

@@ -33,7 +33,7 @@ class SyntheticVoiceConfig(BaseModel):
     context_windows: int = Field(4, ge=1, le=10, description="Hops of feature context (4 s).")
     min_speech_frames: int = Field(40, description="Below this a window is not scored.")
     full_confidence_frames: int = Field(
-        400, description="Speech frames (10 ms) for full confidence."
+        300, description="Speech frames (10 ms) for full confidence."
     )
     parties: tuple[str, ...] = ("remote",)
     narrowband_confidence: float = Field(
@@ -47,6 +47,7 @@ class SyntheticVoiceState:
     logit_sum: float = 0.0
     logit_n: int = 0
     frames: int = 0
+    good_frames: float = 0.0  # speech frames weighted by window quality
 
 
 class SyntheticVoiceDetector(BaseDetector):
@@ -117,6 +118,8 @@ class SyntheticVoiceDetector(BaseDetector):
             st.logit_sum += float(lg)
             st.logit_n += 1
             st.frames += w.features.stats.n
+            q = w.features.quality
+            st.good_frames += w.duration_ms / 10 * min(1.0, q.speech_ratio) * q.quality
             out[i] = self._signal(w, st, float(lg))
         return out
 
@@ -126,7 +129,9 @@ class SyntheticVoiceDetector(BaseDetector):
         q = w.features.quality
         score = self.calibrated(st.logit_sum / st.logit_n)
         window_score = self.calibrated(window_logit)
-        conf = min(1.0, st.frames / cfg.full_confidence_frames) * (0.4 + 0.6 * q.quality)
+        # Confidence grows with the amount of good speech heard so far in the call; noisy,
+        # speechless or dropped-out windows add little.
+        conf = min(1.0, st.good_frames / cfg.full_confidence_frames)
         if q.narrowband:
             conf *= cfg.narrowband_confidence
         if score >= 0.5:

@@ -51,3 +51,34 @@ def tone(seconds: float, freq: float = 440.0, amp: float = 0.3) -> np.ndarray:
 
 def noise(seconds: float, amp: float = 0.1, seed: int = 0) -> np.ndarray:
     return (amp * np.random.default_rng(seed).standard_normal(int(seconds * SR))).astype(np.float32)
+
+
+def run_detectors(
+    dets: list,
+    parties: dict[str, np.ndarray],
+    metadata: dict | None = None,
+    series: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> list:
+    """Stream audio (per party) through a real runtime, hop by hop; returns emissions."""
+    from prometheus_client import CollectorRegistry
+
+    from detectors.runtime import StreamingRuntime
+
+    rt = StreamingRuntime(dets, registry=CollectorRegistry())
+    rt.start()
+    rt.open_session("t", metadata=metadata or {})
+    for name, (t, v) in (series or {}).items():
+        rt.push_series("t", name, t, v)
+    out = []
+    n = max(len(x) for x in parties.values())
+    for s in range(0, n, SR):
+        for party, x in parties.items():
+            rt.push_audio("t", x[s : s + SR], party=party)
+        out.extend(rt.drain())
+    out.extend(rt.close_session("t"))
+    return out
+
+
+def last(emissions: list, name: str):
+    sigs = [e.signal for e in emissions if e.signal.name == name]
+    return sigs[-1] if sigs else None

@@ -121,7 +121,7 @@ def test_entry_point_that_cannot_import_names_itself() -> None:
 def test_entry_point_to_a_class_is_instantiated_and_validated() -> None:
     ep = EntryPoint("acme.wa", f"{__name__}:WrongArity", ENTRY_POINT_GROUP)
     det = load_entry_point(ep)
-    with pytest.raises(DetectorRegistrationError, match="'acme.wa'"):
+    with pytest.raises(DetectorRegistrationError, match=r"'acme\.wa'"):
         DetectorRegistry().register(det, plugin=ep.name)
     good = load_entry_point(EntryPoint("acme.good", f"{__name__}:GoodDetector", ENTRY_POINT_GROUP))
     assert isinstance(good, GoodDetector)
