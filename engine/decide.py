@@ -63,6 +63,7 @@ def decide(
         outcome.action,
         reasons,
         session_kind=request.session.kind,  # type: ignore[attr-defined]
+        channel=request.session.channel,  # type: ignore[attr-defined]
         context_phrases=outcome.context_phrases,
         signal_phrases=spec.signal_phrases if spec else {},
         media_dropped=not view.request.session.consent.media_analysis,

@@ -180,6 +180,9 @@ class Reason(BaseModel):
     kind: ReasonKind = ReasonKind.signal
     signals: tuple[str, ...] = ()
     value: float | None = None
+    action: Action | None = Field(
+        default=None, description="For rules: the action the rule asks for."
+    )
 
 
 class Contribution(BaseModel):

@@ -216,7 +216,10 @@ class CompiledYamlPolicy:
             pred = _compile(rule.when, f"rules[{i}].when", problems)
             self.rules.append((rule, pred))
             self.rule_reasons[rule.id] = Reason(
-                code=f"rule.{rule.id}", message=rule.reason, kind=ReasonKind.rule
+                code=f"rule.{rule.id}",
+                message=rule.reason,
+                kind=ReasonKind.rule,
+                action=rule.action,
             )
         if problems:
             raise ConditionError(problems)

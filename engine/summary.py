@@ -52,9 +52,10 @@ def _join(items: Sequence[str]) -> str:
 
 
 @lru_cache(maxsize=1024)
-def _setting(session_kind: str, context_phrases: tuple[str, ...]) -> str:
+def _setting(channel: str, session_kind: str, context_phrases: tuple[str, ...]) -> str:
     """' on a password reset with low identity assurance' — cached: few combinations occur."""
-    text = f" on {_a(session_kind.replace('_', ' '))}"
+    preposition = "in" if channel == "conference" else "on"
+    text = f" {preposition} {_a(session_kind.replace('_', ' '))}"
     if context_phrases:
         text += f" with {_join(list(dict.fromkeys(context_phrases)))}"
     return text
@@ -66,6 +67,7 @@ def summarize(
     *,
     session_kind: str,
     context_phrases: tuple[str, ...],
+    channel: str = "support_call",
     signal_phrases: Mapping[str, str],
     media_dropped: bool,
     failed: bool = False,
@@ -81,7 +83,8 @@ def summarize(
         if kind is ReasonKind.signal:
             if r.signals and r.value is not None and len(signal_msgs) < 2:
                 signal_msgs.append(f"{signal_phrase(r.signals[0], signal_phrases)} ({r.value:.2f})")
-        elif kind is ReasonKind.rule:
+        elif kind is ReasonKind.rule and (r.action is None or r.action == action):
+            # Lead with a rule only when it is what decided the action.
             rule_msgs.append(_clause(r.message))
         elif kind is ReasonKind.degraded:
             degraded = True
@@ -99,7 +102,9 @@ def summarize(
         why = "no signal indicates manipulation"
     else:
         why = "the combined signals are elevated"
-    sentence = f"{ACTION_PHRASES[action]}: {why}{_setting(session_kind, tuple(context_phrases))}"
+    sentence = (
+        f"{ACTION_PHRASES[action]}: {why}{_setting(channel, session_kind, tuple(context_phrases))}"
+    )
     if degraded and not failed and (rule_msgs or signal_msgs):
         sentence += ", though the evidence is limited"
     if media_dropped:
