@@ -73,6 +73,7 @@ class LipSyncConfig(BaseModel):
     context_ms: int = Field(6_000, description="Audio envelope and series compared per decision.")
     max_offset_ms: int = 600
     ok_offset_ms: int = Field(200, description="Offsets beyond this count as out of sync.")
+    sync_peak: float = Field(0.35, description="Envelope/mouth correlation that counts as sync.")
 
 
 @dataclass
@@ -120,11 +121,13 @@ class LipSyncDetector(BaseDetector):
         if res is None:
             return None
         off = abs(res.offset_ms)
-        # In sync: a clear peak near zero offset. Out of sync: a flat correlation, or a
-        # clear peak far from zero (dubbed or delayed audio).
-        sync_evidence = 6.0 * (res.margin - 0.15)
-        offset_penalty = max(0.0, (off - cfg.ok_offset_ms) / 100.0) * min(1.0, res.margin / 0.2)
-        score = sigmoid(-sync_evidence + 2.0 * offset_penalty)
+        # In sync: a strong correlation peak near zero offset. A strong peak far from zero
+        # is dubbed or delayed audio; no strong peak anywhere means the lips and the voice
+        # are unrelated. `sync_peak` is set on synthetic series, not on real tracker data.
+        if off <= cfg.ok_offset_ms:
+            score = sigmoid(-8.0 * (res.peak - cfg.sync_peak))
+        else:
+            score = sigmoid(3.0 + 8.0 * (res.peak - cfg.sync_peak))
         conf = (
             min(1.0, (hi - lo) / cfg.context_ms)
             * min(1.0, res.active_ratio / 0.3)

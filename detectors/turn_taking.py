@@ -95,11 +95,18 @@ class TurnTakingDetector(BaseDetector):
             if track.segments:
                 state.last_agent_end = track.segments[-1][1]
             return None
-        if track.speaking and not was_speaking:
-            if agent is not None and agent.speaking:
+        if track.speaking and not was_speaking and agent is not None:
+            start = track.start_ms
+            # The agent's track is already updated to the end of this hop, so "talking over"
+            # is judged on segment times, not on the agent's state right now.
+            agent_busy = (agent.speaking and agent.start_ms < start) or any(
+                a0 < start < a1 for a0, a1 in list(agent.segments)[-2:]
+            )
+            if agent_busy:
                 state.overlaps += 1
-            elif state.last_agent_end is not None and track.start_ms >= state.last_agent_end:
-                state.latencies.append(track.start_ms - state.last_agent_end)
+                state.last_agent_end = None
+            elif state.last_agent_end is not None and start >= state.last_agent_end:
+                state.latencies.append(start - state.last_agent_end)
                 state.last_agent_end = None
         if len(state.latencies) < cfg.min_turns:
             return None
