@@ -13,7 +13,8 @@ A Rego policy folder holds, next to ``manifest.yaml`` (``engine: rego``), ``data
   data.json; the policy sees its result as ``input.fused``.
 
 ``input`` is the manifest-minimized request (null fields dropped) plus ``input.fused``
-(risk, log_odds, evidence_mass, signal_count, degraded, contributions). The bundle is
+(risk, log_odds, evidence_mass, signal_count, degraded, contributions); non-integer numbers
+are given to 6 decimal places (``INPUT_DECIMALS``: what rego-cpp's input API keeps). The bundle is
 compiled once per folder digest; per request the evaluator only converts the input, sets
 it and runs the compiled entrypoint. The input is further pruned to the paths the compiled
 plan can read (``engine.rego_plan``), which keeps conversion cheap and tells governance
@@ -110,6 +111,18 @@ def to_outcome(raw: Any) -> tuple[Outcome, tuple[str, ...]]:
 # --- input ----------------------------------------------------------------------------------
 
 
+#: Decimal places of every non-integer number in ``input``. rego-cpp's C input API
+#: (``regoInputFloat``) keeps 6 decimal places (it formats doubles like ``%f``), and its
+#: text input (``set_input_term``) is ~10× slower. Rounding here, once, gives every backend
+#: (regopy, the OPA oracle, a remote OPA) the very same numbers, so they cannot disagree on
+#: a comparison that only the lost digits would decide.
+INPUT_DECIMALS = 6
+
+
+def _q(value: float) -> float:
+    return round(value, INPUT_DECIMALS)
+
+
 def request_input(view: PolicyView, fused: Fused, degraded: bool) -> dict[str, Any]:
     """The full ``input`` document: minimized request fields, kept signals, the fusion."""
     doc: dict[str, Any] = {}
@@ -120,24 +133,24 @@ def request_input(view: PolicyView, fused: Fused, degraded: bool) -> dict[str, A
         node = doc
         for part in parts[:-1]:
             node = node.setdefault(part, {})
-        node[parts[-1]] = value
+        node[parts[-1]] = _q(value) if type(value) is float else value
     doc.setdefault("session", {})["id"] = view.request.session.id
     doc["signals"] = [_signal(s) for s in view.signals]
     doc["fused"] = {
-        "risk": fused.risk,
-        "log_odds": fused.log_odds,
-        "prior_log_odds": fused.prior_log_odds,
-        "evidence_mass": fused.evidence_mass,
+        "risk": _q(fused.risk),
+        "log_odds": _q(fused.log_odds),
+        "prior_log_odds": _q(fused.prior_log_odds),
+        "evidence_mass": _q(fused.evidence_mass),
         "signal_count": len(fused.contributions),
         "degraded": degraded,
         "contributions": [
             {
                 "signal": c.signal,
                 "detector": c.detector,
-                "score": c.score,
-                "confidence": c.confidence,
-                "weight": c.weight,
-                "log_odds": c.log_odds,
+                "score": _q(c.score),
+                "confidence": _q(c.confidence),
+                "weight": _q(c.weight),
+                "log_odds": _q(c.log_odds),
                 "capped": c.capped,
             }
             for c in fused.contributions
@@ -147,23 +160,19 @@ def request_input(view: PolicyView, fused: Fused, degraded: bool) -> dict[str, A
 
 
 def _signal(s: Any) -> dict[str, Any]:
-    out = {
+    return {
         "name": s.name,
         "modality": str(s.modality),
-        "score": s.score,
-        "confidence": s.confidence,
+        "score": _q(s.score),
+        "confidence": _q(s.confidence),
         "detector": s.detector,
         "window_ms": s.window_ms,
         "evidence": [
-            {
-                "code": e.code,
-                "message": e.message,
-                **({} if e.value is None else {"value": e.value}),
-            }
+            {"code": e.code, "message": e.message}
+            | ({} if e.value is None else {"value": _q(e.value)})
             for e in s.evidence
         ],
     }
-    return out
 
 
 _lib = _rs.rego

@@ -17,6 +17,13 @@ on generated requests:
   in key order in OPA: iterate arrays (or use sets) when order matters;
 * comparing ``null`` with a number is undefined in rego-cpp and ``true``/``false`` in OPA
   (OPA orders values across types): the engine drops null fields from ``input``;
+* a comprehension that uses an outer variable (a function argument, or a variable bound in
+  the rule body) as a key or in its head, e.g. ``f(k) := sum([x.s[k] | some x in xs])``,
+  returns the previous call's result or iterates all keys in rego-cpp 1.5.2: compute
+  per-key values at the top level instead,
+  ``shifts := {k: sum([x.s[k] | some x in xs]) | some k in keys}``;
+* ``regoInputFloat`` keeps 6 decimal places (1e-7 becomes 0): the engine rounds every
+  number in ``input`` to 6 places for all backends (``engine.policy_rego.INPUT_DECIMALS``);
 * rego-cpp still accepts Rego v0 rule bodies without ``if``; OPA 1.x does not (reported
   by the OPA compile check below when the evaluator is available).
 """
