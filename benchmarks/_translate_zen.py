@@ -7,6 +7,7 @@ rules, so the comparison is the same logic in another engine.
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -76,7 +77,9 @@ def _node(node_id: str, exprs: dict[str, str]) -> dict[str, Any]:
         "name": node_id,
         "position": {"x": 0, "y": 0},
         "content": {
-            "expressions": [{"id": str(i), "key": k, "value": v} for i, (k, v) in enumerate(exprs.items())]
+            "expressions": [
+                {"id": str(i), "key": k, "value": v} for i, (k, v) in enumerate(exprs.items())
+            ]
         },
     }
 
@@ -142,12 +145,14 @@ def graph(spec: YamlPolicySpec) -> str:
     nodes.append({"id": "out", "type": "outputNode", "name": "out", "position": {"x": 0, "y": 0}})
     edges = [
         {"id": f"e{i}", "sourceId": a["id"], "targetId": b["id"], "type": "edge"}
-        for i, (a, b) in enumerate(zip(nodes, nodes[1:], strict=False))
+        for i, (a, b) in enumerate(itertools.pairwise(nodes))
     ]
     return json.dumps({"nodes": nodes, "edges": edges})
 
 
-def zen_input(ctx: dict[str, Any], fused_risk: float, degraded: bool, fields: list[str]) -> dict[str, Any]:
+def zen_input(
+    ctx: dict[str, Any], fused_risk: float, degraded: bool, fields: list[str]
+) -> dict[str, Any]:
     data = {key(f): ctx.get(f) for f in fields}
     data["fused__risk"] = fused_risk
     data["degraded"] = degraded

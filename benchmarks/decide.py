@@ -34,7 +34,9 @@ def requests_for(policy: Policy) -> list[DecisionRequest]:
     return [build_request(suite.defaults, case) for case in suite.cases]
 
 
-def measure(fn: Callable[[DecisionRequest], object], reqs: list[DecisionRequest], n: int) -> list[float]:
+def measure(
+    fn: Callable[[DecisionRequest], object], reqs: list[DecisionRequest], n: int
+) -> list[float]:
     for r in reqs * 20:  # warm caches and the allocator
         fn(r)
     samples = []
@@ -58,7 +60,9 @@ def zen_runner(policy: Policy) -> Callable[[DecisionRequest], str]:
 
     spec = policy.spec
     decision = zen.ZenEngine().create_decision(graph(spec))
-    fields = sorted({f for f in spec.condition_fields() if not f.startswith(("fused.", "signals."))})
+    fields = sorted(
+        {f for f in spec.condition_fields() if not f.startswith(("fused.", "signals."))}
+    )
 
     def run(req: DecisionRequest) -> str:
         view = policy.view(req)
@@ -102,26 +106,46 @@ def main() -> None:
         zen_run = zen_runner(policy)
         zen_s = measure(zen_run, reqs, args.baseline_iterations)
         all_zen += zen_s
-        rows.append(("zen", zen_s, f"{sum(zen_run(r) == e for r, e in zip(reqs, expected, strict=True))}/{len(reqs)}"))
+        rows.append(
+            (
+                "zen",
+                zen_s,
+                f"{sum(zen_run(r) == e for r, e in zip(reqs, expected, strict=True))}/{len(reqs)}",
+            )
+        )
         rego_run = regopy_runner(policy)
         if rego_run is not None:
             rego_s = measure(rego_run, reqs, args.baseline_iterations)
             all_rego += rego_s
-            rows.append(("regopy", rego_s, f"{sum(rego_run(r) == e for r, e in zip(reqs, expected, strict=True))}/{len(reqs)}"))
+            rows.append(
+                (
+                    "regopy",
+                    rego_s,
+                    f"{sum(rego_run(r) == e for r, e in zip(reqs, expected, strict=True))}/{len(reqs)}",
+                )
+            )
         for name, s, agree in rows:
             med = statistics.median(s)
-            print(f"{policy.id:<26}{name:<8}{med:>10.1f}{pct(s, 0.99):>10.1f}{1e6 / med:>14,.0f}  {agree}")
+            print(
+                f"{policy.id:<26}{name:<8}{med:>10.1f}{pct(s, 0.99):>10.1f}{1e6 / med:>14,.0f}  {agree}"
+            )
     p50, p99 = statistics.median(all_yaml), pct(all_yaml, 0.99)
     zen_ratio = statistics.median(all_zen) / p50
     rego_ratio = statistics.median(all_rego) / p50 if all_rego else float("nan")
     print()
-    print(f"yaml decide(): p50 {p50:.1f} µs, p99 {p99:.1f} µs, {1e6 / p50:,.0f} decisions/s (target p50 ≤ 25 µs)")
+    print(
+        f"yaml decide(): p50 {p50:.1f} µs, p99 {p99:.1f} µs, {1e6 / p50:,.0f} decisions/s (target p50 ≤ 25 µs)"
+    )
     print(f"zen:    p50 {statistics.median(all_zen):.1f} µs → {zen_ratio:.1f}× slower than yaml")
     if all_rego:
-        print(f"regopy: p50 {statistics.median(all_rego):.1f} µs → {rego_ratio:.1f}× slower than yaml")
+        print(
+            f"regopy: p50 {statistics.median(all_rego):.1f} µs → {rego_ratio:.1f}× slower than yaml"
+        )
     else:
         print("regopy: not measured (engine.rego_export is not available in this build)")
-    print(f"RESULT p50_us={p50:.1f} p99_us={p99:.1f} regopy_ratio={rego_ratio:.1f} zen_ratio={zen_ratio:.1f}")
+    print(
+        f"RESULT p50_us={p50:.1f} p99_us={p99:.1f} regopy_ratio={rego_ratio:.1f} zen_ratio={zen_ratio:.1f}"
+    )
 
 
 if __name__ == "__main__":

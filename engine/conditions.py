@@ -244,8 +244,9 @@ Mask = Callable[[Columns], np.ndarray]
 def compile_mask(spec: Any) -> Mask:
     """Compile a (valid) condition to a function of column arrays returning a bool mask.
 
-    Ordinal and categorical columns are given as their string values; absent values as
-    None (object arrays) or NaN (float arrays) and, as in the closure form, match nothing.
+    Categorical columns are given as their string values, ordinal ones as labels or as ranks;
+    absent values as None (object arrays), NaN (float arrays) or -1 (integer ranks) and, as in
+    the closure form, match nothing.
     """
     compile_condition(spec)  # validate with the same messages as the serving path
     return _mask(spec)
@@ -271,9 +272,12 @@ def _leaf_mask(path: str, ops: list[tuple[str, Any]]) -> Mask:
 
     def mask(cols: Columns) -> np.ndarray:
         col = np.asarray(cols[path])
-        if levels is not None:
+        if levels is not None and col.dtype.kind not in "iuf":
+            # Ordinals may come as labels or, faster, already as ranks (NaN = absent).
             lookup = {v: i for i, v in enumerate(levels)}
             col = np.array([lookup.get(v, np.nan) for v in col], dtype=float)
+        elif levels is not None and col.dtype.kind in "iu":
+            col = np.where(col < 0, np.nan, col.astype(float))
         present = ~_absent(col)
         out = present.copy()
         for op, operand in ops:
