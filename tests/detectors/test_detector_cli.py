@@ -1,0 +1,148 @@
+"""`liveguard analyze` and `liveguard detectors ...` end to end (no stand-ins)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from typer.testing import CliRunner
+
+from detectors.audio_io import load_audio, shared_data_dir
+from detectors.frontend import envelope
+from engine.cli import app
+
+from .helpers import SR, clip_path, manifest
+
+REPO = Path(__file__).resolve().parents[2]
+runner = CliRunner()
+
+
+def wav(tmp_path: Path, system: str = "YourTTS zero-shot TTS", index: int = 0) -> Path:
+    out = tmp_path / "call.wav"
+    sf.write(out, load_audio(clip_path(system, index)), SR)
+    return out
+
+
+def test_analyze_streams_signals_and_prints_them(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["analyze", "--audio", str(wav(tmp_path))])
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert any(line.startswith("[    1.0s] audio.synthetic_voice") for line in lines)
+    assert "final signals:" in lines
+
+
+def test_analyze_json_with_policy_decides(tmp_path: Path) -> None:
+    res = runner.invoke(
+        app,
+        [
+            "analyze",
+            "--audio",
+            str(wav(tmp_path)),
+            "--json",
+            "--policy",
+            "support-password-reset",
+            "--policies",
+            str(REPO / "policies"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    names = {s["name"] for s in doc["signals"]}
+    assert {"audio.quality", "audio.synthetic_voice", "audio.replay"} <= names
+    assert len(doc["emissions"]) > len(doc["signals"])
+    assert doc["decision"]["action"] in {"log", "warn", "step_up", "review", "block"}
+    assert doc["decision"]["policy"]["id"] == "support-password-reset"
+
+
+def test_analyze_with_mouth_series_emits_lipsync(tmp_path: Path) -> None:
+    audio = wav(tmp_path, "LibriSpeech train", 5)
+    env = envelope(load_audio(audio))
+    series = tmp_path / "mouth.csv"
+    with series.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["t_ms", "mouth_openness"])
+        for i in range(0, len(env), 4):  # 25 fps
+            w.writerow([i * 10, float(np.mean(env[max(0, i - 4) : i + 4]))])
+    res = runner.invoke(
+        app, ["analyze", "--audio", str(audio), "--mouth-series", str(series), "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    lip = [s for s in json.loads(res.output)["signals"] if s["name"] == "av.lipsync"]
+    assert lip and lip[0]["score"] < 0.5
+
+
+def test_analyze_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"not audio at all" * 10)
+    silent = tmp_path / "short.wav"
+    sf.write(silent, np.zeros(100, np.float32), SR)
+    for path, msg in (
+        (empty, "is empty"),
+        (junk, "cannot read audio"),
+        (tmp_path / "nope.wav", "no such file"),
+        (silent, "shorter than"),
+    ):
+        res = runner.invoke(app, ["analyze", "--audio", str(path)])
+        assert res.exit_code == 2, (path, res.output)
+        assert msg in res.output and "Traceback" not in res.output
+        assert len(res.output.strip().splitlines()) == 1
+    bad_csv = tmp_path / "m.csv"
+    bad_csv.write_text("foo,bar\n1,2\n")
+    res = runner.invoke(
+        app, ["analyze", "--audio", str(wav(tmp_path)), "--mouth-series", str(bad_csv)]
+    )
+    assert res.exit_code == 2 and "no time column" in res.output
+
+
+def test_detectors_list_shows_built_ins() -> None:
+    res = runner.invoke(app, ["detectors", "list"])
+    assert res.exit_code == 0
+    assert "audio.synthetic_voice" in res.output and "av.lipsync" in res.output
+
+
+def test_detectors_evaluate_on_a_small_set(tmp_path: Path) -> None:
+    rows = manifest()
+    bona = [r for r in rows if r["label"] == "bonafide"][::60][:8]
+    spoof = [r for r in rows if r["label"] == "spoof"][::30][:8]
+    data = tmp_path / "set"
+    data.mkdir()
+    with (data / "manifest.csv").open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "label", "system", "speaker"])
+        for r in bona + spoof:
+            w.writerow(
+                [
+                    str(shared_data_dir() / "audio" / r["path"]),
+                    r["label"],
+                    r["system"],
+                    r["speaker"],
+                ]
+            )
+    res = runner.invoke(
+        app,
+        [
+            "detectors",
+            "evaluate",
+            "--data",
+            str(data),
+            "--json",
+            "--no-loso",
+            "--conditions",
+            "clean,mulaw_8k",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.output)
+    overall = rep["shipped"]["clean"]["overall"]
+    assert overall["n_bonafide"] == 8 and overall["n_spoof"] == 8
+    assert 0.0 <= overall["eer"] <= 1.0 and 0.0 <= overall["auc"] <= 1.0
+    assert set(rep["shipped"]) == {"clean", "mulaw_8k"}
+    assert rep["leave_one_system_out"] == {}
+
+    res = runner.invoke(app, ["detectors", "evaluate", "--data", str(tmp_path / "missing")])
+    assert res.exit_code == 2 and "manifest.csv not found" in res.output
