@@ -526,7 +526,9 @@ def _load_rego_backend(
     if settings.opa_url:
         from engine.opa_remote import RemoteOpaEvaluator
 
-        evaluator = RemoteOpaEvaluator(evaluator, settings, fail_mode=manifest.fail_mode)
+        evaluator = RemoteOpaEvaluator(
+            evaluator, settings, fail_mode=manifest.fail_mode, policy_id=manifest.id
+        )
     return fusion_file.fusion, evaluator
 
 
