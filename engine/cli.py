@@ -116,6 +116,9 @@ def policy_test(
                 typer.echo(f"  {'ok  ' if r.passed else 'FAIL'} {r.name}")
             for f in r.failures:
                 typer.echo(f"       {f}")
+        for report in TEST_REPORTS:
+            for line in report(policy):
+                typer.echo(f"  {line}")
     typer.echo(f"{total - failed} passed, {failed} failed")
     if failed or total == 0:
         raise typer.Exit(EXIT_FAILURE)
@@ -171,6 +174,8 @@ def _overlaps(policies: list[Policy]) -> list[str]:
 
 #: Extra lint passes other modules add (e.g. Rego interpreter gaps, version bumps).
 LINTERS: list = []
+#: Extra per-policy lines after ``policy test`` (e.g. which Rego rules fired), ``(policy) -> list[str]``.
+TEST_REPORTS: list = []
 
 
 @governance_app.command("check")

@@ -1,0 +1,184 @@
+"""OPA bundles: ``liveguard bundle build`` / ``verify``.
+
+Layout (what ``opa run --bundle`` accepts)::
+
+    .manifest                                {"revision": …, "roots": [...]}
+    liveguard/<package>/*.rego               the policy modules
+    liveguard_data/<package>/data.json       the policy's data.json (mounted where the
+                                             embedded engine mounts it)
+    .signatures.json                         optional: {"signatures": [JWT]}
+
+The revision is the Git commit when the policies are committed and clean, else a sha256
+over the policies' digests. Signing follows OPA's bundle signature format: one JWT whose
+``files`` claim lists every file with its SHA-256 (JSON files hashed in their canonical
+compact, key-sorted form, which is how they are written here); HS256 with a secret key
+file, or RS256/ES256 with a PEM private key (needs ``cryptography``).
+
+YAML policies are not exported yet (see the report of issue 3): ``build`` rejects them with
+a clear error rather than writing a bundle OPA cannot run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from engine.errors import BundleInvalid
+from engine.policy import Policy
+from engine.policy_rego import DATA_ROOT
+
+MANIFEST = ".manifest"
+SIGNATURES = ".signatures.json"
+
+
+def canonical_json(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def bundle_files(policies: list[Policy]) -> dict[str, bytes]:
+    """Path → bytes of every file of the bundle except the signatures."""
+    files: dict[str, bytes] = {}
+    roots: list[str] = []
+    for policy in policies:
+        if policy.manifest.engine != "rego":
+            raise BundleInvalid(
+                f"{policy.id}: only Rego policies can be bundled for OPA so far "
+                "(YAML export as data + a generic evaluator is not implemented)"
+            )
+        compiled = policy.evaluator.compiled  # type: ignore[attr-defined]
+        pkg = compiled.package
+        roots += [f"liveguard/{pkg}", f"{DATA_ROOT}/{pkg}"]
+        for name, src in sorted(compiled.modules.items()):
+            files[f"liveguard/{pkg}/{name}"] = src.encode()
+        files[f"{DATA_ROOT}/{pkg}/data.json"] = canonical_json(compiled.data)
+    files[MANIFEST] = canonical_json({"revision": revision(policies), "roots": sorted(roots)})
+    return files
+
+
+def revision(policies: list[Policy]) -> str:
+    folders = [str(p.path) for p in policies]
+    try:
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", *folders],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=policies[0].path.parent,
+        ).stdout.strip()
+        if not dirty:
+            return subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=policies[0].path.parent,
+            ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    h = hashlib.sha256()
+    for p in sorted(policies, key=lambda p: p.id):
+        h.update(f"{p.id}@{p.manifest.version}={p.digest}\n".encode())
+    return "sha256:" + h.hexdigest()
+
+
+def _algorithm(key: bytes) -> str:
+    text = key.lstrip()
+    if text.startswith(b"-----BEGIN EC"):
+        return "ES256"
+    if text.startswith(b"-----BEGIN"):
+        return "RS256"
+    return "HS256"
+
+
+def sign(files: dict[str, bytes], key: bytes, keyid: str = "liveguard") -> bytes:
+    claims = {
+        "files": [
+            {"name": name, "hash": hashlib.sha256(data).hexdigest(), "algorithm": "SHA-256"}
+            for name, data in sorted(files.items())
+        ],
+        "keyid": keyid,
+        "iat": int(time.time()),
+    }
+    token = jwt.encode(
+        claims,
+        key.strip() if _algorithm(key) == "HS256" else key,
+        algorithm=_algorithm(key),
+        headers={"kid": keyid},
+    )
+    return canonical_json({"signatures": [token]})
+
+
+def write_bundle(
+    path: Path, policies: list[Policy], signing_key: bytes | None = None
+) -> dict[str, bytes]:
+    files = bundle_files(policies)
+    if signing_key is not None:
+        files[SIGNATURES] = sign(files, signing_key)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(f"/{name}")
+            info.size = len(data)
+            info.mtime = 0
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return files
+
+
+def read_bundle(path: Path) -> dict[str, bytes]:
+    try:
+        with tarfile.open(path, "r:gz") as tar:
+            return {
+                m.name.lstrip("/"): tar.extractfile(m).read()  # type: ignore[union-attr]
+                for m in tar.getmembers()
+                if m.isfile()
+            }
+    except (OSError, tarfile.TarError) as exc:
+        raise BundleInvalid(f"{path}: not a readable .tar.gz bundle ({exc})") from None
+
+
+def verify_bundle(path: Path, key: bytes | None = None) -> list[str]:
+    """Problems with a bundle (empty = valid): manifest, roots, and the signature if any."""
+    files = read_bundle(path)
+    problems: list[str] = []
+    try:
+        manifest = json.loads(files[MANIFEST])
+    except (KeyError, ValueError):
+        return [f"{path}: {MANIFEST} is missing or not JSON"]
+    roots = manifest.get("roots") or []
+    for name in files:
+        if name in (MANIFEST, SIGNATURES):
+            continue
+        if not any(name == r or name.startswith(r + "/") for r in roots):
+            problems.append(f"{path}: {name} lies outside the manifest roots {roots}")
+    if SIGNATURES not in files:
+        if key is not None:
+            problems.append(f"{path}: not signed ({SIGNATURES} is missing)")
+        return problems
+    if key is None:
+        return [*problems, f"{path}: signed; pass --verification-key to check the signature"]
+    try:
+        token = json.loads(files[SIGNATURES])["signatures"][0]
+        alg = _algorithm(key)
+        claims = jwt.decode(token, key.strip() if alg == "HS256" else key, algorithms=[alg])
+    except (KeyError, IndexError, ValueError, jwt.PyJWTError) as exc:
+        return [*problems, f"{path}: signature does not verify ({exc})"]
+    listed = {f["name"]: f["hash"] for f in claims.get("files", [])}
+    for name, data in files.items():
+        if name == SIGNATURES:
+            continue
+        if name not in listed:
+            problems.append(f"{path}: {name} is not covered by the signature")
+        elif listed[name] != hashlib.sha256(data).hexdigest():
+            problems.append(f"{path}: {name} was modified after signing (sha256 mismatch)")
+    for name in listed:
+        if name not in files:
+            problems.append(f"{path}: {name} is signed but missing from the bundle")
+    return problems

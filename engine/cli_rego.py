@@ -1,0 +1,115 @@
+"""CLI for the Rego feature: ``bundle build|verify``, ``policy history``, extra lint passes,
+and rule coverage after ``policy test``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from engine.cli_groups import policy_app
+from engine.cli_support import DEFAULT_POLICIES, EXIT_FAILURE, PoliciesOption, cli_errors
+from engine.policy import PolicyRepository
+
+bundle_app = typer.Typer(help="OPA bundles of liveguard policies.", no_args_is_help=True)
+
+
+@bundle_app.command("build")
+@cli_errors
+def bundle_build(
+    ids: Annotated[list[str] | None, typer.Argument(help="Policy ids; default: all Rego.")] = None,
+    output: Annotated[Path, typer.Option("--output", "-o")] = Path("bundle.tar.gz"),
+    signing_key: Annotated[
+        Path | None, typer.Option(help="HS256 secret file or PEM private key.")
+    ] = None,
+    policies: PoliciesOption = DEFAULT_POLICIES,
+) -> None:
+    """Write an OPA bundle (.manifest, .rego, data.json; optionally .signatures.json)."""
+    from engine.bundle import write_bundle
+
+    repo = PolicyRepository(policies)
+    chosen = ids or [pid for pid, m in repo.manifests().items() if m.engine == "rego"]
+    key = signing_key.read_bytes() if signing_key else None
+    files = write_bundle(output, [repo.get(pid) for pid in chosen], key)
+    typer.echo(f"{output}: {len(files)} files, {len(chosen)} policies{', signed' if key else ''}")
+
+
+@bundle_app.command("verify")
+@cli_errors
+def bundle_verify(
+    path: Annotated[Path, typer.Argument(help="A bundle .tar.gz")],
+    verification_key: Annotated[Path | None, typer.Option()] = None,
+) -> None:
+    """Check a bundle's manifest roots and, with a key, its signature."""
+    from engine.bundle import verify_bundle
+
+    problems = verify_bundle(path, verification_key.read_bytes() if verification_key else None)
+    for line in problems:
+        typer.echo(line)
+    typer.echo(f"{path}: {'ok' if not problems else f'{len(problems)} problems'}")
+    if problems:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@policy_app.command("history")
+@cli_errors
+def policy_history(
+    policy_id: Annotated[str, typer.Argument(help="Policy id")],
+    policies: PoliciesOption = DEFAULT_POLICIES,
+) -> None:
+    """The versions of a policy in Git: semver, digest, commit, date (newest first)."""
+    from engine.policy_git import history
+
+    for v in history(policies, policy_id):
+        typer.echo(f"{v.version:<10} {v.digest}  {v.commit[:12]}  {v.date}")
+
+
+def rule_coverage(policy: object) -> list[str]:
+    """Which rules the cases made fire (from the ids the Rego decision reports in `fired`)."""
+    report = getattr(getattr(policy, "evaluator", None), "coverage_report", None)
+    if report is None:
+        return []
+    fired, never = report()
+    total = len(fired) + len(never)
+    lines = [
+        f"rules fired: {len(fired)}/{total or len(fired)}"
+        + (f" ({', '.join(fired)})" if fired else "")
+    ]
+    if never:
+        lines.append(f"never fired: {', '.join(never)}")
+    return lines
+
+
+def opa_compile_problems(repo: PolicyRepository, ids: list[str]) -> list[str]:
+    """With OPA's evaluator present: Rego that rego-cpp accepts but OPA would reject."""
+    from engine.opa_local import opa_engine_class
+
+    cls = opa_engine_class()
+    problems: list[str] = []
+    if cls is None:
+        return problems
+    for pid, m in repo.manifests().items():
+        if pid not in ids or m.engine != "rego":
+            continue
+        for rego in sorted((repo.root / pid).glob("*.rego")):
+            engine = cls()
+            try:
+                engine.add_policy(str(rego), rego.read_text(encoding="utf-8"))
+            except Exception as exc:  # OpaError: OPA's compile error text names file:line
+                problems.append(f"{rego}: OPA rejects this module: {exc}")
+    return problems
+
+
+def register(app: typer.Typer) -> None:
+    from engine import cli
+    from engine.policy_git import lint_versions
+
+    app.add_typer(bundle_app, name="bundle")
+    for extra, hooks in (
+        (lint_versions, cli.LINTERS),
+        (opa_compile_problems, cli.LINTERS),
+        (rule_coverage, getattr(cli, "TEST_REPORTS", [])),
+    ):
+        if extra not in hooks:
+            hooks.append(extra)

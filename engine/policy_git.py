@@ -1,0 +1,125 @@
+"""Policy versions from Git: load ``id@ref``, list a policy's history, lint version bumps.
+
+A policy at a ref is extracted with ``git archive`` into a cache folder keyed by the commit
+(content-addressed, so it is extracted once and never goes stale) and loaded like any other
+folder; its digest is computed from the extracted files, so it equals the digest the
+working tree had at that commit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import itertools
+import subprocess
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from engine.errors import PolicyNotFound
+from engine.policy import MANIFEST, POLICY_ID, Policy, folder_digest, load_policy_folder
+
+CACHE = Path(tempfile.gettempdir()) / "liveguard-git"
+
+
+def _git(cwd: Path, *args: str, binary: bool = False) -> str | bytes:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, check=False)
+    if done.returncode != 0:
+        raise PolicyNotFound(
+            f"git {' '.join(args)}: {done.stderr.decode(errors='replace').strip()}"
+        )
+    return done.stdout if binary else done.stdout.decode()
+
+
+def _locate(root: Path, policy_id: str) -> tuple[Path, str]:
+    if not POLICY_ID.match(policy_id):
+        raise PolicyNotFound(f"unknown policy {policy_id!r}")
+    root = Path(root).resolve()
+    top = Path(str(_git(root, "rev-parse", "--show-toplevel")).strip())
+    return top, (root / policy_id).relative_to(top).as_posix()
+
+
+def extract(root: Path, policy_id: str, commit: str) -> Path:
+    """The policy folder as it was at ``commit`` (a full sha), extracted once."""
+    top, rel = _locate(root, policy_id)
+    dest = CACHE / commit / policy_id
+    if (dest / MANIFEST).is_file():
+        return dest
+    data = _git(top, "archive", "--format=tar", commit, rel, binary=True)
+    staging = Path(tempfile.mkdtemp(prefix="liveguard-git-"))
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:  # type: ignore[arg-type]
+        tar.extractall(staging, filter="data")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):  # another process extracted it first
+        (staging / rel).rename(dest)
+    return dest
+
+
+def resolve(root: Path, ref: str) -> str:
+    return str(_git(Path(root), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")).strip()
+
+
+def load_policy_at_ref(root: Path, policy_id: str, ref: str) -> Policy:
+    """``id@ref``: the policy as committed at a branch, tag or commit."""
+    try:
+        commit = resolve(root, ref)
+    except PolicyNotFound:
+        raise PolicyNotFound(f"{policy_id}@{ref}: unknown Git ref {ref!r}") from None
+    try:
+        folder = extract(root, policy_id, commit)
+    except PolicyNotFound:
+        raise PolicyNotFound(
+            f"{policy_id}@{ref}: the policy does not exist at {commit[:12]}"
+        ) from None
+    return load_policy_folder(folder, git_ref=f"{ref} ({commit[:12]})")
+
+
+@dataclass(frozen=True)
+class Version:
+    version: str
+    digest: str
+    commit: str
+    date: str
+
+
+def history(root: Path, policy_id: str) -> list[Version]:
+    """Every commit that changed the policy folder, newest first."""
+    top, rel = _locate(root, policy_id)
+    log = str(_git(top, "log", "--format=%H%x09%cI", "--", rel)).strip()
+    out: list[Version] = []
+    for line in log.splitlines():
+        commit, date = line.split("\t")
+        try:
+            folder = extract(root, policy_id, commit)
+        except PolicyNotFound:
+            continue  # the commit deleted the folder
+        if not (folder / MANIFEST).is_file():
+            continue
+        manifest = yaml.safe_load((folder / MANIFEST).read_text(encoding="utf-8")) or {}
+        out.append(Version(str(manifest.get("version", "?")), folder_digest(folder), commit, date))
+    return out
+
+
+def version_bump_problems(root: Path, policy_id: str) -> list[str]:
+    """A committed change to a policy's content without a new version is a lint error."""
+    try:
+        versions = history(root, policy_id)
+    except PolicyNotFound:
+        return []  # not a Git checkout: nothing to compare
+    problems = []
+    for newer, older in itertools.pairwise(versions):
+        if newer.digest != older.digest and newer.version == older.version:
+            problems.append(
+                f"{Path(root) / policy_id / MANIFEST}: version {newer.version} changed content in "
+                f"commit {newer.commit[:12]} ({newer.date}) without a version bump "
+                f"(digest {older.digest[:19]}… → {newer.digest[:19]}…)"
+            )
+    return problems
+
+
+def lint_versions(repo: object, ids: list[str]) -> list[str]:
+    root = Path(repo.root)  # type: ignore[attr-defined]
+    return [p for pid in ids for p in version_bump_problems(root, pid)]
