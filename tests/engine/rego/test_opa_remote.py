@@ -8,6 +8,7 @@ data as an OPA server loaded with the bundle would.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import threading
@@ -61,10 +62,9 @@ class _OpaServer:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                try:
+                # The client may have timed out first (the timeout test).
+                with contextlib.suppress(BrokenPipeError):
                     self.wfile.write(payload)
-                except BrokenPipeError:  # the client timed out first (the timeout test)
-                    pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
