@@ -31,8 +31,8 @@ from engine.store import retention as retention_mod
 from engine.store.db import make_engine, migrate
 from engine.store.events import (
     CORRELATION,
-    adapt_event_to_row,
-    build_event,
+    RetentionPlan,
+    event_row,
     retention_map,
     utcnow,
 )
@@ -60,7 +60,7 @@ class Runtime:
         )
         self.shadow: ShadowRunner | None = None
         self._scope: dict[tuple[str, str], str] | None = None
-        self._retention: dict[str, dict[str, int]] = {}
+        self._retention: dict[str, RetentionPlan] = {}
         self._expected: dict[str, frozenset[str]] = {}
         self._keys: dict[str, tuple[Principal, float]] = {}
         self._purger: asyncio.Task[None] | None = None
@@ -147,12 +147,12 @@ class Runtime:
         # Unknown or ambiguous scopes: let the repository say why, in its words.
         return pid or self.repo.match(s.channel, s.kind)
 
-    def _retention_for(self, policy: Policy) -> dict[str, int]:
+    def _retention_for(self, policy: Policy) -> RetentionPlan:
         got = self._retention.get(policy.digest)
         if got is None:
             df = policy.dataflow
-            got = retention_map({f: df.retention_days_for(f) for f in df.retained_fields()})
-            self._retention[policy.digest] = got
+            days = retention_map({f: df.retention_days_for(f) for f in df.retained_fields()})
+            got = self._retention[policy.digest] = RetentionPlan.from_days(days)
         return got
 
     def _expected_signals(self, policy: Policy) -> frozenset[str]:
@@ -170,8 +170,11 @@ class Runtime:
         policy_id: str | None = None,
         request_id: str | None = None,
         received_ns: int | None = None,
-    ) -> Decision:
-        """Decide, log durably (and shadow), then answer: nothing unlogged is returned."""
+    ) -> tuple[Decision, str]:
+        """Decide, log durably (and shadow), then answer: nothing unlogged is returned.
+
+        Returns the decision and its wire JSON (serialized once: logged and sent as is).
+        """
         received_ns = received_ns or perf_counter_ns()
         now = utcnow()
         pid = policy_id or self.select(request)
@@ -181,23 +184,25 @@ class Runtime:
         except PolicyInvalid as exc:
             policy = None
             decision = self._failed_load(request, pid, exc, now)
-            retention = {CORRELATION: self.settings.fail_retention_days}
+            retention = RetentionPlan.from_days({CORRELATION: self.settings.fail_retention_days})
         if policy is not None:
             decision = decide(request, policy, now=now)
             retention = self._retention_for(policy)
             self._count_dropped(request, policy)
         structlog.contextvars.bind_contextvars(decision_id=decision.decision_id)
-        event = build_event(
+        wire = decision.model_dump_json()
+        row = event_row(
             request,
             decision,
             retention,
             time=now,
             request_id=request_id,
             service_us=(perf_counter_ns() - received_ns) // 1000,
+            result_json=wire,
         )
-        ws = WriteSet(event=adapt_event_to_row(event), review=review_row(decision, event))
+        ws = WriteSet(event=row, review=review_row(decision, row))
         if self.shadow is not None and self.shadow.applies(decision):
-            ws.shadow = self._shadow(request, decision, now, event.expires_at)
+            ws.shadow = self._shadow(request, decision, now, row["expires_at"])
         await self.writer.write(ws)
         seconds = (perf_counter_ns() - received_ns) / 1e9
         self.metrics.observe_decision(
@@ -213,7 +218,7 @@ class Runtime:
             error=decision.error,
             latency_ms=round(seconds * 1000, 3),
         )
-        return decision
+        return decision, wire
 
     def _shadow(
         self, request: DecisionRequest, live: Decision, now: datetime, expires: datetime

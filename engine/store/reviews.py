@@ -16,7 +16,7 @@ from sqlmodel import Session
 
 from engine.errors import LiveguardError
 from engine.models import Action, Decision, ReviewObligation
-from engine.store.events import DecisionEventV1, utcnow
+from engine.store.events import utcnow
 from engine.store.tables import ReviewItemRow
 
 Outcome = Literal["confirmed_attack", "legitimate", "inconclusive"]
@@ -31,7 +31,7 @@ class ReviewConflict(LiveguardError):
     http_status = 409
 
 
-def checklist(decision: Decision, event: DecisionEventV1) -> dict[str, Any]:
+def checklist(decision: Decision, event: dict[str, Any]) -> dict[str, Any]:
     """What a reviewer needs: what tripped, how sure, context, and the next step."""
     ob = next((o for o in decision.obligations if isinstance(o, ReviewObligation)), None)
     fused = decision.fused
@@ -44,24 +44,24 @@ def checklist(decision: Decision, event: DecisionEventV1) -> dict[str, Any]:
             "evidence_mass": round(fused.evidence_mass, 4) if fused else None,
             "signals": [
                 {
-                    "name": s.name,
-                    "score": s.score,
-                    "confidence": s.confidence,
-                    "detector": f"{s.detector}@{s.detector_version}",
+                    "name": s["name"],
+                    "score": s["score"],
+                    "confidence": s["confidence"],
+                    "detector": f"{s['detector']}@{s['detector_version']}",
                 }
-                for s in event.signals
+                for s in event["signals"]
             ],
         },
         # Only what the log retains: the reviewer sees no more than the manifest allows.
-        "context": {k: v for k, v in event.input.items() if k != "policy"},
+        "context": {k: v for k, v in event["input"].items() if k != "policy"},
         "recommended_next_step": decision.summary,
         "steps": list(ob.checklist) if ob else [],
         "policy": {"id": decision.policy.id, "version": decision.policy.version},
     }
 
 
-def review_row(decision: Decision, event: DecisionEventV1) -> dict[str, Any] | None:
-    """The review item a decision opens, or None when it asks for no review."""
+def review_row(decision: Decision, event: dict[str, Any]) -> dict[str, Any] | None:
+    """The review item a decision opens (from its stored event row), or None."""
     if decision.action != Action.review:
         return None
     ob = next((o for o in decision.obligations if isinstance(o, ReviewObligation)), None)
@@ -73,10 +73,10 @@ def review_row(decision: Decision, event: DecisionEventV1) -> dict[str, Any] | N
         "policy_version": decision.policy.version,
         "queue": ob.queue if ob else DEFAULT_QUEUE,
         "status": "open",
-        "created_at": event.time,
-        "sla_due_at": event.time + timedelta(minutes=sla),
+        "created_at": event["decided_at"],
+        "sla_due_at": event["decided_at"] + timedelta(minutes=sla),
         "checklist": checklist(decision, event),
-        "expires_at": event.expires_at,
+        "expires_at": event["expires_at"],
     }
 
 

@@ -42,10 +42,10 @@ async def post_decision(
     _: Principal = Depends(require("decide")),
 ) -> Response:
     received = perf_counter_ns()
-    decision = await runtime(request).decide(
+    _, wire = await runtime(request).decide(
         body, request_id=request_id(request), received_ns=received
     )
-    return json_response(decision.model_dump_json())
+    return json_response(wire)
 
 
 @router.get(

@@ -56,9 +56,7 @@ async def opa_decision(
             f"input.policy: {named!r} contradicts the queried package {package!r} "
             f"(policy {policy_id!r}); omit it or make them agree"
         )
-    decision = await runtime(request).decide(
+    decision, wire = await runtime(request).decide(
         body.input, policy_id=policy_id, request_id=request_id(request), received_ns=received
     )
-    return json_response(
-        f'{{"result":{decision.model_dump_json()},"decision_id":"{decision.decision_id}"}}'
-    )
+    return json_response(f'{{"result":{wire},"decision_id":"{decision.decision_id}"}}')

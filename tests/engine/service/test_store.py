@@ -43,7 +43,7 @@ def _decide_all(db_url: str, bodies: list[dict], at: datetime | None = None) -> 
         async def run() -> list[str]:
             out = []
             for b in bodies:
-                d = await rt.decide(DecisionRequest.model_validate(b))
+                d, _ = await rt.decide(DecisionRequest.model_validate(b))
                 out.append(d.decision_id)
             return out
 
@@ -200,3 +200,34 @@ def test_stale_claims_return_to_the_queue(sqlite_url: str, stale: bool) -> None:
     again = reviews.claim_next(engine, "b", claim_timeout_s=0 if stale else 3600)
     engine.dispose()
     assert (again is not None and again.id == first.id) if stale else again is None
+
+
+def test_fast_event_row_equals_the_domain_event_adapted(tmp_path) -> None:
+    """The serving path's row is exactly what adapting a DecisionEventV1 gives."""
+    import json
+
+    from engine.decide import decide
+    from engine.policy import PolicyRepository
+    from engine.store.events import (
+        RetentionPlan,
+        adapt_event_to_row,
+        build_event,
+        event_row,
+        retention_map,
+        utcnow,
+    )
+    from tests.engine.service.conftest import POLICIES
+
+    policy = PolicyRepository(POLICIES).get("support-password-reset")
+    df = policy.dataflow
+    plan = RetentionPlan.from_days(
+        retention_map({f: df.retention_days_for(f) for f in df.retained_fields()})
+    )
+    request = DecisionRequest.model_validate(review_body())
+    now = utcnow()
+    decision = decide(request, policy, now=now)
+    kw = {"time": now, "request_id": "r1", "service_us": 42}
+    fast = event_row(request, decision, plan, result_json=decision.model_dump_json(), **kw)
+    slow = adapt_event_to_row(build_event(request, decision, plan, **kw))
+    assert json.loads(fast.pop("result")) == slow.pop("result")
+    assert fast == slow

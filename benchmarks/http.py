@@ -1,0 +1,289 @@
+"""HTTP decision service under fixed-rate load, next to a bare FastAPI endpoint.
+
+Run by hand: ``.venv/bin/python benchmarks/http.py [--rate 1000] [--duration 30]``.
+Needs ``hey`` (Debian package) as the load generator, in its own process. Starts
+``liveguard serve`` on SQLite (and on PostgreSQL when ``--pg-url`` answers) and a bare
+FastAPI endpoint under the same uvicorn settings, all on 127.0.0.1; loads each at the same
+fixed rate, then steps the offered rate up to find the maximum sustainable rate (every
+request answered 200, achieved ≥ 95% of offered, p99 ≤ 10 ms). Load goes only to
+127.0.0.1, for a bounded time. Ends with one line:
+``RESULT rate=… p99_ms=… bare_p99_ms=… max_rps=…`` (SQLite; PostgreSQL fields follow).
+"""
+
+# ruff: noqa: E402
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named http.py: run as a script, its folder comes first on sys.path and would
+# shadow the standard library's ``http`` package. Drop the folder before importing more.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from engine.store.db import make_engine, migrate
+from engine.store.keys import create_key
+
+HOST = "127.0.0.1"  # never anywhere else
+MAX_SECONDS, MAX_RATE = 120, 10_000
+P99_TARGET_MS = 10.0
+BODY = json.loads((ROOT / "examples" / "password-reset.json").read_text())
+
+BARE_APP = """
+from fastapi import FastAPI
+app = FastAPI()
+
+@app.post("/bare")
+async def bare(body: dict) -> dict:
+    return {"action": "log", "echo": body.get("policy")}
+"""
+
+
+@dataclass
+class Run:
+    name: str
+    offered: int
+    achieved: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+    ok: int
+    errors: int
+
+    def line(self) -> str:
+        return (
+            f"{self.name:<12} offered={self.offered:>5}/s achieved={self.achieved:>7.1f}/s "
+            f"p50={self.p50_ms:6.2f}ms p99={self.p99_ms:6.2f}ms max={self.max_ms:7.2f}ms "
+            f"ok={self.ok} errors={self.errors}"
+        )
+
+    @property
+    def sustained(self) -> bool:
+        return (
+            self.errors == 0
+            and self.achieved >= 0.95 * self.offered
+            and self.p99_ms <= P99_TARGET_MS
+        )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=0.5).status_code in (200, 404, 405):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+def start_liveguard(
+    db_url: str, log: Path, log_level: str
+) -> tuple[subprocess.Popen[bytes], str, str]:
+    engine = make_engine(db_url)
+    migrate(engine)
+    _, key = create_key(engine, "decide", "benchmark")
+    engine.dispose()
+    port = free_port()
+    env = {
+        **os.environ,
+        "LIVEGUARD_DATABASE_URL": db_url,
+        "LIVEGUARD_POLICIES": str(ROOT / "policies"),
+        "LIVEGUARD_LOG_FORMAT": "json",
+        "LIVEGUARD_LOG_LEVEL": log_level,
+        "LIVEGUARD_MAX_IN_FLIGHT": "1024",
+    }
+    cmd = [sys.executable, "-c", "from engine.cli import main; main()", "serve",
+           "--host", HOST, "--port", str(port)]  # fmt: skip
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=out)
+    wait_healthy(f"http://{HOST}:{port}/health", proc)
+    return proc, f"http://{HOST}:{port}/v1/decisions", key
+
+
+def start_bare(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    (tmp / "bare_app.py").write_text(BARE_APP)
+    port = free_port()
+    cmd = [sys.executable, "-m", "uvicorn", "bare_app:app", "--host", HOST, "--port", str(port),
+           "--log-level", "warning", "--no-access-log"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_healthy(f"http://{HOST}:{port}/docs", proc)
+    return proc, f"http://{HOST}:{port}/bare"
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+_LAT = re.compile(r"^\s+(\d+)%+ in ([\d.]+) secs", re.M)
+
+
+def hey(name: str, url: str, key: str | None, rate: int, seconds: float, body: Path) -> Run:
+    """Fixed-rate load from a separate process (hey: workers × per-worker QPS)."""
+    assert url.startswith(f"http://{HOST}:"), "load goes to 127.0.0.1 only"
+    rate = min(rate, MAX_RATE)
+    seconds = min(seconds, MAX_SECONDS)
+    # Enough workers that each has slack: a worker waits for its answer before the next.
+    workers = max(10, min(200, rate // 20))
+    per_worker = rate / workers
+    cmd = ["hey", "-z", f"{seconds}s", "-c", str(workers), "-q", f"{per_worker:.2f}",
+           "-m", "POST", "-T", "application/json", "-D", str(body)]  # fmt: skip
+    if key:
+        cmd += ["-H", f"Authorization: Bearer {key}"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, timeout=seconds + 60).stdout
+    pct = {int(p): float(s) * 1000 for p, s in _LAT.findall(out)}
+    total = _num(out, r"Total:\s+([\d.]+) secs")
+    ok = sum(int(n) for n in re.findall(r"\[200\]\s+(\d+) responses", out))
+    statuses = sum(int(n) for n in re.findall(r"\[\d{3}\]\s+(\d+) responses", out))
+    errs = sum(int(n) for n in re.findall(r"^\s+\[(\d+)\]\s+(?!.*responses)", out, re.M))
+    return Run(
+        name=name,
+        offered=rate,
+        achieved=(statuses / total) if total else 0.0,
+        p50_ms=pct.get(50, float("nan")),
+        p99_ms=pct.get(99, float("nan")),
+        max_ms=_num(out, r"Slowest:\s+([\d.]+) secs") * 1000,
+        ok=ok,
+        errors=(statuses - ok) + errs,
+    )
+
+
+def _num(text: str, pattern: str) -> float:
+    m = re.search(pattern, text)
+    return float(m.group(1)) if m else 0.0
+
+
+def max_rate(
+    name: str, url: str, key: str | None, body: Path, steps: list[int], seconds: float
+) -> int:
+    best = 0
+    for rate in steps:
+        r = hey(f"{name}@max", url, key, rate, seconds, body)
+        print(r.line(), "sustained" if r.sustained else "NOT sustained", flush=True)
+        if not r.sustained:
+            break
+        best = rate
+    return best
+
+
+def pg_reachable(url: str) -> bool:
+    try:
+        engine = make_engine(url)
+        with engine.connect():
+            pass
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--duration", type=float, default=30.0, help="seconds per fixed-rate run")
+    ap.add_argument("--step-seconds", type=float, default=6.0, help="seconds per max-rate step")
+    ap.add_argument("--steps", default="1000,1500,2000,2500,3000,3500,4000")
+    ap.add_argument("--pg-url", default=os.environ.get(
+        "LIVEGUARD_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))  # fmt: skip
+    ap.add_argument("--log-level", default="INFO", help="the service's log level")
+    args = ap.parse_args()
+    if shutil.which("hey") is None:
+        raise SystemExit("needs 'hey' (apt-get install hey)")
+    steps = [int(s) for s in args.steps.split(",")]
+    tmp = Path(tempfile.mkdtemp(prefix="lg-bench-"))
+    body = tmp / "request.json"
+    body.write_text(json.dumps(BODY))
+    print(
+        f"cores={os.cpu_count()} rate={args.rate}/s duration={args.duration}s log_level={args.log_level}"
+    )
+    results: dict[str, Run] = {}
+    maxes: dict[str, int] = {}
+
+    bare, bare_url = start_bare(tmp)
+    try:
+        hey("warmup", bare_url, None, args.rate, 2, body)
+        results["bare"] = hey("bare", bare_url, None, args.rate, args.duration, body)
+        print(results["bare"].line(), flush=True)
+    finally:
+        stop(bare)
+
+    backends = {"sqlite": f"sqlite:///{tmp / 'bench.db'}"}
+    schema = None
+    if pg_reachable(args.pg_url):
+        import psycopg
+
+        schema = f"lgbench_{os.getpid()}"
+        conninfo = args.pg_url.replace("postgresql+psycopg://", "postgresql://")
+        with psycopg.connect(conninfo, autocommit=True) as c:
+            c.execute(f"CREATE SCHEMA {schema}")
+        backends["postgresql"] = f"{args.pg_url}?options=-csearch_path%3D{schema}"
+    else:
+        print(f"postgresql: {args.pg_url} unreachable; skipped")
+    try:
+        for name, db in backends.items():
+            proc, url, key = start_liveguard(db, tmp / f"{name}.log", args.log_level)
+            try:
+                hey("warmup", url, key, args.rate, 2, body)
+                results[name] = hey(name, url, key, args.rate, args.duration, body)
+                print(results[name].line(), flush=True)
+                maxes[name] = max_rate(name, url, key, body, steps, args.step_seconds)
+            finally:
+                stop(proc)
+    finally:
+        if schema:
+            with psycopg.connect(conninfo, autocommit=True) as c:
+                c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    lite, bare_run = results["sqlite"], results["bare"]
+    ratio = lite.p99_ms / bare_run.p99_ms if bare_run.p99_ms else float("nan")
+    print(
+        f"sqlite p99 {lite.p99_ms:.2f} ms vs bare {bare_run.p99_ms:.2f} ms ({ratio:.2f}x; "
+        f"target ≤ {P99_TARGET_MS} ms and ≤ 1.5x)"
+    )
+    line = (
+        f"RESULT rate={lite.achieved:.0f} p99_ms={lite.p99_ms:.2f} "
+        f"bare_p99_ms={bare_run.p99_ms:.2f} max_rps={maxes.get('sqlite', 0)}"
+    )
+    if "postgresql" in results:
+        pg = results["postgresql"]
+        line += (
+            f" pg_rate={pg.achieved:.0f} pg_p99_ms={pg.p99_ms:.2f} pg_max_rps={maxes['postgresql']}"
+        )
+    print(line)
+
+
+if __name__ == "__main__":
+    main()
