@@ -89,9 +89,8 @@ def opa_compile_problems(repo: PolicyRepository, ids: list[str]) -> list[str]:
     problems: list[str] = []
     if cls is None:
         return problems
-    for pid, m in repo.manifests().items():
-        if pid not in ids or m.engine != "rego":
-            continue
+    for pid in ids:
+        # Only folders that hold Rego; manifest problems are the main lint pass's to report.
         for rego in sorted((repo.root / pid).glob("*.rego")):
             engine = cls()
             try:
