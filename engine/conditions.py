@@ -174,6 +174,16 @@ def _leaf(path: str, spec: Any, where: str, problems: list[str]) -> list[tuple[s
 def _leaf_predicate(path: str, ops: list[tuple[str, Any]]) -> Predicate:
     levels = ORDINALS.get(path)
     index = {v: i for i, v in enumerate(levels)} if levels else None
+    if index is None and len(ops) == 1:
+        # The common case, one comparison on a plain field: a closure without loops.
+        op, operand = ops[0]
+        get = operator.methodcaller("get", path)
+        if op == "in":
+            return lambda ctx: (v := get(ctx)) is not None and v in operand
+        if op == "not_in":
+            return lambda ctx: (v := get(ctx)) is not None and v not in operand
+        compare = _COMPARE[op]
+        return lambda ctx: (v := get(ctx)) is not None and compare(v, operand)
 
     def predicate(ctx: Context) -> bool:
         value = ctx.get(path)
@@ -216,10 +226,7 @@ def _compile(spec: Any, where: str, problems: list[str]) -> Predicate:
                 problems.append(f"{at}: expected a non-empty list of conditions")
                 continue
             subs = [_compile(v, f"{at}[{i}]", problems) for i, v in enumerate(value)]
-            if key == "all":
-                parts.append(lambda ctx, subs=subs: all(p(ctx) for p in subs))
-            else:
-                parts.append(lambda ctx, subs=subs: any(p(ctx) for p in subs))
+            parts.append(_all(subs) if key == "all" else _any(subs))
         elif key == "not":
             sub = _compile(value, at, problems)
             parts.append(lambda ctx, sub=sub: not sub(ctx))
@@ -230,9 +237,43 @@ def _compile(spec: Any, where: str, problems: list[str]) -> Predicate:
             )
         else:
             parts.append(_leaf_predicate(str(key), _leaf(str(key), value, at, problems)))
+    return _all(parts)
+
+
+def _all(parts: list[Predicate]) -> Predicate:
     if len(parts) == 1:
         return parts[0]
-    return lambda ctx: all(p(ctx) for p in parts)
+    if len(parts) == 2:
+        a, b = parts
+        return lambda ctx: a(ctx) and b(ctx)
+    if len(parts) == 3:
+        a, b, c = parts
+        return lambda ctx: a(ctx) and b(ctx) and c(ctx)
+
+    def every(ctx: Context) -> bool:
+        # A plain loop: all() over a generator costs a frame per call on this hot path.
+        for p in parts:  # noqa: SIM110
+            if not p(ctx):
+                return False
+        return True
+
+    return every
+
+
+def _any(parts: list[Predicate]) -> Predicate:
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        a, b = parts
+        return lambda ctx: a(ctx) or b(ctx)
+
+    def some(ctx: Context) -> bool:
+        for p in parts:  # noqa: SIM110
+            if p(ctx):
+                return True
+        return False
+
+    return some
 
 
 # --- vectorized form, for simulations over many sessions at once -----------------------

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -126,30 +127,6 @@ class YamlEvaluator:
         return self.spec.fields_read()
 
 
-def _flatten(req: DecisionRequest) -> dict[str, Any]:
-    s, i, t, d = req.session, req.identity, req.transaction, req.device
-    flat: dict[str, Any] = {
-        "session.channel": s.channel,
-        "session.kind": s.kind,
-        "session.participant": s.participant,
-        "session.consent.media_analysis": s.consent.media_analysis,
-        "session.consent.raw_media_escalation": s.consent.raw_media_escalation,
-        "identity.assurance": i.assurance,
-        "identity.method": i.method,
-        "identity.seconds_since_auth": i.seconds_since_auth,
-        "identity.failed_attempts": i.failed_attempts,
-    }
-    if t is not None:
-        flat["transaction.kind"] = t.kind
-        flat["transaction.value"] = t.value
-        flat["transaction.currency"] = t.currency
-    if d is not None:
-        flat["device.posture"] = d.posture
-        flat["device.new_device"] = d.new_device
-        flat["device.geo_mismatch"] = d.geo_mismatch
-    return flat
-
-
 @dataclass(eq=False)
 class Policy:
     """A loaded, compiled policy version; immutable after load and safe to share."""
@@ -164,6 +141,7 @@ class Policy:
     git_ref: str | None = None
     ref: PolicyRef = field(init=False)
     _ctx_keys: tuple[str, ...] = field(init=False)
+    _getters: tuple[tuple[str, str, attrgetter], ...] = field(init=False)
     _signal_allowed: dict[str, bool] = field(init=False, default_factory=dict)
     _signal_fields: tuple[str, ...] = field(init=False)
 
@@ -175,11 +153,24 @@ class Policy:
             engine=self.manifest.engine,
         )
         allowed = self.dataflow.allowed_fields()
+        # YAML policies only need the fields their conditions name; other backends (Rego)
+        # get every declared field.
+        referenced = self.spec.condition_fields() if self.spec else None
         # Minimization by construction: the context only ever holds declared fields.
-        self._ctx_keys = tuple(k for k in REQUEST_FIELDS if is_declared(k, allowed))
+        self._ctx_keys = tuple(
+            k
+            for k in REQUEST_FIELDS
+            if is_declared(k, allowed) and (referenced is None or k in referenced)
+        )
+        self._getters = tuple(
+            (key, section, attrgetter(rest))
+            for key in self._ctx_keys
+            for section, rest in [key.split(".", 1)]
+        )
         self._allowed = allowed
-        referenced = self.spec.condition_fields() if self.spec else set()
-        self._signal_fields = tuple(sorted(p for p in referenced if p.startswith("signals.")))
+        self._signal_fields = tuple(
+            sorted(p for p in (referenced or ()) if p.startswith("signals."))
+        )
 
     @property
     def id(self) -> str:
@@ -192,8 +183,11 @@ class Policy:
         return ok
 
     def view(self, request: DecisionRequest) -> PolicyView:
-        flat = _flatten(request)
-        ctx = {k: flat[k] for k in self._ctx_keys if k in flat}
+        ctx: dict[str, Any] = {}
+        for key, section, get in self._getters:
+            part = getattr(request, section)
+            if part is not None:  # transaction and device are optional
+                ctx[key] = get(part)
         consented = request.session.consent.media_analysis
         kept: list[Signal] = []
         media_dropped: list[str] = []
