@@ -23,17 +23,7 @@ from engine import decide  # noqa: E402
 from engine.conditions import ORDINALS  # noqa: E402
 from engine.policy import PolicyRepository  # noqa: E402
 from simulations import Batch, VectorizedPolicy  # noqa: E402
-from simulations.generate import random_requests  # noqa: E402
-
-SIGNALS = [
-    "audio.synthetic_voice",
-    "audio.replay",
-    "audio.voice_consistency",
-    "av.lipsync",
-    "video.face_dynamics",
-    "behavior.turn_taking",
-    "session.anomaly",
-]
+from simulations.generate import SIGNALS, random_requests  # noqa: E402
 
 
 def synthetic_batch(n: int, rng: np.random.Generator) -> Batch:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -30,42 +31,8 @@ def policy_copy(tmp_path: Path):
 
 
 def request_dict(**overrides: Any) -> dict[str, Any]:
-    """A valid wire-format request (DESIGN.md), with top-level sections overridden."""
-    base: dict[str, Any] = {
-        "session": {
-            "id": "call-7f3a",
-            "channel": "support_call",
-            "kind": "password_reset",
-            "participant": "external",
-            "consent": {"media_analysis": True, "raw_media_escalation": False},
-        },
-        "identity": {
-            "assurance": "low",
-            "method": "knowledge_based",
-            "seconds_since_auth": 40,
-            "failed_attempts": 1,
-        },
-        "transaction": {"kind": "password_reset", "value": 0, "currency": "USD"},
-        "device": {"posture": "unknown", "new_device": True, "geo_mismatch": False},
-        "signals": [
-            {
-                "name": "audio.synthetic_voice",
-                "modality": "audio",
-                "score": 0.87,
-                "confidence": 0.8,
-                "evidence": [
-                    {
-                        "code": "audio.vocoder_artifacts",
-                        "message": "Voice shows vocoder artifacts",
-                        "value": 0.91,
-                    }
-                ],
-                "detector": "synthetic_voice@1.0.0",
-                "window_ms": 4000,
-            }
-        ],
-        "policy": "support-password-reset",
-    }
+    """The DESIGN.md wire example (examples/password-reset.json), sections overridden."""
+    base: dict[str, Any] = json.loads((ROOT / "examples" / "password-reset.json").read_text())
     base.update(overrides)
     return base
 

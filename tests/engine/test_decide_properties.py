@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from engine import Decision, DecisionRequest, decide
 from engine.policy import PolicyRepository
+from simulations.generate import SIGNALS
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 REPO = PolicyRepository(POLICIES)
@@ -21,21 +22,12 @@ YAML_POLICIES = [
         "payout-authorization",
     ]
 ]
-SIGNAL_NAMES = [
-    "audio.synthetic_voice",
-    "audio.replay",
-    "audio.voice_consistency",
-    "av.lipsync",
-    "video.face_dynamics",
-    "behavior.turn_taking",
-    "session.anomaly",
-]
 unit = st.floats(0.0, 1.0, allow_nan=False)
 
 
 @st.composite
 def requests(draw) -> DecisionRequest:
-    names = draw(st.lists(st.sampled_from(SIGNAL_NAMES), max_size=6))
+    names = draw(st.lists(st.sampled_from(SIGNALS), max_size=6))
     raw = {
         "session": {
             "id": "prop",
