@@ -28,6 +28,8 @@ lint: setup
 	$(VENV)/bin/lint-imports
 
 test: setup lint
+	# OPA's own evaluator, the oracle the Rego tests compare regopy against.
+	PYTHON=$(PY) ./scripts/fetch_opa_evaluator.sh
 	$(PY) -m pytest
 
 clean:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import itertools
 import subprocess
 import tarfile
 import tempfile
@@ -104,20 +103,32 @@ def history(root: Path, policy_id: str) -> list[Version]:
 
 
 def version_bump_problems(root: Path, policy_id: str) -> list[str]:
-    """A committed change to a policy's content without a new version is a lint error."""
+    """A policy whose content differs from what its version was first committed with.
+
+    A version is fixed by its first commit: changing the folder afterwards (committed or
+    not) without a new version is a lint error. Old, since-bumped history is not re-judged.
+    """
     try:
         versions = history(root, policy_id)
     except PolicyNotFound:
         return []  # not a Git checkout: nothing to compare
-    problems = []
-    for newer, older in itertools.pairwise(versions):
-        if newer.digest != older.digest and newer.version == older.version:
-            problems.append(
-                f"{Path(root) / policy_id / MANIFEST}: version {newer.version} changed content in "
-                f"commit {newer.commit[:12]} ({newer.date}) without a version bump "
-                f"(digest {older.digest[:19]}… → {newer.digest[:19]}…)"
-            )
-    return problems
+    folder = Path(root) / policy_id
+    if not (folder / MANIFEST).is_file():
+        return []
+    manifest = yaml.safe_load((folder / MANIFEST).read_text(encoding="utf-8")) or {}
+    version = str(manifest.get("version", "?"))
+    introduced = [v for v in versions if v.version == version]
+    if not introduced:
+        return []  # a new version, not committed yet
+    first = introduced[-1]  # history is newest first
+    digest = folder_digest(folder)
+    if digest == first.digest:
+        return []
+    return [
+        f"{folder / MANIFEST}: version {version} was first committed in {first.commit[:12]} "
+        f"({first.date}) as {first.digest[:19]}…, but the policy now is {digest[:19]}…: "
+        "bump the version (and its PIA's policy_version)"
+    ]
 
 
 def lint_versions(repo: object, ids: list[str]) -> list[str]:

@@ -118,7 +118,7 @@ def test_policy_list_shows_versions(monkeypatch):
     monkeypatch.setenv("LIVEGUARD_POLICIES", str(POLICIES))
     result = runner.invoke(app, ["policy", "list"])
     assert result.exit_code == 0
-    assert "support-password-reset" in result.output and "1.0.0" in result.output
+    assert "support-password-reset" in result.output and "1.1.0" in result.output
 
 
 def test_policy_test_passes_on_bundled_policies():

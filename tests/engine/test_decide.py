@@ -28,7 +28,7 @@ def test_design_example_steps_up_with_an_actionable_summary(spr):
         "Step up verification: the caller's voice shows synthetic-speech artifacts (0.87) "
         "on a password reset with low identity assurance and a new or untrusted device."
     )
-    assert d.policy.id == "support-password-reset" and d.policy.version == "1.0.0"
+    assert d.policy.id == "support-password-reset" and d.policy.version == spr.manifest.version
     assert d.policy.digest == spr.digest
     assert {o.kind for o in d.obligations} >= {"step_up"}
 
@@ -139,7 +139,7 @@ def test_governance_flags_the_undeclared_field(policy_copy):
     policy = load_policy(folder)
     problems = check_policy_dir(
         folder,
-        policy_version="1.0.0",
+        policy_version=policy.manifest.version,
         fields_read=policy.fields_read(),
         today=datetime(2026, 11, 25).date(),
     )
