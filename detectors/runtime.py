@@ -37,6 +37,7 @@ class RuntimeConfig(BaseModel):
     max_pending_per_session: int = Field(8, ge=1)
     max_batch: int = Field(128, ge=1)
     series_keep_ms: int = Field(10_000, description="How much of each feature series is kept.")
+    series_max_points: int = Field(2_000, ge=10, description="Points kept per series at most.")
 
 
 class SessionNotFoundError(KeyError):
@@ -160,7 +161,8 @@ class StreamingRuntime:
     ) -> None:
         """Compact feature series from the edge (e.g. `mouth_openness`), in session time."""
         sess = self._session(session_id)
-        q = sess.series.setdefault(name, deque())
+        # bounded by time (series_keep_ms) and by count, whatever the sender does
+        q = sess.series.setdefault(name, deque(maxlen=self.config.series_max_points))
         for t, v in zip(np.asarray(times_ms, float), np.asarray(values, float), strict=True):
             q.append((float(t), float(v)))
         if q:

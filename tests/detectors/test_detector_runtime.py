@@ -196,3 +196,12 @@ def test_unknown_session_is_a_clear_error() -> None:
     rt = make_runtime(Recorder())
     with pytest.raises(SessionNotFoundError, match="no open session 'nope'"):
         rt.push_audio("nope", noise(0.1))
+
+
+def test_feature_series_are_bounded_in_time_and_count() -> None:
+    rt = make_runtime(Recorder(), series_keep_ms=2_000, series_max_points=50)
+    rt.open_session("a")
+    t = np.arange(0, 10_000, 10.0)  # 1,000 points over 10 s
+    rt.push_series("a", "mouth_openness", t, np.ones_like(t))
+    kept = rt._sessions["a"].series["mouth_openness"]
+    assert len(kept) == 50 and kept[0][0] >= 8_000
