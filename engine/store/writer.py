@@ -9,6 +9,7 @@ batch is one decision, under heavy load one fsync serves hundreds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import queue
 import threading
 from collections.abc import Callable
@@ -41,7 +42,12 @@ class WriteSet:
     review: dict[str, Any] | None = None
     shadow: dict[str, Any] | None = None
     future: Future[None] = field(default_factory=Future)
+    #: Set by ``write()``: settled on its own event loop, one wake-up per batch.
+    waiter: asyncio.Future[None] | None = None
 
+
+#: Rows per INSERT statement (20-odd columns each: far below every driver's parameter cap).
+_CHUNK = 200
 
 #: Called after each commit with (batch size, seconds spent committing).
 CommitObserver = Callable[[int, float], None]
@@ -57,7 +63,7 @@ class GroupCommitWriter:
         self._queue: queue.SimpleQueue[WriteSet | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
-        self._plans: dict[str, tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]]]] = {}
+        self._plans: dict[str, tuple[str, str, Callable[[dict[str, Any]], tuple[Any, ...]]]] = {}
 
     def start(self) -> None:
         if self._thread is None:
@@ -87,7 +93,11 @@ class GroupCommitWriter:
 
     async def write(self, ws: WriteSet) -> None:
         """Return once ``ws`` is committed (raise ``StoreUnavailable`` if it cannot be)."""
-        await asyncio.wrap_future(self.submit(ws))
+        if self._closed or self._thread is None:
+            raise StoreUnavailable("the decision log is not running")
+        ws.waiter = asyncio.get_running_loop().create_future()
+        self._queue.put(ws)
+        await ws.waiter
 
     def write_sync(self, ws: WriteSet, timeout: float = 30.0) -> None:
         self.submit(ws).result(timeout)
@@ -119,7 +129,10 @@ class GroupCommitWriter:
         except Exception as exc:
             if len(batch) == 1:
                 log.error("store.write_failed", error=type(exc).__name__, detail=str(exc)[:300])
-                _fail(batch[0], exc)
+                _settle(
+                    batch,
+                    StoreUnavailable(f"the decision could not be logged ({type(exc).__name__})"),
+                )
                 return
             # One bad row (e.g. a duplicate id) must not fail its neighbours: retry singly.
             for ws in batch:
@@ -127,9 +140,7 @@ class GroupCommitWriter:
             return
         if self._observe is not None:
             self._observe(len(batch), perf_counter() - started)
-        for ws in batch:
-            if not ws.future.done():
-                ws.future.set_result(None)
+        _settle(batch, None)
 
     def _insert(self, batch: list[WriteSet]) -> None:
         events = [ws.event for ws in batch]
@@ -137,11 +148,18 @@ class GroupCommitWriter:
         shadows = [ws.shadow for ws in batch if ws.shadow is not None]
         with self._engine.begin() as conn:
             for table, rows in ((_EVENTS, events), (_REVIEWS, reviews), (_SHADOWS, shadows)):
-                if rows:
-                    sql, encode = self._plan(table)
-                    conn.exec_driver_sql(sql, [encode(r) for r in rows])
+                if not rows:
+                    continue
+                head, one, encode = self._plan(table)
+                # One multi-row INSERT per chunk, not executemany: the driver releases and
+                # retakes the GIL around every statement step, and each retake can wait a
+                # full switch interval while the event loop runs.
+                for i in range(0, len(rows), _CHUNK):
+                    chunk = rows[i : i + _CHUNK]
+                    params = tuple(v for r in chunk for v in encode(r))
+                    conn.exec_driver_sql(head + ", ".join([one] * len(chunk)), params)
 
-    def _plan(self, table: Table) -> tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]]]:
+    def _plan(self, table: Table) -> tuple[str, str, Callable[[dict[str, Any]], tuple[Any, ...]]]:
         """An INSERT in the driver's own paramstyle and a row encoder, once per table.
 
         The writer thread holds the GIL while it encodes; going straight to the driver
@@ -156,7 +174,8 @@ class GroupCommitWriter:
         cols = [c for c in cols if not (c.name == "id" and table.name == "shadow_results")]
         names = ", ".join(c.name for c in cols)
         mark = "?" if dialect.paramstyle == "qmark" else "%s"
-        sql = f"INSERT INTO {table.name} ({names}) VALUES ({', '.join([mark] * len(cols))})"
+        head = f"INSERT INTO {table.name} ({names}) VALUES "
+        one = f"({', '.join([mark] * len(cols))})"
         sqlite = dialect.name == "sqlite"
         encoders: list[Callable[[Any], Any]] = []
         for c in cols:
@@ -173,8 +192,8 @@ class GroupCommitWriter:
         def encode(row: dict[str, Any]) -> tuple[Any, ...]:
             return tuple(enc(row.get(k)) for enc, k in zip(encoders, keys, strict=True))
 
-        self._plans[table.name] = (sql, encode)
-        return sql, encode
+        self._plans[table.name] = (head, one, encode)
+        return head, one, encode
 
 
 def _same(v: Any) -> Any:
@@ -200,7 +219,27 @@ def _pg_time(v: datetime | None) -> datetime | None:
     return None if v is None else v.astimezone(UTC)
 
 
-def _fail(ws: WriteSet, exc: Exception) -> None:
-    if not ws.future.done():
-        err = StoreUnavailable(f"the decision could not be logged ({type(exc).__name__})")
-        ws.future.set_exception(err)
+def _settle(batch: list[WriteSet], exc: Exception | None) -> None:
+    """Resolve every waiter of a batch: one cross-thread wake-up per event loop, not per
+    decision (each wake-up is a syscall and a context switch on the serving thread)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for ws in batch:
+        if ws.waiter is not None:
+            by_loop.setdefault(ws.waiter.get_loop(), []).append(ws.waiter)
+        elif not ws.future.done():
+            if exc is None:
+                ws.future.set_result(None)
+            else:
+                ws.future.set_exception(exc)
+    for loop, waiters in by_loop.items():
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(_resolve, waiters, exc)
+
+
+def _resolve(waiters: list[asyncio.Future[None]], exc: Exception | None) -> None:
+    for w in waiters:
+        if not w.done():
+            if exc is None:
+                w.set_result(None)
+            else:
+                w.set_exception(exc)

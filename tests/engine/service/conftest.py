@@ -33,6 +33,11 @@ from engine.store.keys import create_key
 ROOT = Path(__file__).resolve().parents[3]
 POLICIES = ROOT / "policies"
 EXAMPLE: dict[str, Any] = json.loads((ROOT / "examples" / "password-reset.json").read_text())
+#: The bundled policy the service tests decide with, and its live version (read, not assumed).
+PID = "support-password-reset"
+LIVE_VERSION: str = __import__("yaml").safe_load((POLICIES / PID / "manifest.yaml").read_text())[
+    "version"
+]
 PG_BASE = os.environ.get("LIVEGUARD_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 

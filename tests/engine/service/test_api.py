@@ -13,6 +13,7 @@ from engine.api import create_app
 from engine.store.db import make_engine
 from engine.store.tables import AuditReadRow, DecisionEventRow, ReviewItemRow
 from tests.engine.service.conftest import (
+    LIVE_VERSION,
     POLICIES,
     bearer,
     make_keys,
@@ -255,21 +256,21 @@ def test_review_flow_and_overturn_rate(client: TestClient, keys, sqlite_url) -> 
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "outcome"
     stats = client.get("/v1/reviews/stats", headers=bearer(keys["audit"])).json()["versions"]
     assert stats == [
-        {"policy": "support-password-reset", "version": "1.0.0", "opened": 3, "pending": 0,
+        {"policy": "support-password-reset", "version": LIVE_VERSION, "opened": 3, "pending": 0,
          "resolved": 3, "confirmed_attack": 1, "legitimate": 2, "inconclusive": 0,
          "overturn_rate": 0.6667}
     ]  # fmt: skip
     m = client.get("/metrics").text
     assert (
-        'liveguard_reviews_total{event="opened",policy="support-password-reset",version="1.0.0"} 3.0'
+        f'liveguard_reviews_total{{event="opened",policy="support-password-reset",version="{LIVE_VERSION}"}} 3.0'
         in m
     )
     assert (
-        'liveguard_reviews_total{event="overturned",policy="support-password-reset",version="1.0.0"} 2.0'
+        f'liveguard_reviews_total{{event="overturned",policy="support-password-reset",version="{LIVE_VERSION}"}} 2.0'
         in m
     )
     assert (
-        'liveguard_reviews_total{event="confirmed",policy="support-password-reset",version="1.0.0"} 1.0'
+        f'liveguard_reviews_total{{event="confirmed",policy="support-password-reset",version="{LIVE_VERSION}"}} 1.0'
         in m
     )
 
@@ -329,7 +330,7 @@ def test_metrics_cover_health_and_outcomes(client: TestClient, keys) -> None:
         'liveguard_signals_dropped_total{policy="support-password-reset",why="no_consent"} 1.0',
         'liveguard_degraded_decisions_total{policy="support-password-reset"}',
         "liveguard_decisions_total{action=",
-        'liveguard_second_pass_escalations_total{policy="support-password-reset",version="1.0.0"}',
+        f'liveguard_second_pass_escalations_total{{policy="support-password-reset",version="{LIVE_VERSION}"}}',
         "liveguard_reviews",
         'liveguard_raw_media_escalations_total{policy="support-password-reset"} 1.0',
         'liveguard_raw_media_escalations_per_1000_sessions{policy="support-password-reset"} 333.3',

@@ -16,17 +16,24 @@ from engine.runtime import Runtime
 from engine.shadow import ShadowConfigInvalid, parse_shadow
 from engine.store.db import make_engine
 from engine.store.tables import DecisionEventRow, ShadowResultRow
-from tests.engine.service.conftest import POLICIES, bearer, make_settings, request_body
+from tests.engine.service.conftest import (
+    LIVE_VERSION,
+    PID,
+    POLICIES,
+    bearer,
+    make_settings,
+    request_body,
+)
 
-PID = "support-password-reset"
+CANDIDATE = "99.0.0-candidate"
 
 
 def _candidate(tmp_path: Path) -> Path:
-    """A stricter 1.1.0 of the live policy, in a folder not named after the policy."""
+    """A stricter next version of the live policy, in a folder not named after the policy."""
     folder = tmp_path / "candidates" / "spr-strict"
     shutil.copytree(POLICIES / PID, folder)
     manifest = yaml.safe_load((folder / "manifest.yaml").read_text())
-    manifest["version"] = "1.1.0"
+    manifest["version"] = CANDIDATE
     (folder / "manifest.yaml").write_text(yaml.safe_dump(manifest))
     policy = yaml.safe_load((folder / "policy.yaml").read_text())
     policy["thresholds"] = {"warn": 0.02, "step_up": 0.05, "review": 0.12, "block": 0.6}
@@ -64,12 +71,12 @@ def test_shadow_results_are_stored_apart_and_never_answer(
     # The live answer is exactly what the live policy alone answers.
     for d in got[:3]:
         assert d["action"] == expected["action"] == "step_up"
-        assert d["policy"]["version"] == "1.0.0"
+        assert d["policy"]["version"] == LIVE_VERSION
     assert s["configured"] == f"{PID}@{cand}"
     assert s["total"] == 4
     assert s["changed"] == {"step_up->review": 3}
     assert s["agree"] == 1 and s["agreement_rate"] == 0.25
-    assert s["candidates"][0]["version"] == "1.1.0"
+    assert s["candidates"][0]["version"] == CANDIDATE
     assert {e["decision_id"] for e in s["examples"]} == {d["decision_id"] for d in got[:3]}
     assert none["total"] == 0 and none["configured"] is None
     engine = make_engine(sqlite_url)
@@ -77,9 +84,9 @@ def test_shadow_results_are_stored_apart_and_never_answer(
         live_rows = db.exec(select(DecisionEventRow)).all()
         shadow_rows = db.exec(select(ShadowResultRow)).all()
     engine.dispose()
-    assert {r.policy_version for r in live_rows} == {"1.0.0"}  # the log holds live answers only
+    assert {r.policy_version for r in live_rows if r.policy_id == PID} == {LIVE_VERSION}
     assert "review" not in {r.action for r in live_rows}  # the candidate never answered
-    assert all(r.shadow_version == "1.1.0" for r in shadow_rows)
+    assert all(r.shadow_version == CANDIDATE for r in shadow_rows)
     assert {r.decision_id for r in shadow_rows} <= {r.decision_id for r in live_rows}
     # A review in shadow opens no review item: only live decisions do.
     assert len(shadow_rows) == 4
