@@ -12,14 +12,14 @@ from prometheus_client import CollectorRegistry
 from detectors.audio_io import SR, AudioInputError, load_audio
 from detectors.registry import discover
 from detectors.runtime import Emission, RuntimeConfig, StreamingRuntime
-from detectors.series_io import read_series_csv
 from signals import Signal
 
 
 @dataclass(frozen=True)
 class AnalysisInput:
     audio: Path
-    mouth_series: tuple[np.ndarray, np.ndarray] | None = None
+    #: feature series by name (e.g. "mouth_openness", or everything `video.FaceSeries` has)
+    series: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
     two_party: bool = False  # stereo: channel 0 = agent, channel 1 = remote caller
     metadata: dict[str, object] | None = None
 
@@ -59,12 +59,11 @@ def stream_file(
     hop = SR * hop_ms // 1000
     n = max(len(x) for x in parties.values())
     for start in range(0, n, hop):
-        if inp.mouth_series is not None:
-            t, v = inp.mouth_series
-            # the edge sends the series alongside the audio, up to the end of this hop
+        for name, (t, v) in (inp.series or {}).items():
+            # the edge sends its series alongside the audio, up to the end of this hop
             sel = (t >= start * 1000 / SR) & (t < (start + hop) * 1000 / SR)
             if sel.any():
-                rt.push_series(sid, "mouth_openness", t[sel], v[sel])
+                rt.push_series(sid, name, t[sel], v[sel])
         for party, x in parties.items():
             rt.push_audio(sid, x[start : start + hop], party=party)
         emit(rt.drain())
@@ -79,10 +78,6 @@ def latest_signals(emissions: list[Emission]) -> list[Signal]:
     for e in emissions:
         last[e.signal.name] = e.signal
     return list(last.values())
-
-
-def load_mouth_series(path: Path | None) -> tuple[np.ndarray, np.ndarray] | None:
-    return None if path is None else read_series_csv(path)
 
 
 def iter_table(emissions: list[Emission]) -> Iterator[str]:

@@ -77,21 +77,23 @@ def analyze(
     from detectors.audio_io import AudioInputError
     from detectors.series_io import SeriesInputError, read_series_csv
 
-    series = None
+    series: dict = {}
     try:
         if mouth_series is not None and video is not None:
             raise _fail("give --video or --mouth-series, not both")
         if mouth_series is not None:
-            series = read_series_csv(mouth_series)
+            series["mouth_openness"] = read_series_csv(mouth_series)
         if video is not None:
+            from detectors.video import SERIES_NAMES, VideoInputError, extract_series
+
             try:
-                from detectors.video import extract_series
-            except ImportError:
-                raise _fail(
-                    "--video needs the optional video extra: pip install 'liveguard[video]'"
-                ) from None
-            series = extract_series(video).mouth_openness()
-        inp = AnalysisInput(audio=audio, mouth_series=series, two_party=two_party)
+                faces = extract_series(video)
+            except ImportError as exc:
+                raise _fail(str(exc)) from None
+            except VideoInputError as exc:
+                raise _fail(str(exc)) from None
+            series = {name: faces.series(name) for name in SERIES_NAMES}
+        inp = AnalysisInput(audio=audio, series=series or None, two_party=two_party)
         on = None if as_json else (lambda e: typer.echo(format_emission(e)))
         emissions = stream_file(inp, hop_ms=hop_ms, on_emission=on)
     except (AudioInputError, SeriesInputError) as exc:

@@ -67,11 +67,13 @@ def run_detectors(
     rt = StreamingRuntime(dets, registry=CollectorRegistry())
     rt.start()
     rt.open_session("t", metadata=metadata or {})
-    for name, (t, v) in (series or {}).items():
-        rt.push_series("t", name, t, v)
     out = []
     n = max(len(x) for x in parties.values())
     for s in range(0, n, SR):
+        for name, (t, v) in (series or {}).items():  # series arrive alongside the audio
+            sel = (t >= s * 1000 / SR) & (t < (s + SR) * 1000 / SR)
+            if sel.any():
+                rt.push_series("t", name, t[sel], v[sel])
         for party, x in parties.items():
             rt.push_audio("t", x[s : s + SR], party=party)
         out.extend(rt.drain())
