@@ -14,8 +14,10 @@ over the policies' digests. Signing follows OPA's bundle signature format: one J
 compact, key-sorted form, which is how they are written here); HS256 with a secret key
 file, or RS256/ES256 with a PEM private key (needs ``cryptography``).
 
-YAML policies are not exported yet (see the report of issue 3): ``build`` rejects them with
-a clear error rather than writing a bundle OPA cannot run.
+YAML policies are exported as data plus the generic evaluator module
+(``engine.yaml_export``): ``liveguard/<package>/yaml_policy.rego`` and their data.json,
+so OPA decides them given the engine's fusion in ``input.fused``. A policy beyond the
+evaluator's limits (condition depth, rule count) is refused with a clear error.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import jwt
 from engine.errors import BundleInvalid
 from engine.policy import Policy
 from engine.policy_rego import DATA_ROOT
+from engine.yaml_export import MODULE_FILE, export_yaml_policy, package_of
 
 MANIFEST = ".manifest"
 SIGNATURES = ".signatures.json"
@@ -48,19 +51,25 @@ def bundle_files(policies: list[Policy]) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     roots: list[str] = []
     for policy in policies:
-        if policy.manifest.engine != "rego":
-            raise BundleInvalid(
-                f"{policy.id}: only Rego policies can be bundled for OPA so far "
-                "(YAML export as data + a generic evaluator is not implemented)"
-            )
-        compiled = policy.evaluator.compiled  # type: ignore[attr-defined]
-        pkg = compiled.package
+        pkg, modules, data = _policy_sources(policy)
         roots += [f"liveguard/{pkg}", f"{DATA_ROOT}/{pkg}"]
-        for name, src in sorted(compiled.modules.items()):
+        for name, src in sorted(modules.items()):
             files[f"liveguard/{pkg}/{name}"] = src.encode()
-        files[f"{DATA_ROOT}/{pkg}/data.json"] = canonical_json(compiled.data)
+        files[f"{DATA_ROOT}/{pkg}/data.json"] = canonical_json(data)
     files[MANIFEST] = canonical_json({"revision": revision(policies), "roots": sorted(roots)})
     return files
+
+
+def _policy_sources(policy: Policy) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """(package, modules, data) of one policy as OPA runs it."""
+    if policy.manifest.engine == "rego":
+        compiled = policy.evaluator.compiled  # type: ignore[attr-defined]
+        return compiled.package, dict(compiled.modules), compiled.data
+    if policy.spec is None:
+        raise BundleInvalid(f"{policy.id}: engine {policy.manifest.engine!r} cannot be bundled")
+    # A YAML policy: its data plus the generic evaluator module (engine/rego/yaml_policy.rego).
+    module, data = export_yaml_policy(policy)
+    return package_of(policy.id), {MODULE_FILE: module}, data
 
 
 def revision(policies: list[Policy]) -> str:

@@ -18,7 +18,7 @@ bundle_app = typer.Typer(help="OPA bundles of liveguard policies.", no_args_is_h
 @bundle_app.command("build")
 @cli_errors
 def bundle_build(
-    ids: Annotated[list[str] | None, typer.Argument(help="Policy ids; default: all Rego.")] = None,
+    ids: Annotated[list[str] | None, typer.Argument(help="Policy ids; default: all.")] = None,
     output: Annotated[Path, typer.Option("--output", "-o")] = Path("bundle.tar.gz"),
     signing_key: Annotated[
         Path | None, typer.Option(help="HS256 secret file or PEM private key.")
@@ -29,7 +29,8 @@ def bundle_build(
     from engine.bundle import write_bundle
 
     repo = PolicyRepository(policies)
-    chosen = ids or [pid for pid, m in repo.manifests().items() if m.engine == "rego"]
+    # YAML policies are exported as data plus the generic evaluator, so every policy bundles.
+    chosen = ids or list(repo.manifests())
     key = signing_key.read_bytes() if signing_key else None
     files = write_bundle(output, [repo.get(pid) for pid in chosen], key)
     typer.echo(f"{output}: {len(files)} files, {len(chosen)} policies{', signed' if key else ''}")
