@@ -156,7 +156,7 @@ def hey(name: str, url: str, key: str | None, rate: int, seconds: float, body: P
     rate = min(rate, MAX_RATE)
     seconds = min(seconds, MAX_SECONDS)
     # Enough workers that each has slack: a worker waits for its answer before the next.
-    workers = max(10, min(200, rate // 20))
+    workers = max(10, min(400, rate // 10))
     per_worker = rate / workers
     cmd = ["hey", "-z", f"{seconds}s", "-c", str(workers), "-q", f"{per_worker:.2f}",
            "-m", "POST", "-T", "application/json", "-D", str(body)]  # fmt: skip
