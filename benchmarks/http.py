@@ -5,7 +5,8 @@ Needs ``hey`` (Debian package) as the load generator, in its own process. Starts
 ``liveguard serve`` on SQLite (and on PostgreSQL when ``--pg-url`` answers) and a bare
 FastAPI endpoint under the same uvicorn settings, all on 127.0.0.1; loads each at the same
 fixed rate, then steps the offered rate up to find the maximum sustainable rate (every
-request answered 200, achieved ≥ 95% of offered, p99 ≤ 10 ms). Load goes only to
+request answered 200, achieved ≥ 95% of offered; the highest step that also kept p99 ≤
+10 ms is printed too). Load goes only to
 127.0.0.1, for a bounded time. Ends with one line:
 ``RESULT rate=… p99_ms=… bare_p99_ms=… max_rps=…`` (SQLite; PostgreSQL fields follow).
 """
@@ -76,11 +77,12 @@ class Run:
 
     @property
     def sustained(self) -> bool:
-        return (
-            self.errors == 0
-            and self.achieved >= 0.95 * self.offered
-            and self.p99_ms <= P99_TARGET_MS
-        )
+        """The service keeps up: every request answered 200 and ≥ 95% of the offered rate."""
+        return self.errors == 0 and self.achieved >= 0.95 * self.offered
+
+    @property
+    def on_target(self) -> bool:
+        return self.sustained and self.p99_ms <= P99_TARGET_MS
 
 
 def free_port() -> int:
@@ -214,7 +216,7 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--duration", type=float, default=30.0, help="seconds per fixed-rate run")
     ap.add_argument("--step-seconds", type=float, default=6.0, help="seconds per max-rate step")
-    ap.add_argument("--steps", default="1000,1500,2000,2500,3000,3500,4000")
+    ap.add_argument("--steps", default="250,500,750,1000,1250,1500,2000,2500")
     ap.add_argument("--pg-url", default=os.environ.get(
         "LIVEGUARD_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))  # fmt: skip
     ap.add_argument("--log-level", default="INFO", help="the service's log level")
@@ -229,7 +231,7 @@ def main() -> None:
         f"cores={os.cpu_count()} rate={args.rate}/s duration={args.duration}s log_level={args.log_level}"
     )
     results: dict[str, Run] = {}
-    maxes: dict[str, int] = {}
+    maxes: dict[str, tuple[int, int]] = {}
 
     bare, bare_url = start_bare(tmp)
     try:
@@ -273,9 +275,13 @@ def main() -> None:
         f"sqlite p99 {lite.p99_ms:.2f} ms vs bare {bare_run.p99_ms:.2f} ms ({ratio:.2f}x; "
         f"target ≤ {P99_TARGET_MS} ms and ≤ 1.5x)"
     )
+    for name, (sustained, on_target) in maxes.items():
+        print(
+            f"{name}: max sustained {sustained}/s; max with p99 ≤ {P99_TARGET_MS} ms {on_target}/s"
+        )
     line = (
         f"RESULT rate={lite.achieved:.0f} p99_ms={lite.p99_ms:.2f} "
-        f"bare_p99_ms={bare_run.p99_ms:.2f} max_rps={maxes.get('sqlite', 0)}"
+        f"bare_p99_ms={bare_run.p99_ms:.2f} max_rps={maxes.get('sqlite', (0, 0))[0]}"
     )
     if "postgresql" in results:
         pg = results["postgresql"]
