@@ -19,6 +19,7 @@ and evaluation path; ``OpaExportedEvaluator`` runs it in OPA's Go evaluator (the
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -341,6 +342,8 @@ class OpaExportedEvaluator:
         module, data = export_yaml_policy(policy)
         package = package_of(policy.id)
         self.policy = policy
+        #: Ids whose condition held, as reported in ``fired`` (like RegoEvaluator.coverage).
+        self.coverage: Counter[str] = Counter()
         self.query_path = f"liveguard.{package}.decision"
         self.opa = cls()
         self.opa.add_policy(f"liveguard/{package}/{MODULE_FILE}", module)
@@ -350,7 +353,9 @@ class OpaExportedEvaluator:
         return self.opa.eval_document(self.query_path, doc)
 
     def evaluate(self, view: PolicyView, fused: Fused, degraded: bool) -> Outcome:
-        return to_outcome(self.evaluate_document(request_input(view, fused, degraded)))[0]
+        outcome, fired = to_outcome(self.evaluate_document(request_input(view, fused, degraded)))
+        self.coverage.update(fired)
+        return outcome
 
     def fields_read(self) -> set[str]:
         return self.policy.fields_read()
