@@ -67,7 +67,8 @@ def test_tampered_file_is_reported(repo: PolicyRepository, tmp_path: Path) -> No
     write_bundle(path, [repo.get(IDS[0])], KEY)
     files = read_bundle(path)
     name = "liveguard/support_password_reset_rego/policy.rego"
-    files[name] = files[name].replace(b'"block": 4', b'"block": 1')
+    files[name] = files[name].replace(b"import rego.v1", b"import rego.v1\n# tampered")
+    assert b"# tampered" in files[name]
     with tarfile.open(path, "w:gz") as tar:
         for n, data in files.items():
             info = tarfile.TarInfo(n)

@@ -4,6 +4,8 @@ dominate at this count)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from engine.decide import decide
@@ -11,6 +13,7 @@ from engine.models import DecisionRequest
 from engine.policy import PolicyRepository
 from engine.policy_tests import run_suite
 from tests.engine.rego import requests as gen
+from tests.engine.rego import twin_tables
 from tests.engine.rego.conftest import POLICIES, TWINS
 
 N = 10_000
@@ -41,3 +44,13 @@ def test_yaml_and_rego_twins_choose_the_same_action(rego_id: str, repo: PolicyRe
         if a.action != b.action or a.thresholds != b.thresholds:
             mismatches.append((raw, a.action, b.action, a.thresholds, b.thresholds))
     assert not mismatches, f"{len(mismatches)} of {N} differ; first: {mismatches[0]}"
+
+
+@pytest.mark.parametrize("folder", twin_tables.TWIN_FOLDERS)
+def test_derived_tables_match_the_authored_data(folder: str) -> None:
+    """data.json's `derived` section is exactly what the authored sections generate."""
+    data = json.loads(twin_tables.data_path(folder).read_text(encoding="utf-8"))
+    assert data.get("derived") == twin_tables.derive(twin_tables.authored(data)), (
+        f"{folder}/data.json: derived tables are stale; run "
+        "python -m tests.engine.rego.twin_tables --write"
+    )
