@@ -48,6 +48,8 @@ from engine.policy_rego import (
     to_outcome,
 )
 from engine.policy_yaml import Outcome, YamlPolicySpec
+from engine.rego_plan import ANY, Projector
+from engine.rego_plan import Path as InputPath
 
 #: Combinator levels the module evaluates (``held1`` … ``held4``).
 MAX_DEPTH = 4
@@ -225,12 +227,20 @@ class _NodeTable:
         return node
 
     def document(self) -> dict[str, Any]:
+        # Grouped by comparison / combinator, every group present (maybe empty): the module
+        # then evaluates each group with one comprehension and no per-node dispatch.
         return {
             "fields": [{"key": k, "path": p} for k, p in self.fields.items()],
             "signal_fields": list(self.signal_fields.values()),
             "presence": list(self.presence.values()),
-            "leaves": self.leaves,
-            "levels": self.levels,
+            "leaves": {
+                op: [n for n in self.leaves if n["op"] == op]
+                for op in ("eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in")
+            },
+            "levels": [
+                {op: [n for n in level if n["op"] == op] for op in ("all", "any", "not")}
+                for level in self.levels
+            ],
         }
 
     def _id(self) -> int:
@@ -298,6 +308,20 @@ class _NodeTable:
 # --- evaluating an export from Python (tests, benchmarks) ----------------------------------
 
 
+def export_reads(data: Mapping[str, Any]) -> set[InputPath]:
+    """The input paths the generic module reads for this exported data."""
+    reads: set[InputPath] = {
+        ("fused", "risk"),
+        ("fused", "evidence_mass"),
+        ("fused", "degraded"),
+        ("signals", ANY, "name"),
+    }
+    cond = data["conditions"]
+    reads |= {tuple(f["path"]) for f in cond["fields"]}
+    reads |= {("signals", ANY, f["attr"]) for f in cond["signal_fields"]}
+    return reads
+
+
 def compile_export(policy: Policy) -> CompiledRego:
     """The export compiled by rego-cpp through the Rego backend's own compile path."""
     module, data = export_yaml_policy(policy)
@@ -323,6 +347,13 @@ class ExportedYamlEvaluator(RegoEvaluator):
     def __init__(self, policy: Policy) -> None:
         super().__init__(compile_export(policy), policy.fusion)
         self.policy = policy
+        # The exporter knows every input path the generic module reads; rego-cpp's plan only
+        # sees dynamic ones (input[p[0]][p[1]]) and would keep nearly the whole document, and
+        # input conversion is a large part of a regopy evaluation.
+        self.projector = Projector(export_reads(self.compiled.data))
+
+    def input_for(self, view: PolicyView, fused: Fused, degraded: bool) -> dict[str, Any]:
+        return self.projector.apply(request_input(view, fused, degraded))
 
     def fields_read(self) -> set[str]:
         return self.policy.fields_read()

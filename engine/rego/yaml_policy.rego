@@ -34,11 +34,10 @@ threshold_actions := ["warn", "step_up", "review", "block"]
 # --- the values conditions compare ---------------------------------------------------------
 
 # Request and fusion fields, by dotted key; a path of 2 or 3 steps into input.
-lookup(p) := input[p[0]][p[1]] if count(p) == 2
-
-lookup(p) := input[p[0]][p[1]][p[2]] if count(p) == 3
-
-field_values := {f.key: v | some f in cond.fields; v := lookup(f.path)}
+field_values := object.union(
+	{f.key: v | some f in cond.fields; count(f.path) == 2; v := input[f.path[0]][f.path[1]]},
+	{f.key: v | some f in cond.fields; count(f.path) == 3; v := input[f.path[0]][f.path[1]][f.path[2]]},
+)
 
 # signals.<name>.score|confidence: the maximum over the kept signals of that name (absent
 # when there is none); signals.<name>.present: whether there is one.
@@ -50,58 +49,32 @@ signal_names := {s.name | some s in input.signals}
 
 presence := {f.key: v | some f in cond.presence; v := f.name in signal_names}
 
+values := object.union(object.union(field_values, signal_values), presence)
+
 # --- leaves: one comparison on one present value ----------------------------------------
 
-leaf_value(n) := field_values[n.key]
-
-leaf_value(n) := signal_values[n.key]
-
-leaf_value(n) := presence[n.key]
-
+# Leaves come grouped by comparison, so each is one comprehension over plain data (no
+# function call per leaf: in rego-cpp that is what an evaluation costs most).
 member(xs, v) if {
 	some x in xs
 	x == v
 }
 
-leaf_holds(n, v) if {
-	n.op == "eq"
-	v == n.value
-}
+held_eq := {n.id | some n in cond.leaves.eq; values[n.key] == n.value}
 
-leaf_holds(n, v) if {
-	n.op == "ne"
-	v != n.value
-}
+held_ne := {n.id | some n in cond.leaves.ne; values[n.key] != n.value}
 
-leaf_holds(n, v) if {
-	n.op == "gt"
-	v > n.value
-}
+held_gt := {n.id | some n in cond.leaves.gt; values[n.key] > n.value}
 
-leaf_holds(n, v) if {
-	n.op == "gte"
-	v >= n.value
-}
+held_gte := {n.id | some n in cond.leaves.gte; values[n.key] >= n.value}
 
-leaf_holds(n, v) if {
-	n.op == "lt"
-	v < n.value
-}
+held_lt := {n.id | some n in cond.leaves.lt; values[n.key] < n.value}
 
-leaf_holds(n, v) if {
-	n.op == "lte"
-	v <= n.value
-}
+held_lte := {n.id | some n in cond.leaves.lte; values[n.key] <= n.value}
 
-leaf_holds(n, v) if {
-	n.op == "in"
-	member(n.values, v)
-}
+held_in := {n.id | some n in cond.leaves["in"]; some x in n.values; x == values[n.key]}
 
-leaf_holds(n, v) if {
-	n.op == "not_in"
-	not member(n.values, v)
-}
+held_not_in := {n.id | some n in cond.leaves.not_in; v := values[n.key]; not member(n.values, v)}
 
 # --- combinators, level by level -----------------------------------------------------------
 
@@ -110,32 +83,16 @@ missing_child(children, held) if {
 	not c in held
 }
 
-node_holds(n, held) if {
-	n.op == "all"
-	not missing_child(n.children, held)
-}
-
-node_holds(n, held) if {
-	n.op == "any"
-	some c in n.children
-	c in held
-}
-
-node_holds(n, held) if {
-	n.op == "not"
-	not n.children[0] in held
-}
-
 # The ids of the nodes that hold; a node's children all sit on lower levels.
-held0 := {n.id | some n in cond.leaves; leaf_holds(n, leaf_value(n))}
+held0 := ((((((held_eq | held_ne) | held_gt) | held_gte) | held_lt) | held_lte) | held_in) | held_not_in
 
-held1 := held0 | {n.id | some n in cond.levels[0]; node_holds(n, held0)}
+held1 := ((held0 | {n.id | some n in cond.levels[0].all; not missing_child(n.children, held0)}) | {n.id | some n in cond.levels[0].any; some c in n.children; c in held0}) | {n.id | some n in cond.levels[0].not; not n.children[0] in held0}
 
-held2 := held1 | {n.id | some n in cond.levels[1]; node_holds(n, held1)}
+held2 := ((held1 | {n.id | some n in cond.levels[1].all; not missing_child(n.children, held1)}) | {n.id | some n in cond.levels[1].any; some c in n.children; c in held1}) | {n.id | some n in cond.levels[1].not; not n.children[0] in held1}
 
-held3 := held2 | {n.id | some n in cond.levels[2]; node_holds(n, held2)}
+held3 := ((held2 | {n.id | some n in cond.levels[2].all; not missing_child(n.children, held2)}) | {n.id | some n in cond.levels[2].any; some c in n.children; c in held2}) | {n.id | some n in cond.levels[2].not; not n.children[0] in held2}
 
-held4 := held3 | {n.id | some n in cond.levels[3]; node_holds(n, held3)}
+held4 := ((held3 | {n.id | some n in cond.levels[3].all; not missing_child(n.children, held3)}) | {n.id | some n in cond.levels[3].any; some c in n.children; c in held3}) | {n.id | some n in cond.levels[3].not; not n.children[0] in held3}
 
 held := held4
 
@@ -148,24 +105,21 @@ applied := [adj | some adj in cfg.adjustments; adj.when in held]
 # rego-cpp 1.5.2 evaluates that wrongly).
 shifts := {a: sum([adj.shift[a] | some adj in applied]) | some a in threshold_actions}
 
-limited(action) := min([0.99, cfg.thresholds[action] + shifts[action]])
+# Thresholds stay ordered and inside (0, 1) whatever the shifts add up to (written out per
+# action: a function call per threshold costs more than the arithmetic in rego-cpp).
+floor_warn := max([0.01, min([0.99, cfg.thresholds.warn + shifts.warn])])
 
-# Thresholds stay ordered and inside (0, 1) whatever the shifts add up to.
-floor_warn := max([0.01, limited("warn")])
+floor_step_up := max([floor_warn, min([0.99, cfg.thresholds.step_up + shifts.step_up])])
 
-floor_step_up := max([floor_warn, limited("step_up")])
+floor_review := max([floor_step_up, min([0.99, cfg.thresholds.review + shifts.review])])
 
-floor_review := max([floor_step_up, limited("review")])
-
-floor_block := max([floor_review, limited("block")])
-
-round4(x) := round(x * 10000) / 10000
+floor_block := max([floor_review, min([0.99, cfg.thresholds.block + shifts.block])])
 
 thresholds := {
-	"warn": round4(floor_warn),
-	"step_up": round4(floor_step_up),
-	"review": round4(floor_review),
-	"block": round4(floor_block),
+	"warn": round(floor_warn * 10000) / 10000,
+	"step_up": round(floor_step_up * 10000) / 10000,
+	"review": round(floor_review * 10000) / 10000,
+	"block": round(floor_block * 10000) / 10000,
 }
 
 # --- the action, as a severity rank (log 0 … block 4) ---------------------------------------
@@ -194,76 +148,138 @@ rule_result(r, prev) := ceiling if {
 	forced(r, prev) > ceiling
 } else := forced(r, prev)
 
-step(i, prev) := rule_result(cfg.rules[i], prev) if cfg.rules[i].when in held
-
-else := prev
-
 # Rules apply in order, each to the action the previous ones left (unrolled: 32 rules).
+# A rule that does not hold, or does not exist, passes the action on; only a rule that
+# holds calls a function.
 s0 := evidence_rank
 
-s1 := step(0, s0)
+s1 := rule_result(cfg.rules[0], s0) if cfg.rules[0].when in held
 
-s2 := step(1, s1)
+else := s0
 
-s3 := step(2, s2)
+s2 := rule_result(cfg.rules[1], s1) if cfg.rules[1].when in held
 
-s4 := step(3, s3)
+else := s1
 
-s5 := step(4, s4)
+s3 := rule_result(cfg.rules[2], s2) if cfg.rules[2].when in held
 
-s6 := step(5, s5)
+else := s2
 
-s7 := step(6, s6)
+s4 := rule_result(cfg.rules[3], s3) if cfg.rules[3].when in held
 
-s8 := step(7, s7)
+else := s3
 
-s9 := step(8, s8)
+s5 := rule_result(cfg.rules[4], s4) if cfg.rules[4].when in held
 
-s10 := step(9, s9)
+else := s4
 
-s11 := step(10, s10)
+s6 := rule_result(cfg.rules[5], s5) if cfg.rules[5].when in held
 
-s12 := step(11, s11)
+else := s5
 
-s13 := step(12, s12)
+s7 := rule_result(cfg.rules[6], s6) if cfg.rules[6].when in held
 
-s14 := step(13, s13)
+else := s6
 
-s15 := step(14, s14)
+s8 := rule_result(cfg.rules[7], s7) if cfg.rules[7].when in held
 
-s16 := step(15, s15)
+else := s7
 
-s17 := step(16, s16)
+s9 := rule_result(cfg.rules[8], s8) if cfg.rules[8].when in held
 
-s18 := step(17, s17)
+else := s8
 
-s19 := step(18, s18)
+s10 := rule_result(cfg.rules[9], s9) if cfg.rules[9].when in held
 
-s20 := step(19, s19)
+else := s9
 
-s21 := step(20, s20)
+s11 := rule_result(cfg.rules[10], s10) if cfg.rules[10].when in held
 
-s22 := step(21, s21)
+else := s10
 
-s23 := step(22, s22)
+s12 := rule_result(cfg.rules[11], s11) if cfg.rules[11].when in held
 
-s24 := step(23, s23)
+else := s11
 
-s25 := step(24, s24)
+s13 := rule_result(cfg.rules[12], s12) if cfg.rules[12].when in held
 
-s26 := step(25, s25)
+else := s12
 
-s27 := step(26, s26)
+s14 := rule_result(cfg.rules[13], s13) if cfg.rules[13].when in held
 
-s28 := step(27, s27)
+else := s13
 
-s29 := step(28, s28)
+s15 := rule_result(cfg.rules[14], s14) if cfg.rules[14].when in held
 
-s30 := step(29, s29)
+else := s14
 
-s31 := step(30, s30)
+s16 := rule_result(cfg.rules[15], s15) if cfg.rules[15].when in held
 
-s32 := step(31, s31)
+else := s15
+
+s17 := rule_result(cfg.rules[16], s16) if cfg.rules[16].when in held
+
+else := s16
+
+s18 := rule_result(cfg.rules[17], s17) if cfg.rules[17].when in held
+
+else := s17
+
+s19 := rule_result(cfg.rules[18], s18) if cfg.rules[18].when in held
+
+else := s18
+
+s20 := rule_result(cfg.rules[19], s19) if cfg.rules[19].when in held
+
+else := s19
+
+s21 := rule_result(cfg.rules[20], s20) if cfg.rules[20].when in held
+
+else := s20
+
+s22 := rule_result(cfg.rules[21], s21) if cfg.rules[21].when in held
+
+else := s21
+
+s23 := rule_result(cfg.rules[22], s22) if cfg.rules[22].when in held
+
+else := s22
+
+s24 := rule_result(cfg.rules[23], s23) if cfg.rules[23].when in held
+
+else := s23
+
+s25 := rule_result(cfg.rules[24], s24) if cfg.rules[24].when in held
+
+else := s24
+
+s26 := rule_result(cfg.rules[25], s25) if cfg.rules[25].when in held
+
+else := s25
+
+s27 := rule_result(cfg.rules[26], s26) if cfg.rules[26].when in held
+
+else := s26
+
+s28 := rule_result(cfg.rules[27], s27) if cfg.rules[27].when in held
+
+else := s27
+
+s29 := rule_result(cfg.rules[28], s28) if cfg.rules[28].when in held
+
+else := s28
+
+s30 := rule_result(cfg.rules[29], s29) if cfg.rules[29].when in held
+
+else := s29
+
+s31 := rule_result(cfg.rules[30], s30) if cfg.rules[30].when in held
+
+else := s30
+
+s32 := rule_result(cfg.rules[31], s31) if cfg.rules[31].when in held
+
+else := s31
 
 steps := [
 	s0, s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15, s16,

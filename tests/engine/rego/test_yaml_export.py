@@ -150,10 +150,10 @@ def test_export_package_and_data_follow_the_twin_convention(repo: PolicyReposito
         "strong_recent_auth",
     ]
     # Ordinal ranges become label sets at export: {lte: low} → in [none, low].
-    leaves = [leaf for leaf in data["conditions"]["leaves"] if leaf["key"] == "identity.assurance"]
-    assert [(leaf["op"], leaf["values"]) for leaf in leaves] == [
-        ("in", ["none", "low"]),  # weak_identity: {lte: low}
-        ("in", ["substantial", "high"]),  # strong_recent_auth: {gte: substantial}
+    leaves = data["conditions"]["leaves"]["in"]
+    assert [leaf["values"] for leaf in leaves if leaf["key"] == "identity.assurance"] == [
+        ["none", "low"],  # weak_identity: {lte: low}
+        ["substantial", "high"],  # strong_recent_auth: {gte: substantial}
     ]
     json.dumps(data)  # plain JSON, as data.json in a bundle
 
