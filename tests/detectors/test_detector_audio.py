@@ -111,3 +111,25 @@ def test_voice_consistency_notices_a_different_speaker() -> None:
     s_changed = max(e.signal.score for e in changed)
     assert s_changed > s_same
     assert "audio.voice_changed" in {c for e in changed for c in codes(e.signal)}
+
+
+def test_enrolled_voiceprint_is_matched_as_an_embedding_only() -> None:
+    from detectors.speaker_encoder import SpeakerEncoder
+    from detectors.voice_consistency import partial_from_audio
+
+    spk = [v for v in speakers_clips("VCTK").values() if len(v) >= 3]
+    enrol = partial_from_audio(load_audio(spk[0][0]))
+    assert enrol is not None
+    voiceprint = SpeakerEncoder().embed(enrol[None])[0].tolist()  # 256 floats, no audio
+
+    def run(path) -> set[str]:
+        x = load_audio(path)
+        em = run_detectors(
+            [VoiceConsistencyDetector()],
+            {"remote": np.concatenate([x, x])},
+            metadata={"voiceprint": voiceprint},
+        )
+        return {c for e in em for c in codes(e.signal)}
+
+    assert "audio.voiceprint_match" in run(spk[0][2])
+    assert "audio.voiceprint_mismatch" in run(spk[1][0])
