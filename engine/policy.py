@@ -347,6 +347,7 @@ class PolicyRepository:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._cache: dict[str, Policy] = {}
+        self._manifests: dict[str, PolicyManifest] | None = None
 
     def ids(self) -> list[str]:
         if not self.root.is_dir():
@@ -373,6 +374,9 @@ class PolicyRepository:
         return [self.get(i) for i in self.ids()]
 
     def manifests(self) -> dict[str, PolicyManifest]:
+        """Every policy's manifest, read once: selection by applies_to runs per request."""
+        if self._manifests is not None:
+            return self._manifests
         out: dict[str, PolicyManifest] = {}
         for pid in self.ids():
             problems: list[str] = []
@@ -380,6 +384,7 @@ class PolicyRepository:
             if m is None:
                 raise PolicyInvalid(f"policy {pid!r} does not load", problems=problems)
             out[pid] = m
+        self._manifests = out
         return out
 
     def select(self, request: DecisionRequest) -> Policy:

@@ -34,7 +34,11 @@ class Evidence(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    code: str = Field(description="Stable dotted code, e.g. 'audio.vocoder_artifacts'.")
+    code: str = Field(
+        description="Stable dotted code, e.g. 'audio.vocoder_artifacts'.",
+        # Shown in the JSON schema; the validator below gives the friendlier error.
+        json_schema_extra={"pattern": EVIDENCE_CODE.pattern},
+    )
     message: str = Field(min_length=1, max_length=300, description="Plain language for agents.")
     value: float | None = Field(default=None, allow_inf_nan=False)
 
@@ -51,14 +55,21 @@ class Signal(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str = Field(description="'modality.what', e.g. 'audio.synthetic_voice'.")
+    name: str = Field(
+        description="'modality.what', e.g. 'audio.synthetic_voice'.",
+        json_schema_extra={"pattern": SIGNAL_NAME.pattern},
+    )
     modality: Modality
     score: UnitFloat = Field(
         description="Probability the session is manipulated, by this signal alone."
     )
     confidence: UnitFloat = Field(description="Quality of the evidence; low on degraded input.")
     evidence: tuple[Evidence, ...] = ()
-    detector: str = Field(default="unknown@0.0.0", description="'name@semver' of the detector.")
+    detector: str = Field(
+        default="unknown@0.0.0",
+        description="'name@semver' of the detector.",
+        json_schema_extra={"pattern": DETECTOR_REF.pattern},
+    )
     window_ms: int = Field(default=0, ge=0, le=3_600_000)
     observed_at: datetime | None = None
 
