@@ -23,9 +23,13 @@ import rego.v1
 # subtree on every query; an import is only a name for the path.
 import data.liveguard_data.payout_authorization_rego as cfg
 
-assurance_rank := {"none": 0, "low": 1, "substantial": 2, "high": 3}
+# Enumerations as lookup objects: `weak_assurance[x]` is undefined (not false) for any
+# other value, so an absent or unknown field never applies an adjustment or a rule.
+weak_assurance := {"none": true, "low": true}
 
-weak_identity := 1 if assurance_rank[input.identity.assurance] <= assurance_rank.low
+untrusted_posture := {"unknown": true, "compromised": true}
+
+weak_identity := 1 if weak_assurance[input.identity.assurance]
 else := 0
 
 # --- context that shifts thresholds: 1 if the adjustment applies, else 0 -------------------
@@ -37,7 +41,7 @@ else := 0
 value_over_250k := 1 if input.transaction.value >= 250000
 else := 0
 
-untrusted_device := 1 if input.device.posture in {"unknown", "compromised"}
+untrusted_device := 1 if untrusted_posture[input.device.posture]
 else := 1 if input.device.new_device == true
 else := 1 if input.device.geo_mismatch == true
 else := 0

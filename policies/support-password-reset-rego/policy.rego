@@ -24,25 +24,33 @@ import rego.v1
 # subtree on every query; an import is only a name for the path.
 import data.liveguard_data.support_password_reset_rego as cfg
 
-assurance_rank := {"none": 0, "low": 1, "substantial": 2, "high": 3}
+# Enumerations as lookup objects: `weak_assurance[x]` is undefined (not false) for any
+# other value, so an absent or unknown field never applies an adjustment or a rule.
+weak_assurance := {"none": true, "low": true}
+
+untrusted_posture := {"unknown": true, "compromised": true}
+
+strong_assurance := {"substantial": true, "high": true}
+
+known_posture := {"managed": true, "known": true}
 
 # --- context that shifts thresholds: 1 if the adjustment applies, else 0 -------------------
 # (in data.json's `adjustments` order, which indexes derived.adjusted)
 
-weak_identity := 1 if assurance_rank[input.identity.assurance] <= assurance_rank.low
+weak_identity := 1 if weak_assurance[input.identity.assurance]
 else := 0
 
 untrusted_device := 1 if input.device.new_device == true
-else := 1 if input.device.posture in {"unknown", "compromised"}
+else := 1 if untrusted_posture[input.device.posture]
 else := 0
 
 repeated_failures := 1 if input.identity.failed_attempts >= 2
 else := 0
 
 strong_recent_auth := 1 if {
-	assurance_rank[input.identity.assurance] >= assurance_rank.substantial
+	strong_assurance[input.identity.assurance]
 	input.identity.seconds_since_auth <= 300
-	input.device.posture in {"managed", "known"}
+	known_posture[input.device.posture]
 } else := 0
 
 # {thresholds, reasons, context, fired} for this combination of adjustments.
