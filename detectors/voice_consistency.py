@@ -40,7 +40,8 @@ class VoiceConsistencyConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     parties: tuple[str, ...] = ("remote",)
-    every_hops: int = Field(3, ge=1, description="Embed every n-th hop (the encoder is the cost).")
+    every_hops: int = Field(5, ge=1, description="Embed every n-th hop (the encoder is the cost).")
+    max_embeddings_per_batch: int = Field(4, ge=1, description="Encoder calls per micro-batch.")
     enroll_embeddings: int = Field(2, ge=1, description="Embeddings averaged into the reference.")
     variant: Literal["fp32", "int8"] = Field(
         "fp32", description="int8 is 3x faster but measured far less faithful (model card)."
@@ -52,6 +53,7 @@ class VoiceConsistencyState:
     mels: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=PARTIAL_FRAMES))
     mean_squares: deque[float] = field(default_factory=lambda: deque(maxlen=PARTIAL_FRAMES))
     hops: int = 0
+    embed_due: bool = False
     reference: list[np.ndarray] = field(default_factory=list)
     max_distance: float = 0.0
 
@@ -114,7 +116,15 @@ class VoiceConsistencyDetector(BaseDetector):
             st.mels.extend(mel_frames(f.power[mask]))
             st.mean_squares.extend(ms.tolist())
             st.hops += 1
-            if len(st.mels) == PARTIAL_FRAMES and st.hops % cfg.every_hops == 0:
+            enrolling = len(st.reference) < cfg.enroll_embeddings  # enrol as early as possible
+            due = enrolling or st.embed_due or st.hops % cfg.every_hops == 0
+            if len(st.mels) == PARTIAL_FRAMES and due:
+                if len(partials) >= cfg.max_embeddings_per_batch:
+                    # The encoder is the expensive part: cap its share of a micro-batch so
+                    # it cannot stall the other detectors; this session goes next time.
+                    st.embed_due = True
+                    continue
+                st.embed_due = False
                 mel = np.stack(st.mels)
                 partials.append(mel * volume_gain(float(np.mean(st.mean_squares))))
                 todo.append(i)

@@ -105,8 +105,9 @@ def test_voice_consistency_notices_a_different_speaker() -> None:
     spk = [v for v in speakers_clips("VCTK").values() if len(v) >= 2]
     a1, a2 = load_audio(spk[0][0]), load_audio(spk[0][1])
     b = load_audio(spk[1][0])
-    same = run_detectors([VoiceConsistencyDetector()], {"remote": np.concatenate([a1, a2])})
-    changed = run_detectors([VoiceConsistencyDetector()], {"remote": np.concatenate([a1, b])})
+    det = {"every_hops": 2}
+    same = run_detectors([VoiceConsistencyDetector(det)], {"remote": np.concatenate([a1, a2])})
+    changed = run_detectors([VoiceConsistencyDetector(det)], {"remote": np.concatenate([a1, b])})
     s_same = max(e.signal.score for e in same)
     s_changed = max(e.signal.score for e in changed)
     assert s_changed > s_same
@@ -133,3 +134,33 @@ def test_enrolled_voiceprint_is_matched_as_an_embedding_only() -> None:
 
     assert "audio.voiceprint_match" in run(spk[0][2])
     assert "audio.voiceprint_mismatch" in run(spk[1][0])
+
+
+def test_speaker_encoder_share_of_a_batch_is_capped() -> None:
+    from typing import Any
+
+    from prometheus_client import CollectorRegistry
+
+    from detectors.runtime import StreamingRuntime
+
+    det = VoiceConsistencyDetector({"max_embeddings_per_batch": 2})
+    rt = StreamingRuntime([det], registry=CollectorRegistry())
+    rt.start()
+    assert det._encoder is not None
+    real = det._encoder.model.session
+    sizes: list[int] = []
+
+    class Counting:  # counts onnxruntime calls (not one of our components)
+        def run(self, out: Any, feeds: dict) -> Any:
+            sizes.append(len(feeds["mels"]))
+            return real.run(out, feeds)
+
+    det._encoder.model.session = Counting()  # type: ignore[assignment]
+    x = speech("LibriSpeech train", 3)[: 6 * SR]
+    for i in range(6):
+        rt.open_session(f"s{i}")
+        rt.push_audio(f"s{i}", x)
+    while rt.pending:
+        rt.process()
+    assert sizes and max(sizes) <= 2
+    assert sum(sizes) >= 6  # every session was embedded, some in a later batch
