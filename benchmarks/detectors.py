@@ -55,9 +55,11 @@ def sources(n: int = 12) -> list[np.ndarray]:
     return [(0.1 * rng.standard_normal(8 * SR)).astype(np.float32) for _ in range(n)]
 
 
-def make_runtime(variant: str) -> StreamingRuntime:
+def make_runtime(variant: str, registry: CollectorRegistry | None = None) -> StreamingRuntime:
     dets = discover(configs={"audio.synthetic_voice": {"variant": variant}})
-    rt = StreamingRuntime(dets, RuntimeConfig(max_batch=256), registry=CollectorRegistry())
+    rt = StreamingRuntime(
+        dets, RuntimeConfig(max_batch=256), registry=registry or CollectorRegistry()
+    )
     rt.start()
     return rt
 
@@ -70,7 +72,8 @@ def audio_for(src: list[np.ndarray], i: int, start: int, n: int) -> np.ndarray:
 
 def throughput(variant: str, n: int, src: list[np.ndarray], hops: int = 6) -> float:
     """Seconds of CPU per stream per 1 s hop, all streams aligned (best batching)."""
-    rt = make_runtime(variant)
+    registry = CollectorRegistry()
+    rt = make_runtime(variant, registry)
     for i in range(n):
         rt.open_session(f"s{i}")
     times = []
@@ -80,6 +83,17 @@ def throughput(variant: str, n: int, src: list[np.ndarray], hops: int = 6) -> fl
         t0 = time.perf_counter()
         rt.drain()
         times.append(time.perf_counter() - t0)
+    parts = []
+    for det in ["frontend", *(d.name for d in rt.detectors)]:
+        total = registry.get_sample_value(
+            "liveguard_detector_latency_seconds_sum", {"detector": det}
+        )
+        count = registry.get_sample_value(
+            "liveguard_detector_latency_seconds_count", {"detector": det}
+        )
+        if total is not None and count:
+            parts.append(f"{det} {1000 * total / count:.2f}")
+    print("per window, ms (frontend includes the batched VAD): " + ", ".join(parts))
     return float(np.median(times[1:])) / n
 
 
