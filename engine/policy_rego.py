@@ -65,6 +65,7 @@ class RegoReason(BaseModel):
     kind: ReasonKind = ReasonKind.rule
     signals: tuple[str, ...] = ()
     value: float | None = None
+    action: Action | None = Field(default=None, description="For rules: the action asked for.")
 
 
 class RegoDecision(BaseModel):
@@ -94,7 +95,14 @@ def to_outcome(raw: Any) -> tuple[Outcome, tuple[str, ...]]:
             f"({exc.error_count()} problem(s))"
         ) from None
     reasons = tuple(
-        Reason(code=r.code, message=r.message, kind=r.kind, signals=r.signals, value=r.value)
+        Reason(
+            code=r.code,
+            message=r.message,
+            kind=r.kind,
+            signals=r.signals,
+            value=r.value,
+            action=r.action,
+        )
         for r in d.reasons
     )
     thresholds = {Action(k): v for k, v in (d.thresholds or {}).items()}

@@ -136,7 +136,13 @@ def _data(policy_id: str, spec: YamlPolicySpec, fusion: FusionConfig | None) -> 
             "rank": _rank(rule.action),
             "mode": rule.mode,
             "applies_when_degraded": rule.applies_when_degraded,
-            "reason": {"code": f"rule.{rule.id}", "message": rule.reason, "kind": "rule"},
+            "reason": {
+                "code": f"rule.{rule.id}",
+                "message": rule.reason,
+                "kind": "rule",
+                # The action the rule asks for: the summary leads with a rule only if it decided.
+                "action": rule.action.value,
+            },
         }
         for i, rule in enumerate(spec.rules)
     ]

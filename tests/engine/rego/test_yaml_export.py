@@ -78,6 +78,8 @@ def _differences(ref: Decision, got: Decision) -> list[str]:
             out.append(f"reason {a.code}: {a.message!r} {a.value} != {b.message!r} {b.value}")
     if got.obligations != ref.obligations:
         out.append(f"obligations {got.obligations} != {ref.obligations}")
+    if got.summary != ref.summary:
+        out.append(f"summary {got.summary!r} != {ref.summary!r}")
     if got.degraded != ref.degraded:
         out.append("degraded flag")
     return out
