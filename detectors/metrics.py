@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
@@ -19,15 +20,18 @@ class RuntimeMetrics:
     sessions: Gauge
 
 
-_BY_REGISTRY: dict[int, RuntimeMetrics] = {}
+# Keyed by the registry object itself (weakly): keying by id() would hand a new registry
+# the metrics of a collected one that happened to live at the same address.
+_BY_REGISTRY: weakref.WeakKeyDictionary[CollectorRegistry, RuntimeMetrics] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def runtime_metrics(registry: CollectorRegistry | None = None) -> RuntimeMetrics:
     """Metric objects for `registry`, created once (prometheus forbids registering twice)."""
     registry = registry or REGISTRY
-    key = id(registry)
-    if key not in _BY_REGISTRY:
-        _BY_REGISTRY[key] = RuntimeMetrics(
+    if registry not in _BY_REGISTRY:
+        _BY_REGISTRY[registry] = RuntimeMetrics(
             latency=Histogram(
                 "liveguard_detector_latency_seconds",
                 "Processing time per window and detector.",
@@ -62,4 +66,4 @@ def runtime_metrics(registry: CollectorRegistry | None = None) -> RuntimeMetrics
                 "liveguard_detector_sessions", "Open streaming sessions.", registry=registry
             ),
         )
-    return _BY_REGISTRY[key]
+    return _BY_REGISTRY[registry]

@@ -29,9 +29,8 @@ from detectors.metrics_eval import eer, roc_auc
 from detectors.params import HEURISTICS_FILE
 from detectors.replay import replay_cues
 from detectors.speaker_encoder import SpeakerEncoder
-from detectors.training.mlp import train_mlp
+from detectors.training.mlp import balanced_platt, train_mlp
 from detectors.voice_consistency import cosine_distance, partial_from_audio
-from signals import fit_platt
 
 
 def clip_cues(x: np.ndarray) -> np.ndarray | None:
@@ -68,7 +67,7 @@ def fit_replay(clips: list, rng: np.random.Generator) -> dict:
     p = train_mlp(X[~te], y[~te], hidden=0, epochs=200, l2=1e-2)
     lg = p.logits(X[te])
     auc, e = roc_auc(lg, y[te]), eer(lg, y[te])[0]
-    a, b = fit_platt(lg.tolist(), y[te].tolist())
+    a, b = balanced_platt(lg, y[te])
     final = train_mlp(X, y, hidden=0, epochs=200, l2=1e-2)
     w = final.w2[:, 0] * a
     bias = float(final.b2[0] * a + b)
@@ -106,7 +105,7 @@ def fit_voice(clips: list, rng: np.random.Generator) -> dict:
             y.append(1)
     d_arr, y_arr = np.array(d), np.array(y)
     auc, e = roc_auc(d_arr, y_arr), eer(d_arr, y_arr)[0]
-    a, b = fit_platt(d_arr.tolist(), y_arr.tolist())
+    a, b = balanced_platt(d_arr, y_arr)
     print(
         f"voice change, same vs different speaker (1.6 s partials): AUC {auc:.3f} EER {e:.3f} "
         f"(pairs={len(y)})"

@@ -112,10 +112,22 @@ def train_mlp(
 
 
 def calibrate(params: MlpParams, logits: np.ndarray, labels: np.ndarray) -> MlpParams:
-    """Platt scaling fitted on held-out (speaker-disjoint) logits."""
-    a, b = fit_platt(logits.tolist(), labels.astype(int).tolist())
-    params.platt_a, params.platt_b = float(a), float(b)
+    """Platt scaling fitted on held-out (speaker-disjoint) logits, for balanced classes.
+
+    Policies read a signal's logit as a log-likelihood ratio and bring their own prior, so
+    the training set's class ratio is taken out of the intercept.
+    """
+    a, b = balanced_platt(logits, labels)
+    params.platt_a, params.platt_b = a, b
     return params
+
+
+def balanced_platt(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Platt (a, b) with the intercept moved from the data's spoof rate to 50 %."""
+    y = np.asarray(labels).astype(int)
+    a, b = fit_platt(np.asarray(scores, float).tolist(), y.tolist())
+    prior = float(np.clip(y.mean(), 1e-3, 1 - 1e-3))
+    return float(a), float(b - np.log(prior / (1 - prior)))
 
 
 def export_onnx(params: MlpParams, path: str, doc: str = "") -> None:

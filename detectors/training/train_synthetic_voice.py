@@ -23,8 +23,7 @@ from detectors.metrics_eval import eer, roc_auc
 from detectors.onnx_model import MODELS_DIR
 from detectors.training import recipe
 from detectors.training.featurize import featurize
-from detectors.training.mlp import calibrate, export_onnx
-from signals import fit_platt
+from detectors.training.mlp import balanced_platt, calibrate, export_onnx
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
@@ -63,7 +62,7 @@ def main() -> None:
         oof[folds == k] = lg[folds == k]
     ok = ~np.isnan(oof)
     cv_eer, cv_auc = eer(oof[ok], labels[ok])[0], roc_auc(oof[ok], labels[ok])
-    a, b = fit_platt(oof[ok].tolist(), labels[ok].astype(int).tolist())
+    a, b = balanced_platt(oof[ok], labels[ok])
     print(
         f"speaker-disjoint CV (clean): EER {cv_eer:.3f} AUC {cv_auc:.3f}; Platt a={a:.3f} b={b:.3f}"
     )

@@ -205,3 +205,20 @@ def test_feature_series_are_bounded_in_time_and_count() -> None:
     rt.push_series("a", "mouth_openness", t, np.ones_like(t))
     kept = rt._sessions["a"].series["mouth_openness"]
     assert len(kept) == 50 and kept[0][0] >= 8_000
+
+
+def test_each_registry_gets_its_own_metrics() -> None:
+    import gc
+
+    from detectors.metrics import runtime_metrics
+
+    for _ in range(20):  # new registries often reuse a collected one's address
+        registry = CollectorRegistry()
+        m = runtime_metrics(registry)
+        m.errors.labels("audio.x").inc()
+        assert (
+            registry.get_sample_value("liveguard_detector_errors_total", {"detector": "audio.x"})
+            == 1
+        )
+        del registry, m
+        gc.collect()
