@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     max_in_flight: int = Field(default=256, ge=1, description="Past it: 503 + Retry-After.")
     retry_after_s: int = Field(default=1, ge=1)
+    fast_decisions: bool = Field(
+        default=True,
+        description="Serve the decision routes without FastAPI's per-request machinery "
+        "(same answers; off only to compare).",
+    )
     commit_batch_max: int = Field(default=256, ge=1, description="Group commit: events per tx.")
     purge_interval_s: float = Field(default=3600.0, gt=0)
     review_claim_timeout_s: int = Field(default=1800, ge=1)

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from engine.api.errors import install_error_handlers
+from engine.api.fastpath import DecisionFastPath
 from engine.api.middleware import BodyLimitMiddleware, InFlightLimitMiddleware, RequestIdMiddleware
 from engine.api.routes import decisions, opa, ops, policies, reviews, shadow
 from engine.runtime import Runtime
@@ -64,7 +65,10 @@ def create_app(settings: Settings | None = None, *, periodic_purge: bool = True)
     ):
         app.include_router(router)
 
-    # Outermost first on the wire: request id → in-flight bound → body limit → app.
+    # Outermost first on the wire: request id → in-flight bound → body limit → decision
+    # fast path → app.
+    if settings.fast_decisions:
+        app.add_middleware(DecisionFastPath, runtime=lambda: app.state.runtime)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         InFlightLimitMiddleware,

@@ -1,0 +1,168 @@
+"""The decision routes without the framework's per-request machinery.
+
+``POST /v1/decisions`` and ``POST /v1/data/liveguard/<package>/decision`` are the hot
+path. FastAPI's routes for them stay (they define the OpenAPI document and serve when the
+fast path is off), but this middleware answers them first, doing only what they do:
+authenticate (401/403), validate the raw body straight from JSON with pydantic-core
+(422 naming the field, same error body), decide and commit (``Runtime.decide``), and send
+the already-serialized decision. No dependency injection, no dict round trip, no response
+re-validation, no route scan. Anything it does not recognise goes on to FastAPI.
+
+It sits inside the request-id, in-flight and body-limit middleware, so those still apply;
+our errors become their usual responses here, anything unexpected propagates to the
+app's 500 handler like any route's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from time import perf_counter_ns
+from typing import Any
+
+from pydantic import ValidationError
+
+from engine.api.auth import authorize, bearer_key
+from engine.api.errors import liveguard_error_response, validation_error_response
+from engine.api.middleware import ASGIApp, Message, Receive, Scope, Send
+from engine.api.schemas import OpaQuery
+from engine.errors import LiveguardError, RequestInvalid
+from engine.models import DecisionRequest
+from engine.runtime import Runtime
+
+DECISIONS = "/v1/decisions"
+OPA_DECISION = "/v1/data/liveguard/{package}/decision"
+_OPA = re.compile(r"^/v1/data/liveguard/([a-z][a-z0-9_]{0,99})/decision$")
+_ROLES = ("decide",)
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    path: str
+
+
+_DECISIONS_ROUTE, _OPA_ROUTE = _Route(DECISIONS), _Route(OPA_DECISION)
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+class DecisionFastPath:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        runtime: Callable[[], Runtime],
+    ) -> None:
+        self.app = app
+        self.runtime = runtime
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if path == DECISIONS:
+            package = None
+        else:
+            m = _OPA.match(path) if path.startswith("/v1/data/") else None
+            if m is None:
+                await self.app(scope, receive, send)
+                return
+            package = m.group(1)
+        received = perf_counter_ns()
+        # What the router would have set: metrics label requests by route template.
+        scope["route"] = _OPA_ROUTE if package else _DECISIONS_ROUTE
+        try:
+            body = await self._answer(scope, receive, package, received)
+        except LiveguardError as exc:
+            await liveguard_error_response(scope, exc)(scope, receive, send)
+            return
+        except ValidationError as exc:
+            await validation_error_response(scope, _body_errors(exc))(scope, receive, send)
+            return
+        except _BodyInvalid as exc:
+            await validation_error_response(scope, exc.errors)(scope, receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [*_JSON_HEADERS, (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def _answer(
+        self, scope: Scope, receive: Receive, package: str | None, received: int
+    ) -> bytes:
+        authorization = content_type = None
+        for k, v in scope["headers"]:
+            if k == b"authorization":
+                authorization = v.decode("latin-1")
+            elif k == b"content-type":
+                content_type = v.decode("latin-1")
+        rt = self.runtime()
+        await authorize(rt, bearer_key(authorization), _ROLES)
+        raw = await _read_body(receive)
+        if not raw:
+            raise _BodyInvalid("missing", "Field required")
+        if not _is_json(content_type):
+            raise _BodyInvalid(
+                "model_attributes_type", "Expected a JSON body (Content-Type: application/json)"
+            )
+        rid = scope.get("state", {}).get("request_id")
+        if package is None:
+            request = DecisionRequest.model_validate_json(raw)
+            _, wire = await rt.decide(request, request_id=rid, received_ns=received)
+            return wire.encode()
+        query = OpaQuery.model_validate_json(raw)
+        policy_id = package.replace("_", "-")
+        named = query.input.policy
+        if named and named != policy_id:
+            raise RequestInvalid(
+                f"input.policy: {named!r} contradicts the queried package {package!r} "
+                f"(policy {policy_id!r}); omit it or make them agree"
+            )
+        decision, wire = await rt.decide(
+            query.input, policy_id=policy_id, request_id=rid, received_ns=received
+        )
+        return f'{{"result":{wire},"decision_id":"{decision.decision_id}"}}'.encode()
+
+
+class _BodyInvalid(Exception):
+    """No body, or not JSON: the 422 FastAPI gives for the body as a whole."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.errors = [{"loc": ("body",), "msg": message, "type": kind}]
+
+
+async def _read_body(receive: Receive) -> bytes:
+    message: Message = await receive()
+    body = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body  # type: ignore[no-any-return]
+    chunks = [body]
+    while message.get("more_body", False):
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+    return b"".join(chunks)
+
+
+def _is_json(content_type: str | None) -> bool:
+    """What FastAPI parses as JSON: application/json or application/*+json (any params)."""
+    if not content_type:
+        return False
+    mime = content_type.split(";", 1)[0].strip().lower()
+    main, _, sub = mime.partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
+
+
+def _body_errors(exc: ValidationError) -> list[dict[str, Any]]:
+    """pydantic's errors located under ``body`` as FastAPI reports them."""
+    return [
+        {"loc": ("body", *e["loc"]), "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors(include_url=False, include_context=False, include_input=False)
+    ]
