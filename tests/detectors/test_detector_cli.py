@@ -146,3 +146,22 @@ def test_detectors_evaluate_on_a_small_set(tmp_path: Path) -> None:
 
     res = runner.invoke(app, ["detectors", "evaluate", "--data", str(tmp_path / "missing")])
     assert res.exit_code == 2 and "manifest.csv not found" in res.output
+
+
+def test_analyze_two_party_stereo_emits_turn_taking(tmp_path: Path) -> None:
+    from .test_detector_behavior import conversation
+
+    parts = conversation([700] * 7)
+    stereo = np.stack([parts["agent"], parts["remote"]], axis=1)
+    path = tmp_path / "call.flac"
+    sf.write(path, stereo, SR)
+    res = runner.invoke(app, ["analyze", "--audio", str(path), "--two-party", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    turn = [s for s in doc["signals"] if s["name"] == "behavior.turn_taking"]
+    assert turn and turn[0]["score"] > 0.5
+    assert {e["party"] for e in doc["emissions"]} == {"remote"}  # agent audio is not judged
+    mono = tmp_path / "mono.wav"
+    sf.write(mono, parts["remote"], SR)
+    res = runner.invoke(app, ["analyze", "--audio", str(mono), "--two-party"])
+    assert res.exit_code == 2 and "needs a stereo file" in res.output
