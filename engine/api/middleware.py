@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import structlog
+
+from engine.runtime import random_hex
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -67,7 +68,7 @@ class RequestIdMiddleware:
                 cand = v.decode("latin-1")
                 rid = cand if _REQUEST_ID.match(cand) else None
                 break
-        rid = rid or secrets.token_hex(8)
+        rid = rid or random_hex(8)
         scope.setdefault("state", {})["request_id"] = rid
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=rid)

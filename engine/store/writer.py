@@ -14,7 +14,7 @@ import queue
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from time import perf_counter
 from typing import Any
@@ -41,8 +41,9 @@ class WriteSet:
     event: dict[str, Any]
     review: dict[str, Any] | None = None
     shadow: dict[str, Any] | None = None
-    future: Future[None] = field(default_factory=Future)
-    #: Set by ``write()``: settled on its own event loop, one wake-up per batch.
+    #: Set by ``submit()`` (threads wait on it) or ``write()`` (an event loop's future,
+    #: settled on its own loop, one wake-up per batch).
+    future: Future[None] | None = None
     waiter: asyncio.Future[None] | None = None
 
 
@@ -85,11 +86,13 @@ class GroupCommitWriter:
         return self._thread is not None and self._thread.is_alive() and not self._closed
 
     def submit(self, ws: WriteSet) -> Future[None]:
+        fut: Future[None] = Future()
+        ws.future = fut
         if self._closed or self._thread is None:
-            ws.future.set_exception(StoreUnavailable("the decision log is not running"))
+            fut.set_exception(StoreUnavailable("the decision log is not running"))
         else:
             self._queue.put(ws)
-        return ws.future
+        return fut
 
     async def write(self, ws: WriteSet) -> None:
         """Return once ``ws`` is committed (raise ``StoreUnavailable`` if it cannot be)."""
@@ -226,7 +229,7 @@ def _settle(batch: list[WriteSet], exc: Exception | None) -> None:
     for ws in batch:
         if ws.waiter is not None:
             by_loop.setdefault(ws.waiter.get_loop(), []).append(ws.waiter)
-        elif not ws.future.done():
+        elif ws.future is not None and not ws.future.done():
             if exc is None:
                 ws.future.set_result(None)
             else:
