@@ -120,12 +120,17 @@ CONDITIONS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     "mulaw_8k": lambda x, seed: mulaw_8k(x),
     "gsm_codec": lambda x, seed: gsm_codec(x),
     "noise_10db": lambda x, seed: add_noise(x, 10.0, seed),
+    "noise_20db": lambda x, seed: add_noise(x, 20.0, seed + 1),
     "packet_loss_10pct": lambda x, seed: drop_packets(x, 0.1, 20, seed),
 }
 
 
+#: What `liveguard detectors evaluate` reports by default (noise_20db is for training).
+EVALUATION_CONDITIONS = ("clean", "mulaw_8k", "gsm_codec", "noise_10db", "packet_loss_10pct")
+
+
 def available_conditions() -> list[str]:
-    return [c for c in CONDITIONS if c != "gsm_codec" or ffmpeg_available()]
+    return [c for c in EVALUATION_CONDITIONS if c != "gsm_codec" or ffmpeg_available()]
 
 
 def simulate_replay(x: np.ndarray, seed: int = 0) -> np.ndarray:

@@ -10,8 +10,17 @@ import numpy as np
 from detectors.training.mlp import MlpParams, train_mlp
 
 #: Every training clip is also seen through these call degradations, so the model cannot
-#: lean on the 4-8 kHz band or on clean silence, which telephony destroys.
-AUG_CONDITIONS: tuple[str, ...] = ("mulaw_8k", "noise_10db", "packet_loss_10pct")
+#: lean on the 4-8 kHz band or on clean silence, which telephony destroys. (Measured: adding
+#: the GSM codec and 20 dB noise to the first three lowered CV EER on GSM 26 -> 24 %, on
+#: 10 dB noise 27 -> 24 % and neural-system LOSO 20 -> 19 %, for +0.5 pt on clean.)
+#: The GSM round trip needs ffmpeg.
+AUG_CONDITIONS: tuple[str, ...] = (
+    "mulaw_8k",
+    "gsm_codec",
+    "noise_10db",
+    "noise_20db",
+    "packet_loss_10pct",
+)
 HIDDEN = 0  # logistic regression: generalised as well as a 16/32-unit MLP in LOSO, fewer params
 EPOCHS = 20
 L2 = 1e-3

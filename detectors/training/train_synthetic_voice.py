@@ -4,7 +4,8 @@
 
 Data: DIR/manifest.csv (default: $LIVEGUARD_SHARED_DATA/audio). Features: the runtime's
 own hop vectors (mean/std of LFCC, delta-LFCC, MFCC and spectral-shape features over the
-speech frames of 4 s contexts), from clean clips and their call degradations. Calibration:
+speech frames of 4 s contexts), from clean clips and their call degradations (μ-law, GSM via ffmpeg, noise at 10 and 20 dB,
+packet loss). Calibration:
 Platt scaling on speaker-disjoint out-of-fold logits, stored in the ONNX metadata.
 """
 
@@ -19,6 +20,7 @@ import numpy as np
 
 from detectors.audio_io import shared_data_dir
 from detectors.dataset import read_manifest
+from detectors.degrade import ffmpeg_available
 from detectors.metrics_eval import eer, roc_auc
 from detectors.onnx_model import MODELS_DIR
 from detectors.training import recipe
@@ -49,6 +51,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=MODELS_DIR)
     args = ap.parse_args()
     t0 = time.time()
+    if "gsm_codec" in recipe.AUG_CONDITIONS and not ffmpeg_available():
+        raise SystemExit("training needs ffmpeg for the GSM augmentation: apt-get install ffmpeg")
     clips = read_manifest(args.data)
     labels = np.array([c.label for c in clips])
     views = [featurize(clips, c) for c in ("clean", *recipe.AUG_CONDITIONS)]
