@@ -1,7 +1,8 @@
 """The speaker encoder (resemblyzer's GE2E LSTM exported to ONNX) and its input features.
 
-Input: 40-band mel *power* frames (not log), 25 ms / 10 ms, from the shared STFT; a
-partial of 160 frames (1.6 s of speech) gives one L2-normalised 256-d embedding.
+Input: 40-band mel *power* frames (not log), 25 ms / 10 ms, from the shared STFT; any
+number of frames (resemblyzer uses 160-frame partials; the detector uses the 60 speech
+frames of one window) gives one L2-normalised 256-d embedding.
 Exported by `detectors/training/export_speaker_encoder.py` from the weights inside the
 resemblyzer wheel (Apache-2.0).
 """
@@ -16,7 +17,6 @@ import numpy as np
 from detectors.frontend import N_FFT, SR, WIN
 from detectors.onnx_model import MODELS_DIR, OnnxModel
 
-PARTIAL_FRAMES = 160
 EMBEDDING_DIM = 256
 TARGET_DBFS = -30.0  # resemblyzer's volume normalisation (increase only)
 MODEL_FILES = {"fp32": "speaker_encoder.onnx", "int8": "speaker_encoder.int8.onnx"}

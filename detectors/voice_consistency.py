@@ -1,13 +1,14 @@
 """audio.voice_consistency: does the voice change identity during the call?
 
-Every few hops, the last 1.6 s of speech (mel frames of speech frames only, kept per
-session as features, never audio) is embedded by the speaker encoder (resemblyzer's GE2E
-LSTM, ONNX) — one model call for the whole micro-batch. The first two embeddings enrol
-the call's own reference; later ones are compared with it (cosine distance), and with an
-enrolled voiceprint when the session metadata carries one (`voiceprint`: a 256-d
-embedding, so no reference audio is ever kept). Calibration: distances between 1.6 s
-partials of the same speaker and of two speakers of the same corpus
-(`calibrate_heuristics.py`).
+Every other hop, the speech frames of the *current window only* (the last 0.6 s of them,
+as 40-band mel power) are embedded by the speaker encoder (resemblyzer's GE2E LSTM, ONNX)
+— one model call for the whole micro-batch. Nothing of a window outlives it but its
+256-d embedding: the session keeps embeddings, never audio or spectrogram frames (a
+multi-second mel buffer would have given ~2 points lower EER, but mel frames can be
+turned back into intelligible speech). The first two embeddings enrol the call's own
+reference; afterwards the mean of the last two embeddings is compared with it (cosine
+distance), and with an enrolled voiceprint when the session metadata carries one
+(`voiceprint`: a 256-d embedding). Calibration: `calibrate_heuristics.py`.
 """
 
 from __future__ import annotations
@@ -21,45 +22,62 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from detectors.base import BaseDetector
-from detectors.frontend import N_FFT, WIN, _hann, speech_frame_mask
+from detectors.frontend import N_FFT, WIN, _hann, frame_db, power_spectrogram, speech_frame_mask
 from detectors.params import heuristics
 from detectors.protocol import Window
-from detectors.speaker_encoder import (
-    EMBEDDING_DIM,
-    PARTIAL_FRAMES,
-    SpeakerEncoder,
-    mel_frames,
-    volume_gain,
-)
+from detectors.speaker_encoder import EMBEDDING_DIM, SpeakerEncoder, mel_frames, volume_gain
 from signals import Evidence, Modality, Signal, sigmoid
 
 PARSEVAL = N_FFT / 2 * float((_hann()[:WIN] ** 2).sum())
+WINDOW_FRAMES = 60  # speech frames per embedding (0.6 s), all from one window
 
 
 class VoiceConsistencyConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     parties: tuple[str, ...] = ("remote",)
-    every_hops: int = Field(5, ge=1, description="Embed every n-th hop (the encoder is the cost).")
-    max_embeddings_per_batch: int = Field(4, ge=1, description="Encoder calls per micro-batch.")
+    every_hops: int = Field(2, ge=1, description="Embed every n-th hop (the encoder is the cost).")
+    max_embeddings_per_batch: int = Field(8, ge=1, description="Encoder calls per micro-batch.")
     enroll_embeddings: int = Field(2, ge=1, description="Embeddings averaged into the reference.")
+    compare_embeddings: int = Field(2, ge=1, description="Recent embeddings averaged per verdict.")
     variant: Literal["fp32", "int8"] = Field(
-        "fp32", description="int8 is 3x faster but measured far less faithful (model card)."
+        "fp32", description="int8 is 4x faster but measured far less faithful (model card)."
     )
 
 
 @dataclass
 class VoiceConsistencyState:
-    mels: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=PARTIAL_FRAMES))
-    mean_squares: deque[float] = field(default_factory=lambda: deque(maxlen=PARTIAL_FRAMES))
     hops: int = 0
     embed_due: bool = False
     reference: list[np.ndarray] = field(default_factory=list)
+    recent: deque[np.ndarray] = field(default_factory=lambda: deque(maxlen=8))
     max_distance: float = 0.0
 
 
 def cosine_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(1.0 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-9))
+
+
+def window_partial(power: np.ndarray, db: np.ndarray) -> np.ndarray | None:
+    """The encoder input for one window: its last WINDOW_FRAMES speech frames, volume
+    normalised; None when the window holds less speech than that."""
+    mask = speech_frame_mask(db, range_db=30.0)
+    if mask.sum() < WINDOW_FRAMES:
+        return None
+    sp = power[mask][-WINDOW_FRAMES:]
+    ms = float((sp.sum(axis=1) / PARSEVAL).mean())  # Parseval: mean square of the samples
+    return mel_frames(sp) * volume_gain(ms)
+
+
+def partials_from_audio(x: np.ndarray, sr: int = 16_000) -> list[np.ndarray]:
+    """Encoder inputs, one per 1 s window with enough speech, as the detector builds them."""
+    out = []
+    for s in range(0, len(x) - sr // 2, sr):
+        power = power_spectrogram(x[s : s + sr])
+        p = window_partial(power, frame_db(power))
+        if p is not None:
+            out.append(p)
+    return out
 
 
 class VoiceConsistencyDetector(BaseDetector):
@@ -76,7 +94,7 @@ class VoiceConsistencyDetector(BaseDetector):
         self._encoder = SpeakerEncoder(cfg.variant)
         p = heuristics().get("voice_consistency", {})
         self._a = float(p.get("platt_a", 25.0))
-        self._b = float(p.get("platt_b", -5.0))
+        self._b = float(p.get("platt_b", -8.0))
         super().start()
 
     def stop(self) -> None:
@@ -108,26 +126,22 @@ class VoiceConsistencyDetector(BaseDetector):
             f = w.features
             if w.party not in cfg.parties or f is None or f.power is None:
                 continue
-            mask = speech_frame_mask(f.db, range_db=30.0)
-            if mask.sum() < 10:
-                continue
-            # Parseval: an rfft power frame sums to ~ N_FFT/2 * sum((x*hann)^2)
-            ms = f.power[mask].sum(axis=1) / PARSEVAL
-            st.mels.extend(mel_frames(f.power[mask]))
-            st.mean_squares.extend(ms.tolist())
             st.hops += 1
             enrolling = len(st.reference) < cfg.enroll_embeddings  # enrol as early as possible
-            due = enrolling or st.embed_due or st.hops % cfg.every_hops == 0
-            if len(st.mels) == PARTIAL_FRAMES and due:
-                if len(partials) >= cfg.max_embeddings_per_batch:
-                    # The encoder is the expensive part: cap its share of a micro-batch so
-                    # it cannot stall the other detectors; this session goes next time.
-                    st.embed_due = True
-                    continue
-                st.embed_due = False
-                mel = np.stack(st.mels)
-                partials.append(mel * volume_gain(float(np.mean(st.mean_squares))))
-                todo.append(i)
+            if not (enrolling or st.embed_due or st.hops % cfg.every_hops == 0):
+                continue
+            partial = window_partial(f.power, f.db)
+            if partial is None:
+                st.embed_due = True  # too little speech: try again next window
+                continue
+            if len(partials) >= cfg.max_embeddings_per_batch:
+                # The encoder is the expensive part: cap its share of a micro-batch so it
+                # cannot stall the other detectors; this session goes first next time.
+                st.embed_due = True
+                continue
+            st.embed_due = False
+            partials.append(partial)
+            todo.append(i)
         out: list[Signal | None] = [None] * len(windows)
         if not todo:
             return out
@@ -142,8 +156,11 @@ class VoiceConsistencyDetector(BaseDetector):
         if len(st.reference) < cfg.enroll_embeddings:
             st.reference.append(emb)
             return None
-        ref = np.mean(st.reference, axis=0)
-        d = cosine_distance(emb, ref)
+        st.recent.append(emb)
+        if len(st.recent) < cfg.compare_embeddings:
+            return None
+        cur = np.mean(list(st.recent)[-cfg.compare_embeddings :], axis=0)
+        d = cosine_distance(cur, np.mean(st.reference, axis=0))
         st.max_distance = max(st.max_distance, d)
         score = self.calibrated(d)
         ev = [
@@ -159,7 +176,7 @@ class VoiceConsistencyDetector(BaseDetector):
         ]
         vp = w.metadata.get("voiceprint") if w.metadata else None
         if vp is not None and len(vp) == EMBEDDING_DIM:
-            dv = cosine_distance(emb, np.asarray(vp, dtype=np.float32))
+            dv = cosine_distance(cur, np.asarray(vp, dtype=np.float32))
             sv = self.calibrated(dv)
             score = max(score, sv)
             ev.append(
@@ -170,24 +187,4 @@ class VoiceConsistencyDetector(BaseDetector):
                 )
             )
         conf = 0.4 + 0.6 * w.features.quality.quality
-        return self.signal(self.one_sided(score), conf, ev, 1_600)
-
-
-def partial_from_audio(x: np.ndarray, sr: int = 16_000) -> np.ndarray | None:
-    """The first 1.6 s of speech of `x` as the streaming detector would build it (for
-    calibration and tests): None if there is not enough speech."""
-    from detectors.frontend import frame_db, power_spectrogram
-
-    mels: list[np.ndarray] = []
-    ms: list[float] = []
-    for s in range(0, len(x), sr):
-        power = power_spectrogram(x[s : s + sr])
-        mask = speech_frame_mask(frame_db(power), range_db=30.0)
-        if mask.sum() < 10:
-            continue
-        mels.extend(mel_frames(power[mask]))
-        ms.extend((power[mask].sum(axis=1) / PARSEVAL).tolist())
-        if len(mels) >= PARTIAL_FRAMES:
-            mel = np.stack(mels[:PARTIAL_FRAMES])
-            return mel * volume_gain(float(np.mean(ms[:PARTIAL_FRAMES])))
-    return None
+        return self.signal(self.one_sided(score), conf, ev, cfg.compare_embeddings * w.duration_ms)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
 
 from detectors.audio_io import load_audio
@@ -116,12 +118,12 @@ def test_voice_consistency_notices_a_different_speaker() -> None:
 
 def test_enrolled_voiceprint_is_matched_as_an_embedding_only() -> None:
     from detectors.speaker_encoder import SpeakerEncoder
-    from detectors.voice_consistency import partial_from_audio
+    from detectors.voice_consistency import partials_from_audio
 
     spk = [v for v in speakers_clips("VCTK").values() if len(v) >= 3]
-    enrol = partial_from_audio(load_audio(spk[0][0]))
-    assert enrol is not None
-    voiceprint = SpeakerEncoder().embed(enrol[None])[0].tolist()  # 256 floats, no audio
+    enrol = partials_from_audio(load_audio(spk[0][0]))
+    assert len(enrol) >= 2
+    voiceprint = SpeakerEncoder().embed(np.stack(enrol)).mean(axis=0).tolist()  # 256 floats
 
     def run(path) -> set[str]:
         x = load_audio(path)
@@ -164,3 +166,25 @@ def test_speaker_encoder_share_of_a_batch_is_capped() -> None:
         rt.process()
     assert sizes and max(sizes) <= 2
     assert sum(sizes) >= 6  # every session was embedded, some in a later batch
+
+
+def test_voice_consistency_keeps_embeddings_only() -> None:
+    from dataclasses import fields
+
+    det = VoiceConsistencyDetector({"every_hops": 1})
+    from prometheus_client import CollectorRegistry
+
+    from detectors.runtime import StreamingRuntime
+
+    rt = StreamingRuntime([det], registry=CollectorRegistry())
+    rt.open_session("s")
+    rt.push_audio("s", np.concatenate([speech("VCTK", 0), speech("VCTK", 1)]))
+    rt.drain()
+    st = rt._sessions["s"].states["audio.voice_consistency"]
+    arrays = []
+    for f in fields(st):
+        v = getattr(st, f.name)
+        items = list(v) if isinstance(v, list | deque) else [v]
+        arrays += [a for a in items if isinstance(a, np.ndarray)]
+    assert arrays, "expected reference and recent embeddings"
+    assert all(a.shape == (256,) for a in arrays)  # no spectrogram frames, no samples
