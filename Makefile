@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,video]"
 	# silero-vad ships the VAD ONNX model we run in onnxruntime; its declared torch
 	# dependency (several GB) is not needed for that, so it is installed without deps.
 	$(PY) -m pip install -q --no-deps "silero-vad>=5.1"
