@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -72,61 +70,35 @@ def test_missing_face_lowers_confidence() -> None:
     assert sig.confidence < 0.6
 
 
+def _write_video(path: Path, frames: list[np.ndarray], fps: int = FPS) -> Path:
+    """An mp4 written with OpenCV (part of the [video] extra), so no ffmpeg is needed."""
+    import cv2
+
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    assert writer.isOpened(), "OpenCV cannot write mp4 here"
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
 def test_extraction_from_a_video_file(tmp_path: Path) -> None:
     pytest.importorskip("mediapipe", reason="the optional [video] extra is not installed")
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg is needed to make a test video")
+    import cv2
+    import matplotlib.cbook  # mediapipe depends on matplotlib, which ships the sample photo
+
     from detectors.video import SERIES_NAMES, extract_series
 
-    video = tmp_path / "noface.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=25",
-            "-t",
-            "2",
-            "-pix_fmt",
-            "yuv420p",
-            str(video),
-        ],
-        check=True,
-    )
-    fs = extract_series(video)
-    assert len(fs.times_ms) == 50 and set(fs.values) == set(SERIES_NAMES)
-    assert fs.values["face_present"].sum() == 0  # a test pattern has no face
-    try:
-        import matplotlib.cbook
-    except ImportError:
-        return
-    img = matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
-    face = tmp_path / "face.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-loop",
-            "1",
-            "-i",
-            str(img),
-            "-vf",
-            "scale=320:-2",
-            "-r",
-            "25",
-            "-t",
-            "2",
-            "-pix_fmt",
-            "yuv420p",
-            str(face),
-        ],
-        check=True,
-    )
-    fs = extract_series(face)
+    rng = np.random.default_rng(0)
+    pattern = [rng.integers(0, 255, (240, 320, 3), dtype=np.uint8) for _ in range(2 * FPS)]
+    fs = extract_series(_write_video(tmp_path / "noface.mp4", pattern))
+    assert len(fs.times_ms) == 2 * FPS and set(fs.values) == set(SERIES_NAMES)
+    assert fs.values["face_present"].sum() == 0  # noise has no face
+
+    photo = cv2.imread(matplotlib.cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
+    photo = cv2.resize(photo, (320, int(photo.shape[0] * 320 / photo.shape[1]) // 2 * 2))
+    fs = extract_series(_write_video(tmp_path / "face.mp4", [photo] * (2 * FPS)))
     assert fs.values["face_present"].mean() > 0.9
     t, mouth = fs.mouth_openness()
     assert len(t) > 40 and np.all(mouth >= 0)
