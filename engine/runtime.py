@@ -41,6 +41,7 @@ from engine.store.keys import Principal
 from engine.store.reviews import review_row
 from engine.store.shadowlog import shadow_row
 from engine.store.writer import GroupCommitWriter, WriteSet
+from engine.store.writer_process import ProcessCommitWriter
 from engine.telemetry import Metrics
 
 log = structlog.get_logger("liveguard")
@@ -56,9 +57,19 @@ class Runtime:
         self.repo = PolicyRepository(settings.policies)
         self.db: Engine = make_engine(settings.database_url)
         self.metrics = Metrics()
-        self.writer = GroupCommitWriter(
-            self.db, batch_max=settings.commit_batch_max, observe=self.metrics.observe_commit
-        )
+        self.writer: GroupCommitWriter | ProcessCommitWriter
+        if settings.writer == "process":
+            self.writer = ProcessCommitWriter(
+                settings.database_url,
+                batch_max=settings.commit_batch_max,
+                observe=self.metrics.observe_commit,
+                log_format=settings.log_format,
+                log_level=settings.log_level,
+            )
+        else:
+            self.writer = GroupCommitWriter(
+                self.db, batch_max=settings.commit_batch_max, observe=self.metrics.observe_commit
+            )
         self.shadow: ShadowRunner | None = None
         self._scope: dict[tuple[str, str], str] | None = None
         self._retention: dict[str, RetentionPlan] = {}

@@ -44,6 +44,11 @@ class Settings(BaseSettings):
         description="Serve the decision routes without FastAPI's per-request machinery "
         "(same answers; off only to compare).",
     )
+    writer: Literal["process", "thread"] = Field(
+        default="thread",
+        description="Where group commits run: a writer process (the serving process keeps "
+        "its CPU and GIL) or a thread of the serving process.",
+    )
     commit_batch_max: int = Field(default=256, ge=1, description="Group commit: events per tx.")
     purge_interval_s: float = Field(default=3600.0, gt=0)
     review_claim_timeout_s: int = Field(default=1800, ge=1)

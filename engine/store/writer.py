@@ -78,6 +78,10 @@ class GroupCommitWriter:
                 target=self._run, name="liveguard-group-commit", daemon=True
             )
             self._thread.start()
+        self.start_checkpointer()
+
+    def start_checkpointer(self) -> None:
+        """SQLite: background WAL checkpoints (also used by the writer process)."""
         if self._checkpointer is None and self._engine.dialect.name == "sqlite":
             self._stopping.clear()
             self._checkpointer = threading.Thread(
@@ -169,25 +173,46 @@ class GroupCommitWriter:
             self._commit(batch)
 
     def _commit(self, batch: list[WriteSet]) -> None:
+        failed = self.commit_batch(batch)
+        if not failed:
+            _settle(batch, None)
+            return
+        bad = {id(ws) for ws, _ in failed}
+        ok = [ws for ws in batch if id(ws) not in bad]
+        if ok:
+            _settle(ok, None)
+        for ws, exc in failed:
+            _settle([ws], exc)
+
+    def commit_batch(self, batch: list[WriteSet]) -> list[tuple[WriteSet, Exception]]:
+        """Commit ``batch`` in one transaction; if that fails, retry its rows singly.
+
+        Returns the write sets that could not be committed, each with its error (the
+        rest are committed). Used by the writer thread and by the writer process.
+        """
         started = perf_counter()
         try:
             self._insert(batch)
         except Exception as exc:
             if len(batch) == 1:
                 log.error("store.write_failed", error=type(exc).__name__, detail=str(exc)[:300])
-                _settle(
-                    batch,
-                    StoreUnavailable(f"the decision could not be logged ({type(exc).__name__})"),
-                )
-                return
+                return [
+                    (
+                        batch[0],
+                        StoreUnavailable(
+                            f"the decision could not be logged ({type(exc).__name__})"
+                        ),
+                    )
+                ]
             # One bad row (e.g. a duplicate id) must not fail its neighbours: retry singly.
+            failed: list[tuple[WriteSet, Exception]] = []
             for ws in batch:
-                self._commit([ws])
-            return
+                failed += self.commit_batch([ws])
+            return failed
         if self._observe is not None:
             self._observe(len(batch), perf_counter() - started)
-        _settle(batch, None)
         self._committed.set()
+        return []
 
     def _insert(self, batch: list[WriteSet]) -> None:
         events = [ws.event for ws in batch]

@@ -97,14 +97,15 @@ def test_opa_package_and_policy_must_agree(sqlite_url: str, serve) -> None:
     assert r.status_code == 404 and r.json()["code"] == "policy_not_found"
 
 
+@pytest.mark.parametrize("writer", ["thread", "process"])
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_kill_9_loses_no_acknowledged_decision(
-    backend: str, sqlite_url: str, request: pytest.FixtureRequest, serve
+    backend: str, writer: str, sqlite_url: str, request: pytest.FixtureRequest, serve
 ) -> None:
     """Hammer, kill -9 mid-load, restart: every decision id a client got is stored."""
     db = sqlite_url if backend == "sqlite" else request.getfixturevalue("pg_clean")
     keys = make_keys(db, "decide", "audit")
-    srv = serve(db)
+    srv = serve(db, env={"LIVEGUARD_WRITER": writer})
     acknowledged: list[str] = []
     errors: list[str] = []
     stop = threading.Event()
