@@ -114,7 +114,7 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -
 
 
 def start_liveguard(
-    db_url: str, log: Path, log_level: str
+    db_url: str, log: Path, log_level: str, writer: str | None = None
 ) -> tuple[subprocess.Popen[bytes], str, str]:
     engine = make_engine(db_url)
     migrate(engine)
@@ -129,6 +129,8 @@ def start_liveguard(
         "LIVEGUARD_LOG_LEVEL": log_level,
         "LIVEGUARD_MAX_IN_FLIGHT": "1024",
     }
+    if writer:
+        env["LIVEGUARD_WRITER"] = writer
     cmd = [sys.executable, "-c", "from engine.cli import main; main()", "serve",
            "--host", HOST, "--port", str(port)]  # fmt: skip
     with log.open("ab") as out:
@@ -157,10 +159,32 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            stat = (p / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+            out.append(int(p.name))
+    return out
+
+
 def cpu_seconds(pid: int) -> dict[str, float]:
-    """CPU time (user + system) of ``pid``: its main thread (the event loop) and the rest."""
+    """CPU time (user + system) of ``pid``: its main thread (the event loop), the rest, and
+    its child processes (the writer process, when there is one)."""
     tick = os.sysconf("SC_CLK_TCK")
     out: dict[str, float] = {}
+    for child in _children(pid):
+        try:
+            stat = Path(f"/proc/{child}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out["children"] = out.get("children", 0.0) + (int(fields[11]) + int(fields[12])) / tick
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             stat = (task / "stat").read_text()
@@ -307,6 +331,12 @@ def main() -> None:
     )
     ap.add_argument("--backends", default="sqlite,postgresql", help="which stores to load")
     ap.add_argument("--no-max", action="store_true", help="skip the max-rate steps")
+    ap.add_argument(
+        "--writers",
+        default="",
+        help="LIVEGUARD_WRITER values to load in turn (e.g. thread,process); the first one "
+        "makes the RESULT line. Default: the service's own default only.",
+    )
     args = ap.parse_args()
     if shutil.which("hey") is None:
         raise SystemExit("needs 'hey' (apt-get install hey)")
@@ -346,8 +376,17 @@ def main() -> None:
     else:
         print(f"postgresql: {args.pg_url} unreachable; skipped")
     try:
-        for name, db in backends.items():
-            proc, url, key = start_liveguard(db, tmp / f"{name}.log", args.log_level)
+        writers = [w for w in args.writers.split(",") if w] or [None]
+        runs = [
+            (name if i == 0 else f"{name}/{w}", db, w)
+            for name, db in backends.items()
+            for i, w in enumerate(writers)
+        ]
+        for name, db, writer in runs:
+            if writer is not None and "/" not in name:
+                print(f"{name}: writer={writer}", flush=True)
+            log = tmp / f"{name.replace('/', '-')}.log"
+            proc, url, key = start_liveguard(db, log, args.log_level, writer)
             try:
                 load = {"shape": args.shape, "server_pid": proc.pid}
                 hey("warmup", url, key, args.rate, 2, body, **load)
