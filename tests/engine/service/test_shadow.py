@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -106,11 +105,6 @@ def test_shadow_spec_errors(tmp_path: Path, sqlite_url: str) -> None:
 
 def test_shadow_git_ref(sqlite_url: str) -> None:
     rt = Runtime(make_settings(sqlite_url, shadow=f"{PID}@HEAD"))
-    if importlib.util.find_spec("engine.policy_git") is None:
-        with pytest.raises(ShadowConfigInvalid, match="Git refs are not available"):
-            rt.start()
-        rt.stop()
-        return
     rt.start()
     try:
         assert rt.shadow is not None and rt.shadow.candidate.manifest.id == PID
