@@ -35,9 +35,9 @@ def power_spectrogram(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     if len(x) < N_FFT:
         x = np.pad(x, (0, N_FFT - len(x)))
-    n = 1 + (len(x) - N_FFT) // HOP
-    frames = np.lib.stride_tricks.sliding_window_view(x, N_FFT)[::HOP][:n]
-    spec = np.fft.rfft(frames * _hann(), axis=1)
+    # librosa's STFT with our zero-padded 25 ms Hann window: the same frames the training
+    # features were computed on (equal to a plain rfft within float32 rounding).
+    spec = librosa.stft(x, n_fft=N_FFT, hop_length=HOP, window=_hann(), center=False).T
     return (spec.real**2 + spec.imag**2).astype(np.float32)
 
 
