@@ -64,7 +64,12 @@ class GroupCommitWriter:
         self._engine = engine
         self._batch_max = batch_max
         self._observe = observe
-        self._queue: queue.SimpleQueue[WriteSet | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[WriteSet | list[WriteSet] | None] = queue.SimpleQueue()
+        #: Write sets handed over during the current pass of each event loop, sent to the
+        #: writer together at the end of the pass (one queue hand-off and one thread wake-up
+        #: per pass, not per decision: each wake-up costs the serving thread the GIL).
+        self._pending: dict[asyncio.AbstractEventLoop, list[WriteSet]] = {}
+        self._handing_over = threading.Lock()
         self._thread: threading.Thread | None = None
         self._closed = False
         self._plans: dict[str, tuple[str, str, Callable[[dict[str, Any]], tuple[Any, ...]]]] = {}
@@ -91,7 +96,8 @@ class GroupCommitWriter:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Commit what is queued, then stop."""
-        self._closed = True
+        with self._handing_over:
+            self._closed = True
         if self._thread is not None:
             self._queue.put(None)
             self._thread.join(timeout)
@@ -145,9 +151,25 @@ class GroupCommitWriter:
         """Return once ``ws`` is committed (raise ``StoreUnavailable`` if it cannot be)."""
         if self._closed or self._thread is None:
             raise StoreUnavailable("the decision log is not running")
-        ws.waiter = asyncio.get_running_loop().create_future()
-        self._queue.put(ws)
+        loop = asyncio.get_running_loop()
+        ws.waiter = loop.create_future()
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        pending.append(ws)
         await ws.waiter
+
+    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
+        pending = self._pending.pop(loop, [])
+        if not pending:
+            return
+        with self._handing_over:  # never behind stop()'s sentinel, where nobody reads
+            if not self._closed:
+                self._queue.put(pending)
+                return
+        waiters = [ws.waiter for ws in pending if ws.waiter is not None]
+        _resolve(waiters, StoreUnavailable("the decision log is not running"))
 
     def write_sync(self, ws: WriteSet, timeout: float = 30.0) -> None:
         self.submit(ws).result(timeout)
@@ -160,7 +182,7 @@ class GroupCommitWriter:
             first = self._queue.get()
             if first is None:
                 break
-            batch = [first]
+            batch = first if isinstance(first, list) else [first]
             while len(batch) < self._batch_max:
                 try:
                     nxt = self._queue.get_nowait()
@@ -169,7 +191,10 @@ class GroupCommitWriter:
                 if nxt is None:
                     stopping = True
                     break
-                batch.append(nxt)
+                if isinstance(nxt, list):
+                    batch.extend(nxt)
+                else:
+                    batch.append(nxt)
             self._commit(batch)
 
     def _commit(self, batch: list[WriteSet]) -> None:
