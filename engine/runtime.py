@@ -42,7 +42,7 @@ from engine.store.reviews import review_row
 from engine.store.shadowlog import shadow_row
 from engine.store.writer import GroupCommitWriter, WriteSet
 from engine.store.writer_process import ProcessCommitWriter
-from engine.telemetry import Metrics
+from engine.telemetry import Metrics, log_info
 
 log = structlog.get_logger("liveguard")
 
@@ -222,7 +222,8 @@ class Runtime:
         self.metrics.observe_decision(
             request, decision, seconds, self._expected_signals(policy) if policy else frozenset()
         )
-        self._log.info(
+        log_info(
+            self._log,
             "decision",
             policy=decision.policy.id,
             version=decision.policy.version,

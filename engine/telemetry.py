@@ -13,6 +13,7 @@ import re
 import sys
 import threading
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -147,6 +148,14 @@ class Metrics:
         #: ``labels()`` hashes, locks and validates on every call.
         self._outcome: dict[tuple[str, str, str], _Outcome] = {}
         self._confidence: dict[str, Any] = {}
+        self._missing: dict[tuple[str, str], Any] = {}
+        self._http: dict[tuple[str, int], Any] = {}
+
+    def count_http(self, route: str, status: int) -> None:
+        child = self._http.get((route, status))
+        if child is None:
+            child = self._http[(route, status)] = self.http_requests.labels(route, str(status))
+        child.inc()
 
     def observe_commit(self, batch: int, seconds: float) -> None:
         self.commit_batch.observe(batch)
@@ -191,7 +200,10 @@ class Metrics:
             child.observe(s.confidence)
         if expected_signals:
             for name in expected_signals - present:
-                self.signals_missing.labels(p.id, name).inc()
+                missing = self._missing.get((p.id, name))
+                if missing is None:
+                    missing = self._missing[(p.id, name)] = self.signals_missing.labels(p.id, name)
+                missing.inc()
         escalated = False
         for ob in decision.obligations:
             if isinstance(ob, SecondPassObligation):
@@ -255,10 +267,44 @@ def _dumps(obj: Any, default: Any = None, **_: Any) -> str:
     return to_json(obj, fallback=default).decode()
 
 
+class _JsonInfoLine:
+    """One INFO line rendered the way the processor chain below renders it (context vars,
+    level, UTC ISO timestamp, masked secrets, JSON), minus the chain's per-call machinery.
+    For the one line every decision writes; everything else goes through structlog."""
+
+    __slots__ = ("out",)
+
+    def __init__(self, out: Any) -> None:
+        self.out = out
+
+    def __call__(self, event: str, fields: dict[str, Any]) -> None:
+        line = structlog.contextvars.get_contextvars()
+        line["event"] = event
+        line.update(fields)
+        line["level"] = "info"
+        line["timestamp"] = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        _mask_secrets(None, "info", line)
+        self.out.write(to_json(line).decode() + "\n")
+        self.out.flush()
+
+
+_info_line: _JsonInfoLine | None = None
+
+
+def log_info(logger: Any, event: str, **fields: Any) -> None:
+    """``logger.info(event, **fields)``; rendered directly when logs are JSON at INFO."""
+    if _info_line is not None:
+        _info_line(event, fields)
+    else:
+        logger.info(event, **fields)
+
+
 def configure_logging(fmt: str = "auto", level: str = "INFO") -> None:
     """structlog to stdout: JSON unless a terminal (or as ``fmt`` says)."""
+    global _info_line
     as_json = fmt == "json" or (fmt == "auto" and not sys.stdout.isatty())
     lvl = logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+    _info_line = _JsonInfoLine(sys.stdout) if as_json and lvl <= logging.INFO else None
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_dumps)
         if as_json

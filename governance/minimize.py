@@ -63,16 +63,16 @@ def _copy(value: Any) -> Any:
     return value
 
 
-def _project(data: Mapping[str, Any], tree: _Tree) -> dict[str, Any]:
+def _project(data: Mapping[str, Any], tree: _Tree, copy: bool = True) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in data.items():
         node = tree.get(key)
         if node is None:
             continue
         if node is _ALL:
-            out[key] = _copy(value)
+            out[key] = _copy(value) if copy else value
         elif isinstance(value, Mapping):
-            sub = _project(value, node)  # type: ignore[arg-type]
+            sub = _project(value, node, copy)  # type: ignore[arg-type]
             if sub:
                 out[key] = sub
     return out
@@ -123,16 +123,20 @@ class Projection:
             return True
         return name.split(".", 1)[0] in self._signal_modalities
 
-    def apply(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """A copy of ``request`` with only the declared fields (and ``session.id``)."""
-        out = _project(request, self._tree)
+    def apply(self, request: Mapping[str, Any], *, copy: bool = True) -> dict[str, Any]:
+        """A copy of ``request`` with only the declared fields (and ``session.id``).
+
+        ``copy=False`` shares kept subtrees with ``request`` instead of copying them: for
+        a request that is thrown away afterwards (a fresh dump), not for one still in use.
+        """
+        out = _project(request, self._tree, copy)
         signals = request.get("signals")
         if isinstance(signals, list | tuple):
             kept = []
             for s in signals:
                 name = _signal_name(s)
                 if name is not None and self.keeps_signal(name):
-                    kept.append(_copy(s))
+                    kept.append(_copy(s) if copy else s)
             # Keep the key (possibly empty) so the request keeps its shape.
             out["signals"] = kept
         return out

@@ -11,8 +11,17 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from engine.api.errors import install_error_handlers
-from engine.api.fastpath import DecisionFastPath
-from engine.api.middleware import BodyLimitMiddleware, InFlightLimitMiddleware, RequestIdMiddleware
+from engine.api.fastpath import CrashGuard, DecisionFastPath, is_decision_call
+from engine.api.middleware import (
+    ASGIApp,
+    BodyLimitMiddleware,
+    InFlightGate,
+    InFlightLimitMiddleware,
+    Receive,
+    RequestIdMiddleware,
+    Scope,
+    Send,
+)
 from engine.api.routes import decisions, opa, ops, policies, reviews, shadow
 from engine.runtime import Runtime
 from engine.settings import Settings, get_settings
@@ -27,6 +36,28 @@ Authenticate with `Authorization: Bearer <key>` (keys from `liveguard keys creat
 roles `decide`, `review`, `audit`, `admin`). Every decision is committed to the decision log
 before it is answered. OPA clients can query `POST /v1/data/liveguard/<package>/decision`.
 """
+
+
+class LiveguardApp(FastAPI):
+    """FastAPI, with a front door for the decision calls.
+
+    Every request but a decision goes through FastAPI's whole stack. A decision call
+    (``POST /v1/decisions`` or the OPA-compatible path) goes through the same request-id,
+    in-flight and body-limit middleware and a 500 guard, straight to the decision fast
+    path: FastAPI's own layers (server-error and exception middleware, its OpenTelemetry
+    hook and body limit, the router) cost more per call than deciding does. The routes
+    still exist, so the OpenAPI document is unchanged and ``fast_decisions=False`` serves
+    the very same answers through them.
+    """
+
+    decision_chain: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        chain = self.decision_chain
+        if chain is not None and is_decision_call(scope):
+            await chain(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, periodic_purge: bool = True) -> FastAPI:
@@ -54,7 +85,7 @@ def create_app(settings: Settings | None = None, *, periodic_purge: bool = True)
             rt.stop_purger()
             await run_in_threadpool(rt.stop)
 
-    app = FastAPI(
+    app = LiveguardApp(
         title="liveguard",
         version="0.1.0",
         description=DESCRIPTION,
@@ -71,24 +102,37 @@ def create_app(settings: Settings | None = None, *, periodic_purge: bool = True)
     ):
         app.include_router(router)
 
-    # Outermost first on the wire: request id → in-flight bound → body limit → decision
-    # fast path → app.
-    if settings.fast_decisions:
-        app.add_middleware(DecisionFastPath, runtime=lambda: app.state.runtime)
+    # Outermost first on the wire: request id → in-flight bound → body limit → app.
+    # Both chains share one in-flight gate: the bound is on the process, not per chain.
+    gate = InFlightGate(settings.max_in_flight)
+
+    def on_reject() -> None:
+        app.state.runtime.metrics.overloaded.inc()
+
+    def on_response(route: str, status: int) -> None:
+        app.state.runtime.metrics.count_http(route, status)
+
+    def wrap(inner: ASGIApp) -> ASGIApp:
+        inner = BodyLimitMiddleware(inner, max_bytes=settings.max_body_bytes)
+        inner = InFlightLimitMiddleware(
+            inner, gate=gate, retry_after_s=settings.retry_after_s, on_reject=on_reject
+        )
+        return RequestIdMiddleware(inner, on_response=on_response)
+
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(
         InFlightLimitMiddleware,
-        limit=settings.max_in_flight,
+        gate=gate,
         retry_after_s=settings.retry_after_s,
-        on_reject=lambda: app.state.runtime.metrics.overloaded.inc(),
-        gauge=None,
+        on_reject=on_reject,
     )
-    app.add_middleware(
-        RequestIdMiddleware,
-        on_response=lambda route, status: app.state.runtime.metrics.http_requests.labels(
-            route, str(status)
-        ).inc(),
-    )
+    app.add_middleware(RequestIdMiddleware, on_response=on_response)
+    if settings.fast_decisions:
+        # The front door sends only paths the fast path answers; anything else would go
+        # to FastAPI's own stack.
+        fallback = super(LiveguardApp, app).__call__
+        fast = DecisionFastPath(fallback, runtime=lambda: app.state.runtime)
+        app.decision_chain = wrap(CrashGuard(fast))
     return app
 
 

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from time import perf_counter_ns
 from typing import Any
 
+import structlog
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from engine.api.auth import authorize, bearer_key
-from engine.api.errors import liveguard_error_response, validation_error_response
+from engine.api.errors import error_body, liveguard_error_response, validation_error_response
 from engine.api.middleware import ASGIApp, Message, Receive, Scope, Send
 from engine.api.schemas import OpaQuery
 from engine.errors import LiveguardError, RequestInvalid
@@ -35,6 +37,7 @@ DECISIONS = "/v1/decisions"
 OPA_DECISION = "/v1/data/liveguard/{package}/decision"
 _OPA = re.compile(r"^/v1/data/liveguard/([a-z][a-z0-9_]{0,99})/decision$")
 _ROLES = ("decide",)
+log = structlog.get_logger("liveguard.api")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,41 @@ class _Route:
 
 _DECISIONS_ROUTE, _OPA_ROUTE = _Route(DECISIONS), _Route(OPA_DECISION)
 _JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+def is_decision_call(scope: Scope) -> bool:
+    """A POST to one of the two decision paths (cheap: checked on every request)."""
+    if scope["type"] != "http" or scope["method"] != "POST":
+        return False
+    path = scope["path"]
+    return path == DECISIONS or (path.startswith("/v1/data/") and _OPA.match(path) is not None)
+
+
+class CrashGuard:
+    """What Starlette's server-error middleware does for the routes: an unexpected
+    exception is logged and answered 500 (same body as the app's handler), never a
+    dropped connection."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as exc:
+            log.exception("request.crashed", error=type(exc).__name__)
+            if started:
+                raise
+            body = error_body(scope, "internal_error", "unexpected error; see the service log")
+            await JSONResponse(body, 500)(scope, receive, send)
 
 
 class DecisionFastPath:

@@ -92,28 +92,45 @@ class RequestIdMiddleware:
                 self.on_response(getattr(route, "path", "unmatched"), status)
 
 
+class InFlightGate:
+    """The in-flight count one bound applies to (shared by every chain of one app)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_flight = 0  # one event loop: no lock needed
+
+
 class InFlightLimitMiddleware:
     def __init__(
         self,
         app: ASGIApp,
         *,
-        limit: int,
+        limit: int | None = None,
+        gate: InFlightGate | None = None,
         retry_after_s: int = 1,
         on_reject: Callable[[], None] | None = None,
         gauge: Any = None,
     ) -> None:
+        if gate is None:
+            if limit is None:
+                raise TypeError("InFlightLimitMiddleware needs a limit or a gate")
+            gate = InFlightGate(limit)
         self.app = app
-        self.limit = limit
+        self.gate = gate
         self.retry_after = str(retry_after_s).encode()
         self.on_reject = on_reject
         self.gauge = gauge
-        self.in_flight = 0  # one event loop: no lock needed
+
+    @property
+    def in_flight(self) -> int:
+        return self.gate.in_flight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in _UNLIMITED:
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.limit:
+        gate = self.gate
+        if gate.in_flight >= gate.limit:
             if self.on_reject:
                 self.on_reject()
             await send_error(
@@ -124,15 +141,15 @@ class InFlightLimitMiddleware:
                 [(b"retry-after", self.retry_after)],
             )
             return
-        self.in_flight += 1
+        gate.in_flight += 1
         if self.gauge is not None:
-            self.gauge.set(self.in_flight)
+            self.gauge.set(gate.in_flight)
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            gate.in_flight -= 1
             if self.gauge is not None:
-                self.gauge.set(self.in_flight)
+                self.gauge.set(gate.in_flight)
 
 
 class BodyLimitMiddleware:

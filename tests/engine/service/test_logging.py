@@ -54,3 +54,20 @@ def test_console_format_in_a_terminal(capsys) -> None:
     structlog.get_logger("t").info("hello", request_id="r1")
     out = capsys.readouterr().out
     assert "hello" in out and not out.lstrip().startswith("{")
+
+
+def test_direct_info_line_matches_the_processor_chain(capsys) -> None:
+    from engine.telemetry import log_info
+
+    configure_logging("json", "INFO")
+    log = structlog.get_logger("t")
+    structlog.contextvars.bind_contextvars(request_id="r-1")
+    try:
+        fields = {"policy": "p", "risk": 0.5, "error": None, "token": "s3cret"}
+        log.info("decision", **fields)
+        log_info(log, "decision", **fields)
+    finally:
+        structlog.contextvars.clear_contextvars()
+    chain, direct = (json.loads(x) for x in capsys.readouterr().out.strip().splitlines()[-2:])
+    assert chain.pop("timestamp")[:13] == direct.pop("timestamp")[:13]
+    assert chain == direct and direct["token"] == "[redacted]"
