@@ -54,3 +54,20 @@ def test_derived_tables_match_the_authored_data(folder: str) -> None:
         f"{folder}/data.json: derived tables are stale; run "
         "python -m tests.engine.rego.twin_tables --write"
     )
+
+
+@pytest.mark.parametrize("rego_id", sorted(TWINS))
+def test_twins_give_the_same_reasons_with_the_action_each_rule_asks_for(
+    rego_id: str, repo: PolicyRepository
+) -> None:
+    """Rule reasons carry their action in both engines, so both summaries lead alike."""
+    rego, yaml_twin = repo.get(rego_id), repo.get(TWINS[rego_id])
+    kind = "payout_authorization" if "payout" in rego_id else "password_reset"
+    rules_seen = 0
+    for raw in gen.bulk(2_000, seed=11, kind=kind):
+        request = DecisionRequest.model_validate(raw)
+        a, b = decide(request, yaml_twin), decide(request, rego)
+        mine = [(r.code, r.kind, r.action) for r in b.reasons if r.kind != "signal"]
+        assert mine == [(r.code, r.kind, r.action) for r in a.reasons if r.kind != "signal"]
+        rules_seen += sum(1 for r in b.reasons if r.kind == "rule" and r.action is not None)
+    assert rules_seen > 0

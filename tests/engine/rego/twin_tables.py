@@ -10,7 +10,8 @@ part of the policy):
   clamped to [0.01, 0.99], kept non-decreasing, rounded to 4 places: the YAML engine's
   arithmetic), the adjustment reasons, the context phrases and the fired ids;
 * ``overrides[b0][b1]…`` - one leaf per combination of hard rules (``rules`` order): the
-  strongest rule action (``log`` when none fires), the rule reasons and fired ids;
+  strongest rule action (``log`` when none fires), the rule reasons (each with the action
+  its rule asks for) and fired ids;
 * ``degraded_action[a]`` - risk action ``a`` clamped by ``degraded`` (min_action, max_action);
 * ``at_least[a][b]`` - the more severe of two actions;
 * ``obligations[action][why]`` - the action's obligation plus the second-pass request
@@ -82,7 +83,14 @@ def derive(cfg: dict[str, Any]) -> dict[str, Any]:
         return {
             "action": max((r["action"] for r in fired), key=SEVERITY.__getitem__, default="log"),
             "reasons": [
-                {"code": f"rule.{r['id']}", "message": r["reason"], "kind": "rule"} for r in fired
+                # The action the rule asks for: the summary leads with a rule only if it decided.
+                {
+                    "code": f"rule.{r['id']}",
+                    "message": r["reason"],
+                    "kind": "rule",
+                    "action": r["action"],
+                }
+                for r in fired
             ],
             "fired": [f"rule.{r['id']}" for r in fired],
         }
