@@ -234,6 +234,52 @@ def event_row(
     }
 
 
+#: What a stored decision says once part of what it was decided on is past retention.
+REDACTED_SUMMARY = (
+    "Explanation removed at retention: some of the data it was based on is past its "
+    "retention period; the action, risk and thresholds are kept."
+)
+#: Reason kinds that never derive from request fields beyond signals: engine evidence mass,
+#: consent handling and evaluation errors.
+_KEPT_REASON_KINDS = frozenset({"degraded", "privacy", "error"})
+
+
+def redact_result(result: dict[str, Any], keep: set[str] | frozenset[str]) -> dict[str, Any]:
+    """A stored decision minus what could derive from fields no longer retained.
+
+    Rule and adjustment reasons (and the summary built from them) may derive from any
+    request field, and which ones is a policy's business, not the log's: once any field of
+    the event is past retention they go. Signal reasons and fused contributions stay only
+    for signals still retained. Action, risk, thresholds, policy and obligations stay: they
+    are the decision itself.
+    """
+    proj = Projection.from_allowed(frozenset(keep))
+    out = dict(result)
+    out["reasons"] = [
+        r
+        for r in result.get("reasons", [])
+        if r.get("kind") in _KEPT_REASON_KINDS
+        or (
+            r.get("kind") == "signal"
+            and r.get("signals")
+            and all(proj.keeps_signal(name) for name in r["signals"])
+        )
+    ]
+    out["summary"] = REDACTED_SUMMARY
+    fused = result.get("fused")
+    if isinstance(fused, dict):
+        out["fused"] = {
+            **fused,
+            "contributions": [
+                c for c in fused.get("contributions", []) if proj.keeps_signal(c.get("signal", ""))
+            ],
+            "ignored_signals": [
+                n for n in fused.get("ignored_signals", []) if proj.keeps_signal(n)
+            ],
+        }
+    return out
+
+
 class RawJSON(str):
     """Already-serialized JSON: the writer stores it as is."""
 

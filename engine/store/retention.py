@@ -3,7 +3,8 @@
 Each event carries the retention it was logged under (field → days, from the policy's
 data-flow manifest at decision time), so purging needs no policy folder and an old
 policy version's promises are kept even after the policy changed. A field kept for fewer
-days than the rest is stripped at its own deadline (``redact_at``); the whole event goes
+days than the rest is stripped at its own deadline (``redact_at``), and with it the parts
+of the stored decision that could derive from it (``redact_result``); the whole event goes
 at the longest one (``expires_at``).
 """
 
@@ -15,7 +16,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete, select, update
 
 from engine.store import reviews
-from engine.store.events import aware_utc, event_signals, next_redaction, project, utcnow
+from engine.store.events import (
+    aware_utc,
+    event_signals,
+    next_redaction,
+    project,
+    redact_result,
+    utcnow,
+)
 from engine.store.tables import DecisionEventRow, ShadowResultRow
 
 _BATCH = 500
@@ -61,11 +69,12 @@ def _redact(engine: Engine, now: datetime) -> int:
                     DecisionEventRow.input,
                     DecisionEventRow.signals,
                     DecisionEventRow.retention,
+                    DecisionEventRow.result,
                 )
                 .where(DecisionEventRow.redact_at <= now)  # type: ignore[operator]
                 .limit(_BATCH)
             ).all()
-            for decision_id, decided_at, inp, sigs, retention in rows:
+            for decision_id, decided_at, inp, sigs, retention, result in rows:
                 t = aware_utc(decided_at)
                 keep = {f: d for f, d in (retention or {}).items() if t + timedelta(days=d) > now}
                 signals = [
@@ -78,6 +87,7 @@ def _redact(engine: Engine, now: datetime) -> int:
                     .values(
                         input=project(inp or {}, set(keep)),
                         signals=signals,
+                        result=redact_result(result or {}, set(keep)),
                         retention=keep,
                         redact_at=next_redaction(t, keep, now),
                     )

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,7 @@ from engine.models import DecisionRequest
 from engine.runtime import Runtime
 from engine.store import reviews
 from engine.store.db import current_revision, make_engine, migrate
+from engine.store.events import REDACTED_SUMMARY
 from engine.store.retention import purge
 from engine.store.tables import DecisionEventRow, ReviewItemRow, metadata
 from tests.engine.service.conftest import ROOT, make_settings, request_body, review_body
@@ -80,6 +82,7 @@ def test_retention_purge_field_by_field(any_db: str) -> None:
     report = purge(engine, t0 + timedelta(days=89))
     assert (report.events_deleted, report.events_redacted) == (0, 0)
     assert "device" in rows()[kept].input
+    assert "device" in json.dumps(rows()[kept].result["reasons"]).lower()
     # Day 91: device posture (90 days) is stripped; the rest (180 days) stays.
     report = purge(engine, t0 + timedelta(days=91))
     assert report.events_redacted == 2
@@ -89,6 +92,11 @@ def test_retention_purge_field_by_field(any_db: str) -> None:
     assert row.signals and row.signals[0]["name"] == "audio.synthetic_voice"
     assert "device.posture" not in row.retention
     assert row.redact_at is None
+    # The stored decision no longer explains itself with what was purged.
+    assert row.result["summary"] == REDACTED_SUMMARY
+    assert all(r["kind"] not in ("rule", "adjustment") for r in row.result["reasons"])
+    assert "device" not in json.dumps(row.result["reasons"]).lower()
+    assert row.result["action"] == "step_up" and row.result["risk"] > 0
     # Day 181: whole events and their review items are gone.
     report = purge(engine, t0 + timedelta(days=181))
     assert report.events_deleted == 2
