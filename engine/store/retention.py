@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Engine, delete, select, update
 
@@ -24,7 +25,7 @@ from engine.store.events import (
     redact_result,
     utcnow,
 )
-from engine.store.tables import DecisionEventRow, ShadowResultRow
+from engine.store.tables import DecisionEventRow, ReviewItemRow, ShadowResultRow
 
 _BATCH = 500
 
@@ -81,13 +82,15 @@ def _redact(engine: Engine, now: datetime) -> int:
                     s.model_dump(mode="json")
                     for s in event_signals(_as_wire(sigs or []), set(keep))
                 ]
+                redacted = redact_result(result or {}, set(keep))
+                _redact_review(conn, decision_id, redacted, keep)
                 conn.execute(
                     update(DecisionEventRow)
                     .where(DecisionEventRow.decision_id == decision_id)  # type: ignore[arg-type]
                     .values(
                         input=project(inp or {}, set(keep)),
                         signals=signals,
-                        result=redact_result(result or {}, set(keep)),
+                        result=redacted,
                         retention=keep,
                         redact_at=next_redaction(t, keep, now),
                     )
@@ -95,6 +98,17 @@ def _redact(engine: Engine, now: datetime) -> int:
             count += len(rows)
         if len(rows) < _BATCH:
             return count
+
+
+def _redact_review(
+    conn: Any, decision_id: str, result: dict[str, Any], keep: dict[str, int]
+) -> None:
+    """The event's review item (if any) keeps no more than the event itself."""
+    where = ReviewItemRow.decision_id == decision_id  # type: ignore[arg-type]
+    found = conn.execute(select(ReviewItemRow.checklist).where(where)).first()
+    if found is not None:
+        checklist = reviews.redact_checklist(found[0] or {}, result, set(keep))
+        conn.execute(update(ReviewItemRow).where(where).values(checklist=checklist))
 
 
 def _as_wire(stored: list[dict]) -> list[dict]:

@@ -18,6 +18,7 @@ from engine.errors import LiveguardError
 from engine.models import Action, Decision, ReviewObligation
 from engine.store.events import utcnow
 from engine.store.tables import ReviewItemRow
+from governance.minimize import Projection
 
 Outcome = Literal["confirmed_attack", "legitimate", "inconclusive"]
 OUTCOMES: tuple[str, ...] = ("confirmed_attack", "legitimate", "inconclusive")
@@ -58,6 +59,28 @@ def checklist(decision: Decision, event: dict[str, Any]) -> dict[str, Any]:
         "steps": list(ob.checklist) if ob else [],
         "policy": {"id": decision.policy.id, "version": decision.policy.version},
     }
+
+
+def redact_checklist(
+    item: dict[str, Any], result: dict[str, Any], keep: set[str] | frozenset[str]
+) -> dict[str, Any]:
+    """A review checklist after part of its event passed retention: context re-minimized,
+    reasons as the redacted decision ``result`` keeps them, only retained signals."""
+    proj = Projection.from_allowed(frozenset(keep))
+    out = dict(item)
+    reasons = result.get("reasons", [])
+    out["what_tripped"] = [r.get("message", "") for r in reasons]
+    out["reason_codes"] = [r.get("code", "") for r in reasons]
+    confidence = dict(item.get("confidence") or {})
+    confidence["signals"] = [
+        s for s in confidence.get("signals", []) if proj.keeps_signal(s.get("name", ""))
+    ]
+    out["confidence"] = confidence
+    context = proj.apply(item.get("context") or {})
+    context.pop("signals", None)
+    out["context"] = context
+    out["recommended_next_step"] = result.get("summary", "")
+    return out
 
 
 def review_row(decision: Decision, event: dict[str, Any]) -> dict[str, Any] | None:

@@ -83,6 +83,8 @@ def test_retention_purge_field_by_field(any_db: str) -> None:
     assert (report.events_deleted, report.events_redacted) == (0, 0)
     assert "device" in rows()[kept].input
     assert "device" in json.dumps(rows()[kept].result["reasons"]).lower()
+    with Session(engine) as s:
+        assert "device" in s.exec(select(ReviewItemRow)).one().checklist["context"]
     # Day 91: device posture (90 days) is stripped; the rest (180 days) stays.
     report = purge(engine, t0 + timedelta(days=91))
     assert report.events_redacted == 2
@@ -97,6 +99,12 @@ def test_retention_purge_field_by_field(any_db: str) -> None:
     assert all(r["kind"] not in ("rule", "adjustment") for r in row.result["reasons"])
     assert "device" not in json.dumps(row.result["reasons"]).lower()
     assert row.result["action"] == "step_up" and row.result["risk"] > 0
+    # ... and neither does the review item opened by the other decision.
+    with Session(engine) as s:
+        [item] = s.exec(select(ReviewItemRow)).all()
+    assert "device" not in item.checklist["context"]
+    assert item.checklist["recommended_next_step"] == REDACTED_SUMMARY
+    assert "device" not in json.dumps(item.checklist["what_tripped"]).lower()
     # Day 181: whole events and their review items are gone.
     report = purge(engine, t0 + timedelta(days=181))
     assert report.events_deleted == 2
