@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup sysdeps run test lint bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -27,7 +27,16 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
-test: setup lint
+# Debian packages the suite needs: ffmpeg (with libgsm) for the GSM call-codec condition of
+# `liveguard detectors evaluate`. PyPI's static ffmpeg builds lack the GSM encoder.
+sysdeps:
+	@command -v ffmpeg >/dev/null || { \
+	  echo "installing ffmpeg (Debian package; needs root)"; \
+	  apt-get install -y -q ffmpeg >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q ffmpeg >/dev/null; } || \
+	  { echo "could not install ffmpeg: run 'apt-get install ffmpeg' as root"; exit 1; }; }
+
+test: setup lint sysdeps
 	# OPA's own evaluator, the oracle the Rego tests compare regopy against.
 	PYTHON=$(PY) ./scripts/fetch_opa_evaluator.sh
 	$(PY) -m pytest
