@@ -366,3 +366,31 @@ def test_store_unavailable_is_503_not_lost(sqlite_url, keys) -> None:
         assert r.json()["code"] == "store_unavailable"
         assert c.get("/health").status_code == 503
     assert _rows(sqlite_url, DecisionEventRow) == []
+
+
+def test_unexpected_failure_in_a_decision_call_is_a_500_with_the_request_id(
+    sqlite_url, keys
+) -> None:
+    app = create_app(make_settings(sqlite_url), periodic_purge=False)
+    with TestClient(app, raise_server_exceptions=False) as c:
+
+        async def broken(*_a, **_k):
+            raise RuntimeError("boom")
+
+        app.state.runtime.decide = broken
+        r = c.post(
+            "/v1/decisions",
+            json=request_body(),
+            headers={**bearer(keys["decide"]), "X-Request-ID": "req-500"},
+        )
+    assert r.status_code == 500
+    assert r.json()["code"] == "internal_error" and r.json()["request_id"] == "req-500"
+    assert r.headers["x-request-id"] == "req-500"
+
+
+def test_unknown_opa_package_goes_to_the_routes(client: TestClient, keys) -> None:
+    r = client.post(
+        "/v1/data/liveguard/No-Such/decision", json={"input": {}}, headers=bearer(keys["decide"])
+    )
+    assert r.status_code in (404, 422)
+    assert len(r.headers.get_list("x-request-id")) == 1
