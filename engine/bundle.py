@@ -12,7 +12,7 @@ The revision is the Git commit when the policies are committed and clean, else a
 over the policies' digests. Signing follows OPA's bundle signature format: one JWT whose
 ``files`` claim lists every file with its SHA-256 (JSON files hashed in their canonical
 compact, key-sorted form, which is how they are written here); HS256 with a secret key
-file, or RS256/ES256 with a PEM private key (needs ``cryptography``).
+file, or RS256/ES256 with a PEM private key (verified with the matching public key).
 
 YAML policies are exported as data plus the generic evaluator module
 (``engine.yaml_export``): ``liveguard/<package>/yaml_policy.rego`` and their data.json,
@@ -99,12 +99,35 @@ def revision(policies: list[Policy]) -> str:
 
 
 def _algorithm(key: bytes) -> str:
-    text = key.lstrip()
-    if text.startswith(b"-----BEGIN EC"):
-        return "ES256"
-    if text.startswith(b"-----BEGIN"):
+    """The JWT algorithm a key file implies: a PEM RSA key → RS256, a PEM P-256 key → ES256
+    (private keys sign, public keys verify), anything else is an HS256 secret.
+
+    The algorithm comes from the key, never from the token, so a token cannot choose how
+    it is checked (no HS256-with-a-public-key confusion).
+    """
+    if not key.lstrip().startswith(b"-----BEGIN"):
+        return "HS256"
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.hazmat.primitives.serialization import (
+        load_pem_private_key,
+        load_pem_public_key,
+    )
+
+    try:
+        parsed: Any = (
+            load_pem_private_key(key, password=None)
+            if b"PRIVATE KEY" in key
+            else load_pem_public_key(key)
+        )
+    except (ValueError, TypeError) as exc:
+        raise BundleInvalid(f"signing key: not a usable PEM key ({exc})") from None
+    if isinstance(parsed, rsa.RSAPrivateKey | rsa.RSAPublicKey):
         return "RS256"
-    return "HS256"
+    if isinstance(parsed, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
+        if parsed.curve.name != "secp256r1":
+            raise BundleInvalid(f"signing key: ES256 needs a P-256 key, got {parsed.curve.name}")
+        return "ES256"
+    raise BundleInvalid("signing key: expected an RSA or P-256 EC key, or an HS256 secret")
 
 
 def sign(files: dict[str, bytes], key: bytes, keyid: str = "liveguard") -> bytes:

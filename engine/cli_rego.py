@@ -21,7 +21,8 @@ def bundle_build(
     ids: Annotated[list[str] | None, typer.Argument(help="Policy ids; default: all.")] = None,
     output: Annotated[Path, typer.Option("--output", "-o")] = Path("bundle.tar.gz"),
     signing_key: Annotated[
-        Path | None, typer.Option(help="HS256 secret file or PEM private key.")
+        Path | None,
+        typer.Option(help="HS256 secret file, or a PEM private key (RSA → RS256, P-256 → ES256)."),
     ] = None,
     policies: PoliciesOption = DEFAULT_POLICIES,
 ) -> None:
@@ -40,7 +41,10 @@ def bundle_build(
 @cli_errors
 def bundle_verify(
     path: Annotated[Path, typer.Argument(help="A bundle .tar.gz")],
-    verification_key: Annotated[Path | None, typer.Option()] = None,
+    verification_key: Annotated[
+        Path | None,
+        typer.Option(help="The HS256 secret, or the PEM public key matching the signing key."),
+    ] = None,
 ) -> None:
     """Check a bundle's manifest roots and, with a key, its signature."""
     from engine.bundle import verify_bundle

@@ -8,6 +8,8 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from engine.bundle import read_bundle, verify_bundle, write_bundle
 from engine.decide import decide
 from engine.models import DecisionRequest
@@ -59,6 +61,55 @@ def test_signed_bundle_verifies_with_the_key(repo: PolicyRepository, tmp_path: P
 def test_signature_fails_with_another_key(repo: PolicyRepository, tmp_path: Path) -> None:
     write_bundle(tmp_path / "b.tar.gz", [repo.get(IDS[0])], KEY)
     problems = verify_bundle(tmp_path / "b.tar.gz", b"another-secret-of-at-least-32-bytes!")
+    assert problems and "does not verify" in problems[0]
+
+
+def _pem_pair(kind: str) -> tuple[bytes, bytes]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    private: Any = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        if kind == "rsa"
+        else ec.generate_private_key(ec.SECP256R1())
+    )
+    return (
+        private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+    )
+
+
+@pytest.mark.parametrize(("kind", "alg"), [("rsa", "RS256"), ("ec", "ES256")])
+def test_bundle_signed_with_a_private_key_verifies_with_its_public_key(
+    repo: PolicyRepository, tmp_path: Path, kind: str, alg: str
+) -> None:
+    import jwt
+
+    private, public = _pem_pair(kind)
+    path = tmp_path / "b.tar.gz"
+    write_bundle(path, [repo.get(IDS[0])], private)
+    token = json.loads(read_bundle(path)[".signatures.json"])["signatures"][0]
+    assert jwt.get_unverified_header(token)["alg"] == alg
+    assert verify_bundle(path, public) == []
+    _, other = _pem_pair(kind)
+    assert "does not verify" in verify_bundle(path, other)[0]
+
+
+def test_asymmetric_bundle_does_not_verify_with_a_secret_named_like_the_public_key(
+    repo: PolicyRepository, tmp_path: Path
+) -> None:
+    """The key decides the algorithm, never the token: the public key's bytes used as an
+    HS256 secret must not verify an RS256 bundle (algorithm confusion)."""
+    private, public = _pem_pair("rsa")
+    path = tmp_path / "b.tar.gz"
+    write_bundle(path, [repo.get(IDS[0])], private)
+    problems = verify_bundle(path, b"not a pem: " + public)
     assert problems and "does not verify" in problems[0]
 
 
