@@ -58,14 +58,13 @@ def decide(
     except Exception as exc:
         return _failed(request, policy, exc, decision_id, now, started)
     reasons = (*_signal_reasons(view, fused, policy), *outcome.reasons, *_privacy_reasons(view))
-    spec = policy.spec
     summary = summarize(
         outcome.action,
         reasons,
         session_kind=request.session.kind,  # type: ignore[attr-defined]
         channel=request.session.channel,  # type: ignore[attr-defined]
         context_phrases=outcome.context_phrases,
-        signal_phrases=spec.signal_phrases if spec else {},
+        signal_phrases=policy.signal_phrases,
         media_dropped=not view.request.session.consent.media_analysis,
     )
     return build(
@@ -94,7 +93,7 @@ def _capitalized_phrase(policy: Policy, name: str) -> str:
     key = (policy.digest, name)
     phrase = _CAPITALIZED.get(key)
     if phrase is None:
-        raw = signal_phrase(name, policy.spec.signal_phrases if policy.spec else {})
+        raw = signal_phrase(name, policy.signal_phrases)
         phrase = _CAPITALIZED[key] = raw[:1].upper() + raw[1:]
     return phrase
 

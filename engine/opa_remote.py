@@ -79,6 +79,10 @@ class RemoteOpaEvaluator:
     def coverage(self) -> Any:
         return self.local.coverage
 
+    @property
+    def signal_phrases(self) -> dict[str, str]:
+        return self.local.signal_phrases
+
     def coverage_report(self) -> tuple[list[str], list[str]]:
         return self.local.coverage_report()
 

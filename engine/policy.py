@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from operator import attrgetter
@@ -144,8 +144,16 @@ class Policy:
     _getters: tuple[tuple[str, str, attrgetter], ...] = field(init=False)
     _signal_allowed: dict[str, bool] = field(init=False, default_factory=dict)
     _signal_fields: tuple[str, ...] = field(init=False)
+    #: Signal name → plain words for summaries: the YAML spec's, or what another backend's
+    #: evaluator declares (a Rego policy's fusion.yaml).
+    signal_phrases: Mapping[str, str] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.signal_phrases = (
+            self.spec.signal_phrases
+            if self.spec is not None
+            else dict(getattr(self.evaluator, "signal_phrases", None) or {})
+        )
         self.ref = PolicyRef(
             id=self.manifest.id,
             version=self.manifest.version,

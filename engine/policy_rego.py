@@ -53,6 +53,10 @@ FUSION_FILE = "fusion.yaml"
 class FusionFile(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
     fusion: FusionConfig
+    signal_phrases: dict[str, str] = Field(
+        default_factory=dict,
+        description="Signal name → plain words for the summary ('the caller's voice shows …').",
+    )
 
 
 # --- the decision document a Rego policy returns ------------------------------------------
@@ -445,9 +449,15 @@ class RegoEvaluator:
 
     engine = "regopy"
 
-    def __init__(self, compiled: CompiledRego, fusion: FusionConfig) -> None:
+    def __init__(
+        self,
+        compiled: CompiledRego,
+        fusion: FusionConfig,
+        signal_phrases: dict[str, str] | None = None,
+    ) -> None:
         self.compiled = compiled
         self.fusion = fusion
+        self.signal_phrases = dict(signal_phrases or {})
         self.coverage: Counter[str] = Counter()
 
     def input_for(self, view: PolicyView, fused: Fused, degraded: bool) -> dict[str, Any]:
@@ -527,7 +537,7 @@ def _load_rego_backend(
     compiled = compiled_for(folder, manifest, problems)
     if fusion_file is None or compiled is None:
         return None
-    evaluator: Any = RegoEvaluator(compiled, fusion_file.fusion)
+    evaluator: Any = RegoEvaluator(compiled, fusion_file.fusion, fusion_file.signal_phrases)
     from engine.settings import get_settings
 
     settings = get_settings()

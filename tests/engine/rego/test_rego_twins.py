@@ -71,3 +71,18 @@ def test_twins_give_the_same_reasons_with_the_action_each_rule_asks_for(
         assert mine == [(r.code, r.kind, r.action) for r in a.reasons if r.kind != "signal"]
         rules_seen += sum(1 for r in b.reasons if r.kind == "rule" and r.action is not None)
     assert rules_seen > 0
+
+
+@pytest.mark.parametrize("rego_id", sorted(TWINS))
+def test_twins_write_the_same_summary(rego_id: str, repo: PolicyRepository) -> None:
+    """Same reasons, same context and the same signal phrases (fusion.yaml): same sentence."""
+    rego, yaml_twin = repo.get(rego_id), repo.get(TWINS[rego_id])
+    assert rego.signal_phrases == yaml_twin.signal_phrases
+    kind = "payout_authorization" if "payout" in rego_id else "password_reset"
+    differ = []
+    for raw in gen.bulk(2_000, seed=13, kind=kind):
+        request = DecisionRequest.model_validate(raw)
+        a, b = decide(request, yaml_twin), decide(request, rego)
+        if a.summary != b.summary:
+            differ.append((a.summary, b.summary))
+    assert not differ, f"{len(differ)} differ; first: {differ[0]}"
