@@ -27,60 +27,23 @@ def ffmpeg_available() -> bool:
     return shutil.which("ffmpeg") is not None
 
 
+def _ffmpeg(ff: str, args: list[str], data: bytes) -> bytes:
+    """One ffmpeg run from stdin to stdout (errors only on stderr; a failure raises)."""
+    return subprocess.run(
+        [ff, "-v", "error", *args], input=data, capture_output=True, check=True
+    ).stdout
+
+
 def gsm_codec(x: np.ndarray) -> np.ndarray:
     """GSM 06.10 full-rate (13 kbit/s at 8 kHz) round trip through ffmpeg."""
     ff = shutil.which("ffmpeg")
     if ff is None:
         raise RuntimeError("ffmpeg is not installed (apt-get install ffmpeg)")
     raw = np.clip(x, -1, 1).astype("<f4").tobytes()
-    enc = subprocess.run(
-        [
-            ff,
-            "-v",
-            "error",
-            "-f",
-            "f32le",
-            "-ar",
-            str(SR),
-            "-ac",
-            "1",
-            "-i",
-            "pipe:0",
-            "-ar",
-            "8000",
-            "-c:a",
-            "libgsm",
-            "-f",
-            "gsm",
-            "pipe:1",
-        ],
-        input=raw,
-        capture_output=True,
-        check=True,
-    ).stdout
-    dec = subprocess.run(
-        [
-            ff,
-            "-v",
-            "error",
-            "-f",
-            "gsm",
-            "-ar",
-            "8000",
-            "-i",
-            "pipe:0",
-            "-f",
-            "f32le",
-            "-ar",
-            str(SR),
-            "-ac",
-            "1",
-            "pipe:1",
-        ],
-        input=enc,
-        capture_output=True,
-        check=True,
-    ).stdout
+    pcm = ["-f", "f32le", "-ar", str(SR), "-ac", "1"]  # our float32 mono at SR
+    gsm = ["-ar", "8000", "-f", "gsm"]
+    enc = _ffmpeg(ff, [*pcm, "-i", "pipe:0", "-c:a", "libgsm", *gsm, "pipe:1"], raw)
+    dec = _ffmpeg(ff, [*gsm, "-i", "pipe:0", *pcm, "pipe:1"], enc)
     y = np.frombuffer(dec, dtype="<f4").astype(np.float32)
     out = np.zeros(len(x), dtype=np.float32)
     out[: min(len(x), len(y))] = y[: len(x)]

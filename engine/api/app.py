@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from engine.api.errors import install_error_handlers
-from engine.api.fastpath import CrashGuard, DecisionFastPath, is_decision_call
+from engine.api.fastpath import PACKAGE, CrashGuard, DecisionFastPath, decision_route
 from engine.api.middleware import (
     ASGIApp,
     BodyLimitMiddleware,
@@ -39,25 +39,34 @@ before it is answered. OPA clients can query `POST /v1/data/liveguard/<package>/
 
 
 class LiveguardApp(FastAPI):
-    """FastAPI, with a front door for the decision calls.
+    """FastAPI, behind a front door that sends the decision calls down a shorter chain.
 
-    Every request but a decision goes through FastAPI's whole stack. A decision call
-    (``POST /v1/decisions`` or the OPA-compatible path) goes through the same request-id,
-    in-flight and body-limit middleware and a 500 guard, straight to the decision fast
-    path: FastAPI's own layers (server-error and exception middleware, its OpenTelemetry
-    hook and body limit, the router) cost more per call than deciding does. The routes
-    still exist, so the OpenAPI document is unchanged and ``fast_decisions=False`` serves
-    the very same answers through them.
+    Every request goes through the same request-id, in-flight and body-limit middleware.
+    A decision call (``POST /v1/decisions`` or the OPA-compatible path) then goes through a
+    500 guard straight to the decision fast path; everything else to FastAPI's own stack.
+    FastAPI's layers (server-error and exception middleware, its OpenTelemetry hook and
+    body limit, the router) cost more per call than deciding does. The routes still exist,
+    so the OpenAPI document is unchanged and ``fast_decisions=False`` serves the very same
+    answers through them.
     """
 
     decision_chain: ASGIApp | None = None
+    route_chain: ASGIApp | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        chain = self.decision_chain
-        if chain is not None and is_decision_call(scope):
-            await chain(scope, receive, send)
+        if self.decision_chain is not None:
+            package = decision_route(scope)
+            if package is not None:
+                scope[PACKAGE] = package
+                await self.decision_chain(scope, receive, send)
+                return
+        if self.route_chain is not None:
+            await self.route_chain(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+    async def _framework(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, periodic_purge: bool = True) -> FastAPI:
@@ -102,8 +111,8 @@ def create_app(settings: Settings | None = None, *, periodic_purge: bool = True)
     ):
         app.include_router(router)
 
-    # Outermost first on the wire: request id → in-flight bound → body limit → app.
-    # Both chains share one in-flight gate: the bound is on the process, not per chain.
+    # Outermost first on the wire: request id → in-flight bound → body limit → app. Both
+    # chains share one in-flight gate: the bound is on the process, not per chain.
     gate = InFlightGate(settings.max_in_flight)
 
     def on_reject() -> None:
@@ -119,19 +128,9 @@ def create_app(settings: Settings | None = None, *, periodic_purge: bool = True)
         )
         return RequestIdMiddleware(inner, on_response=on_response)
 
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(
-        InFlightLimitMiddleware,
-        gate=gate,
-        retry_after_s=settings.retry_after_s,
-        on_reject=on_reject,
-    )
-    app.add_middleware(RequestIdMiddleware, on_response=on_response)
+    app.route_chain = wrap(app._framework)
     if settings.fast_decisions:
-        # The front door sends only paths the fast path answers; anything else would go
-        # to FastAPI's own stack.
-        fallback = super(LiveguardApp, app).__call__
-        fast = DecisionFastPath(fallback, runtime=lambda: app.state.runtime)
+        fast = DecisionFastPath(runtime=lambda: app.state.runtime)
         app.decision_chain = wrap(CrashGuard(fast))
     return app
 

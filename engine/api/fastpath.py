@@ -2,15 +2,15 @@
 
 ``POST /v1/decisions`` and ``POST /v1/data/liveguard/<package>/decision`` are the hot
 path. FastAPI's routes for them stay (they define the OpenAPI document and serve when the
-fast path is off), but this middleware answers them first, doing only what they do:
-authenticate (401/403), validate the raw body straight from JSON with pydantic-core
-(422 naming the field, same error body), decide and commit (``Runtime.decide``), and send
-the already-serialized decision. No dependency injection, no dict round trip, no response
-re-validation, no route scan. Anything it does not recognise goes on to FastAPI.
+fast path is off), but the app's front door (``engine.api.app.LiveguardApp``) sends the
+decision calls here, doing only what the routes do: authenticate (401/403), validate the
+raw body straight from JSON with pydantic-core (422 naming the field, same error body),
+decide and commit (``Runtime.decide``), and send the already-serialized decision. No
+dependency injection, no dict round trip, no response re-validation, no route scan.
 
-It sits inside the request-id, in-flight and body-limit middleware, so those still apply;
-our errors become their usual responses here, anything unexpected propagates to the
-app's 500 handler like any route's.
+It sits inside the same request-id, in-flight and body-limit middleware as the routes and
+inside ``CrashGuard``: our errors become their usual responses here, anything unexpected
+becomes the 500 the app's handler would give.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from pydantic import ValidationError
 from engine.api.auth import authorize, bearer_key
 from engine.api.errors import error_body, liveguard_error_response, validation_error_response
 from engine.api.middleware import ASGIApp, Message, Receive, Scope, Send
-from engine.api.schemas import OpaQuery
-from engine.errors import LiveguardError, RequestInvalid
+from engine.api.schemas import OpaQuery, opa_result_json
+from engine.errors import LiveguardError
 from engine.models import DecisionRequest
 from engine.runtime import Runtime
 
@@ -37,6 +37,8 @@ DECISIONS = "/v1/decisions"
 OPA_DECISION = "/v1/data/liveguard/{package}/decision"
 _OPA = re.compile(r"^/v1/data/liveguard/([a-z][a-z0-9_]{0,99})/decision$")
 _ROLES = ("decide",)
+#: Scope key the front door sets: the OPA package of a decision call ("" for /v1/decisions).
+PACKAGE = "liveguard.decision_package"
 log = structlog.get_logger("liveguard.api")
 
 
@@ -49,12 +51,18 @@ _DECISIONS_ROUTE, _OPA_ROUTE = _Route(DECISIONS), _Route(OPA_DECISION)
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-def is_decision_call(scope: Scope) -> bool:
-    """A POST to one of the two decision paths (cheap: checked on every request)."""
+def decision_route(scope: Scope) -> str | None:
+    """For a decision call, the OPA package it names ("" for ``/v1/decisions``); else None.
+
+    Resolved once by the app's front door and handed to the fast path in the scope.
+    """
     if scope["type"] != "http" or scope["method"] != "POST":
-        return False
+        return None
     path = scope["path"]
-    return path == DECISIONS or (path.startswith("/v1/data/") and _OPA.match(path) is not None)
+    if path == DECISIONS:
+        return ""
+    m = _OPA.match(path) if path.startswith("/v1/data/") else None
+    return m.group(1) if m else None
 
 
 class CrashGuard:
@@ -85,28 +93,13 @@ class CrashGuard:
 
 
 class DecisionFastPath:
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        runtime: Callable[[], Runtime],
-    ) -> None:
-        self.app = app
+    """The decision endpoint for calls the front door routed here (``PACKAGE`` in scope)."""
+
+    def __init__(self, *, runtime: Callable[[], Runtime]) -> None:
         self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST":
-            await self.app(scope, receive, send)
-            return
-        path = scope["path"]
-        if path == DECISIONS:
-            package = None
-        else:
-            m = _OPA.match(path) if path.startswith("/v1/data/") else None
-            if m is None:
-                await self.app(scope, receive, send)
-                return
-            package = m.group(1)
+        package = scope[PACKAGE] or None
         received = perf_counter_ns()
         # What the router would have set: metrics label requests by route template.
         scope["route"] = _OPA_ROUTE if package else _DECISIONS_ROUTE
@@ -154,17 +147,10 @@ class DecisionFastPath:
             _, wire = await rt.decide(request, request_id=rid, received_ns=received)
             return wire.encode()
         query = OpaQuery.model_validate_json(raw)
-        policy_id = package.replace("_", "-")
-        named = query.input.policy
-        if named and named != policy_id:
-            raise RequestInvalid(
-                f"input.policy: {named!r} contradicts the queried package {package!r} "
-                f"(policy {policy_id!r}); omit it or make them agree"
-            )
         decision, wire = await rt.decide(
-            query.input, policy_id=policy_id, request_id=rid, received_ns=received
+            query.input, policy_id=query.policy_for(package), request_id=rid, received_ns=received
         )
-        return f'{{"result":{wire},"decision_id":"{decision.decision_id}"}}'.encode()
+        return opa_result_json(decision.decision_id, wire).encode()
 
 
 class _BodyInvalid(Exception):

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from engine.errors import RequestInvalid
 from engine.models import Decision, DecisionRequest
 from engine.store.events import DecisionEventV1
 
@@ -89,6 +90,23 @@ class OpaQuery(BaseModel):
         },
     )
     input: DecisionRequest
+
+    def policy_for(self, package: str) -> str:
+        """The policy a query of ``package`` names (``-`` written ``_`` in Rego packages);
+        an ``input.policy`` that names another one is a contradiction, not a choice."""
+        policy_id = package.replace("_", "-")
+        named = self.input.policy
+        if named and named != policy_id:
+            raise RequestInvalid(
+                f"input.policy: {named!r} contradicts the queried package {package!r} "
+                f"(policy {policy_id!r}); omit it or make them agree"
+            )
+        return policy_id
+
+
+def opa_result_json(decision_id: str, decision_json: str) -> str:
+    """OPA's data API answer around an already-serialized decision."""
+    return f'{{"result":{decision_json},"decision_id":"{decision_id}"}}'
 
 
 class OpaResult(BaseModel):

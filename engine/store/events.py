@@ -188,7 +188,7 @@ def build_event(
         result=decision.to_wire(),
         timings=EventTimings(decide_us=decision.latency_us, service_us=service_us),
         retention_days=plan.days,
-        expires_at=time + timedelta(days=plan.longest),
+        expires_at=time + plan.keep_for,
     )
 
 

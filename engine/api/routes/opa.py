@@ -15,8 +15,7 @@ from fastapi.responses import Response
 
 from engine.api.auth import require, runtime
 from engine.api.routes.common import errors, json_response, request_id
-from engine.api.schemas import EXAMPLE_DECISION, OpaQuery, OpaResult
-from engine.errors import RequestInvalid
+from engine.api.schemas import EXAMPLE_DECISION, OpaQuery, OpaResult, opa_result_json
 from engine.store.keys import Principal
 
 router = APIRouter(tags=["opa"])
@@ -49,14 +48,10 @@ async def opa_decision(
     _: Principal = Depends(require("decide")),
 ) -> Response:
     received = perf_counter_ns()
-    policy_id = package.replace("_", "-")
-    named = body.input.policy
-    if named and named != policy_id:
-        raise RequestInvalid(
-            f"input.policy: {named!r} contradicts the queried package {package!r} "
-            f"(policy {policy_id!r}); omit it or make them agree"
-        )
     decision, wire = await runtime(request).decide(
-        body.input, policy_id=policy_id, request_id=request_id(request), received_ns=received
+        body.input,
+        policy_id=body.policy_for(package),
+        request_id=request_id(request),
+        received_ns=received,
     )
-    return json_response(f'{{"result":{wire},"decision_id":"{decision.decision_id}"}}')
+    return json_response(opa_result_json(decision.decision_id, wire))
