@@ -7,8 +7,13 @@ FastAPI endpoint under the same uvicorn settings, all on 127.0.0.1; loads each a
 fixed rate, then steps the offered rate up to find the maximum sustainable rate (every
 request answered 200, achieved ≥ 95% of offered; the highest step that also kept p99 ≤
 10 ms is printed too). Load goes only to
-127.0.0.1, for a bounded time. Ends with one line:
-``RESULT rate=… p99_ms=… bare_p99_ms=… max_rps=…`` (SQLite; PostgreSQL fields follow).
+127.0.0.1, for a bounded time. For each store it also prints the service's own group
+commits during the fixed-rate run (from its ``/metrics``): how many took over 5, 10, 25 and
+50 ms. Every decision waits for its commit and every commit for the disk's fsync, so a
+stalled fsync holds back every decision that arrives meanwhile; those counts show how
+much of a run's tail the disk put there. Ends with one line:
+``RESULT rate=… p99_ms=… bare_p99_ms=… max_rps=… commits_over_10ms=…`` (SQLite;
+PostgreSQL fields follow).
 """
 
 # ruff: noqa: E402
@@ -71,6 +76,8 @@ class Run:
     #: Server CPU (user + system, all threads) per answered request, and its split.
     cpu_us: float | None = None
     cpu_split: dict[str, float] = field(default_factory=dict)
+    #: The service's own group commits during the run (from its /metrics), if any.
+    commits: Commits | None = None
 
     def line(self) -> str:
         cpu = ""
@@ -91,6 +98,60 @@ class Run:
     @property
     def on_target(self) -> bool:
         return self.sustained and self.p99_ms <= P99_TARGET_MS
+
+
+@dataclass
+class Commits:
+    """The service's group commits over one run, from ``liveguard_store_commit_seconds``.
+
+    Every decision waits for its commit, and a commit waits for the disk's fsync: one
+    commit that stalls holds back every decision that arrives meanwhile (about one per
+    millisecond at 1,000/s). Counting the slow ones shows how much of a run's tail the
+    disk put there.
+    """
+
+    count: int
+    seconds: float
+    #: Commits that took at least this many milliseconds (histogram bucket bounds).
+    at_least_ms: dict[int, int]
+
+    def line(self) -> str:
+        mean = self.seconds * 1000 / self.count if self.count else float("nan")
+        slow = " ".join(f">{ms}ms={n}" for ms, n in sorted(self.at_least_ms.items()))
+        return f"commits n={self.count} mean={mean:.2f}ms {slow}"
+
+    @property
+    def over_10ms(self) -> int:
+        return self.at_least_ms.get(10, 0)
+
+
+_SLOW_MS = (5, 10, 25, 50)
+
+
+def commit_histogram(metrics_url: str) -> dict[str, float]:
+    """Cumulative bucket counts (by ``le``), ``count`` and ``sum`` of the commit timer."""
+    text = httpx.get(metrics_url, timeout=5).text
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("liveguard_store_commit_seconds_"):
+            continue
+        name, value = line.rsplit(" ", 1)
+        if name.startswith("liveguard_store_commit_seconds_bucket"):
+            out[name.split('le="', 1)[1].split('"', 1)[0]] = float(value)
+        elif name.startswith("liveguard_store_commit_seconds_count"):
+            out["count"] = float(value)
+        elif name.startswith("liveguard_store_commit_seconds_sum"):
+            out["sum"] = float(value)
+    return out
+
+
+def commits_between(before: dict[str, float], after: dict[str, float]) -> Commits:
+    def delta(k: str) -> float:
+        return after.get(k, 0.0) - before.get(k, 0.0)
+
+    count = int(delta("count"))
+    slow = {ms: count - int(delta(str(ms / 1000))) for ms in _SLOW_MS if str(ms / 1000) in after}
+    return Commits(count=count, seconds=delta("sum"), at_least_ms=slow)
 
 
 def free_port() -> int:
@@ -390,8 +451,12 @@ def main() -> None:
             try:
                 load = {"shape": args.shape, "server_pid": proc.pid}
                 hey("warmup", url, key, args.rate, 2, body, **load)
+                metrics_url = url.replace("/v1/decisions", "/metrics")
+                before = commit_histogram(metrics_url)
                 results[name] = hey(name, url, key, args.rate, args.duration, body, **load)
+                results[name].commits = commits_between(before, commit_histogram(metrics_url))
                 print(results[name].line(), f"load_avg={os.getloadavg()[0]:.2f}", flush=True)
+                print(f"{'':<13}{results[name].commits.line()}", flush=True)
                 if not args.no_max:
                     maxes[name] = max_rate(name, url, key, body, steps, args.step_seconds, **load)
             finally:
@@ -417,12 +482,18 @@ def main() -> None:
         f"RESULT rate={lite.achieved:.0f} p99_ms={lite.p99_ms:.2f} "
         f"bare_p99_ms={bare_run.p99_ms:.2f} max_rps={maxes.get('sqlite', (0, 0))[0]}"
     )
+    if lite.commits is not None:
+        line += f" commits_over_10ms={lite.commits.over_10ms}"
+
     if "postgresql" in results:
         pg = results["postgresql"]
         line += (
             f" pg_rate={pg.achieved:.0f} pg_p99_ms={pg.p99_ms:.2f}"
             f" pg_max_rps={maxes.get('postgresql', (0, 0))[0]}"
         )
+        if pg.commits is not None:
+            line += f" pg_commits_over_10ms={pg.commits.over_10ms}"
+
     print(line)
 
 

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
-from time import monotonic, perf_counter_ns
+from time import monotonic, perf_counter_ns, time_ns
 from typing import Any
 
 import structlog
@@ -200,7 +200,7 @@ class Runtime:
             decision = self._failed_load(request, pid, exc, now)
             retention = RetentionPlan.from_days({CORRELATION: self.settings.fail_retention_days})
         if policy is not None:
-            decision = decide(request, policy, now=now, decision_id=random_hex(16))
+            decision = decide(request, policy, now=now, decision_id=new_decision_id())
             retention = self._retention_for(policy)
             self._count_dropped(request, policy)
         structlog.contextvars.bind_contextvars(decision_id=decision.decision_id)
@@ -219,6 +219,17 @@ class Runtime:
             ws.shadow = self._shadow(request, decision, now, row["expires_at"])
         await self.writer.write(ws)
         seconds = (perf_counter_ns() - received_ns) / 1e9
+        # The caller's answer goes first. Decisions committed together resume one after
+        # another in one pass of the loop; recording each one's metrics and log line in a
+        # later pass lets every answer of the group leave before any of that work is done.
+        # The callback keeps this request's context (its request and decision ids).
+        asyncio.get_running_loop().call_soon(self._record, request, decision, policy, seconds)
+        return decision, wire
+
+    def _record(
+        self, request: DecisionRequest, decision: Decision, policy: Policy | None, seconds: float
+    ) -> None:
+        """A committed decision's metrics and its log line."""
         self.metrics.observe_decision(
             request, decision, seconds, self._expected_signals(policy) if policy else frozenset()
         )
@@ -233,7 +244,6 @@ class Runtime:
             error=decision.error,
             latency_ms=round(seconds * 1000, 3),
         )
-        return decision, wire
 
     def _shadow(
         self, request: DecisionRequest, live: Decision, now: datetime, expires: datetime
@@ -303,7 +313,7 @@ class Runtime:
 
 
 def _new_id() -> str:
-    return random_hex(16)
+    return new_decision_id()
 
 
 class _RandomPool:
@@ -330,3 +340,15 @@ class _RandomPool:
 
 
 random_hex = _RandomPool().hex
+
+
+def new_decision_id() -> str:
+    """32 hex digits: the Unix time in milliseconds (12), then 80 random bits (20).
+
+    Time-ordered like a UUIDv7, so new rows land at the right edge of the primary-key
+    index instead of on a random page of it: each group commit then rewrites one index
+    page instead of one per decision, about a quarter fewer bytes written per decision
+    and a fifth less writer CPU on SQLite (``benchmarks/http.py``). 80 random bits keep
+    ids unguessable; the time they reveal is the ``decided_at`` already in the answer.
+    """
+    return f"{time_ns() // 1_000_000:012x}{random_hex(10)}"
