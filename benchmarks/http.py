@@ -175,7 +175,11 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -
 
 
 def start_liveguard(
-    db_url: str, log: Path, log_level: str, writer: str | None = None
+    db_url: str,
+    log: Path,
+    log_level: str,
+    writer: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen[bytes], str, str]:
     engine = make_engine(db_url)
     migrate(engine)
@@ -192,6 +196,7 @@ def start_liveguard(
     }
     if writer:
         env["LIVEGUARD_WRITER"] = writer
+    env.update(extra_env or {})
     cmd = [sys.executable, "-c", "from engine.cli import main; main()", "serve",
            "--host", HOST, "--port", str(port)]  # fmt: skip
     with log.open("ab") as out:
@@ -390,7 +395,13 @@ def main() -> None:
         help="paced: several staggered hey processes (≤ ~10 requests arrive together); "
         "burst: one hey, all workers firing together (the old shape, for comparison)",
     )
-    ap.add_argument("--backends", default="sqlite,postgresql", help="which stores to load")
+    ap.add_argument(
+        "--backends",
+        default="sqlite,postgresql,sqlite-normal",
+        help="which stores to load; sqlite-normal is SQLite with LIVEGUARD_SQLITE_SYNCHRONOUS="
+        "normal (no fsync per commit, not power-loss durable): it shows the disk's share of "
+        "the tail and is never the RESULT's headline",
+    )
     ap.add_argument("--no-max", action="store_true", help="skip the max-rate steps")
     ap.add_argument(
         "--writers",
@@ -423,6 +434,7 @@ def main() -> None:
         stop(bare)
 
     backends = {"sqlite": f"sqlite:///{tmp / 'bench.db'}"} if "sqlite" in wanted else {}
+    env_of = {"sqlite-normal": {"LIVEGUARD_SQLITE_SYNCHRONOUS": "normal"}}
     schema = None
     if "postgresql" not in wanted:
         pass
@@ -436,6 +448,8 @@ def main() -> None:
         backends["postgresql"] = f"{args.pg_url}?options=-csearch_path%3D{schema}"
     else:
         print(f"postgresql: {args.pg_url} unreachable; skipped")
+    if "sqlite-normal" in wanted:
+        backends["sqlite-normal"] = f"sqlite:///{tmp / 'bench-normal.db'}"
     try:
         writers = [w for w in args.writers.split(",") if w] or [None]
         runs = [
@@ -447,7 +461,8 @@ def main() -> None:
             if writer is not None and "/" not in name:
                 print(f"{name}: writer={writer}", flush=True)
             log = tmp / f"{name.replace('/', '-')}.log"
-            proc, url, key = start_liveguard(db, log, args.log_level, writer)
+            backend = name.split("/", 1)[0]
+            proc, url, key = start_liveguard(db, log, args.log_level, writer, env_of.get(backend))
             try:
                 load = {"shape": args.shape, "server_pid": proc.pid}
                 hey("warmup", url, key, args.rate, 2, body, **load)
@@ -457,7 +472,7 @@ def main() -> None:
                 results[name].commits = commits_between(before, commit_histogram(metrics_url))
                 print(results[name].line(), f"load_avg={os.getloadavg()[0]:.2f}", flush=True)
                 print(f"{'':<13}{results[name].commits.line()}", flush=True)
-                if not args.no_max:
+                if not args.no_max and backend != "sqlite-normal":
                     maxes[name] = max_rate(name, url, key, body, steps, args.step_seconds, **load)
             finally:
                 stop(proc)
@@ -485,6 +500,12 @@ def main() -> None:
     if lite.commits is not None:
         line += f" commits_over_10ms={lite.commits.over_10ms}"
 
+    if "sqlite-normal" in results:
+        normal = results["sqlite-normal"]
+        print(
+            f"sqlite-normal (no fsync per commit; not power-loss durable) p99 "
+            f"{normal.p99_ms:.2f} ms: what the same service gives without the disk's flushes"
+        )
     if "postgresql" in results:
         pg = results["postgresql"]
         line += (
@@ -494,6 +515,8 @@ def main() -> None:
         if pg.commits is not None:
             line += f" pg_commits_over_10ms={pg.commits.over_10ms}"
 
+    if "sqlite-normal" in results:
+        line += f" normal_p99_ms={results['sqlite-normal'].p99_ms:.2f}"
     print(line)
 
 

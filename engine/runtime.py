@@ -55,12 +55,15 @@ class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.repo = PolicyRepository(settings.policies)
-        self.db: Engine = make_engine(settings.database_url)
+        self.db: Engine = make_engine(
+            settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
+        )
         self.metrics = Metrics()
         self.writer: GroupCommitWriter | ProcessCommitWriter
         if settings.writer == "process":
             self.writer = ProcessCommitWriter(
                 settings.database_url,
+                sqlite_synchronous=settings.sqlite_synchronous,
                 batch_max=settings.commit_batch_max,
                 observe=self.metrics.observe_commit,
                 log_format=settings.log_format,

@@ -50,6 +50,13 @@ class Settings(BaseSettings):
         "its CPU and GIL) or a thread of the serving process.",
     )
     commit_batch_max: int = Field(default=256, ge=1, description="Group commit: events per tx.")
+    sqlite_synchronous: Literal["full", "normal"] = Field(
+        default="full",
+        description="SQLite only. full: a decision is answered once its event is fsynced "
+        "(survives power loss). normal: once it is in the write-ahead log (survives a crash "
+        "or kill -9 of the service, not of the machine: a power loss can lose the last "
+        "commits); no fsync on the answer's path.",
+    )
     purge_interval_s: float = Field(default=3600.0, gt=0)
     review_claim_timeout_s: int = Field(default=1800, ge=1)
     fail_retention_days: int = Field(

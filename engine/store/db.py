@@ -1,7 +1,9 @@
 """Database engines and schema migrations (alembic, run programmatically).
 
 SQLite is the embedded default: WAL journal and ``synchronous=FULL`` so a committed
-decision survives a crash. PostgreSQL is for several replicas sharing one log and queue.
+decision survives a crash, of the service or of the machine (``synchronous="normal"``
+trades the machine's for no fsync per commit). PostgreSQL is for several replicas sharing
+one log and queue.
 """
 
 from __future__ import annotations
@@ -37,16 +39,26 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+#: SQLite ``synchronous`` levels offered (``Settings.sqlite_synchronous``).
+SQLITE_SYNCHRONOUS = ("full", "normal")
+
+
+def make_engine(url: str, *, sqlite_synchronous: str = "full", **kwargs: Any) -> Engine:
     url = normalize_url(url)
     if url.startswith("sqlite"):
+        if sqlite_synchronous not in SQLITE_SYNCHRONOUS:
+            raise ValueError(
+                f"sqlite_synchronous: expected one of {SQLITE_SYNCHRONOUS}, "
+                f"got {sqlite_synchronous!r}"
+            )
+        synchronous = sqlite_synchronous.upper()
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute(f"PRAGMA synchronous={synchronous}")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.close()
 

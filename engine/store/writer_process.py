@@ -72,12 +72,14 @@ class ProcessCommitWriter:
         self,
         database_url: str,
         *,
+        sqlite_synchronous: str = "full",
         batch_max: int = 256,
         observe: CommitObserver | None = None,
         log_format: str = "auto",
         log_level: str = "INFO",
     ) -> None:
         self._url = database_url
+        self._synchronous = sqlite_synchronous
         self._logging = (log_format, log_level)
         self._batch_max = batch_max
         self._observe = observe
@@ -114,7 +116,14 @@ class ProcessCommitWriter:
         finally:
             theirs.close()
         ours.sendall(
-            _frame({"url": self._url, "batch_max": self._batch_max, "logging": self._logging})
+            _frame(
+                {
+                    "url": self._url,
+                    "synchronous": self._synchronous,
+                    "batch_max": self._batch_max,
+                    "logging": self._logging,
+                }
+            )
         )
         # The writer answers once it is connected (or says why it cannot be).
         ours.settimeout(60)
@@ -381,7 +390,7 @@ def main() -> None:
 
     commits: list[tuple[int, float]] = []
     try:
-        engine = make_engine(config["url"])
+        engine = make_engine(config["url"], sqlite_synchronous=config["synchronous"])
         with engine.connect():
             pass
         writer = GroupCommitWriter(

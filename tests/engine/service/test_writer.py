@@ -119,3 +119,52 @@ def test_writer_process_does_not_outlive_a_killed_server(sqlite_url: str, serve)
     while time.monotonic() < deadline and not all(_gone(c) for c in children):
         time.sleep(0.05)
     assert all(_gone(c) for c in children), "the writer process outlived its server"
+
+
+def _synchronous(url: str, **kwargs: str) -> int:
+    engine = make_engine(url, **kwargs)
+    try:
+        with engine.connect() as conn:
+            return int(conn.exec_driver_sql("PRAGMA synchronous").scalar_one())
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_commits_are_fsynced_by_default(tmp_path: Path) -> None:
+    assert _synchronous(f"sqlite:///{tmp_path / 'd.db'}") == 2  # FULL
+
+
+def test_sqlite_synchronous_normal_is_applied_when_asked(tmp_path: Path) -> None:
+    assert _synchronous(f"sqlite:///{tmp_path / 'd.db'}", sqlite_synchronous="normal") == 1
+
+
+def test_unknown_sqlite_synchronous_names_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="sqlite_synchronous: expected one of"):
+        make_engine(f"sqlite:///{tmp_path / 'd.db'}", sqlite_synchronous="off")
+
+
+def test_settings_refuse_an_unknown_sqlite_synchronous() -> None:
+    from pydantic import ValidationError
+
+    from engine.settings import Settings
+
+    with pytest.raises(ValidationError, match="sqlite_synchronous"):
+        Settings(sqlite_synchronous="off")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("writer", ["thread", "process"])
+def test_runtime_writes_under_the_configured_synchronous(tmp_path: Path, writer: str) -> None:
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    settings = make_settings(url, writer=writer, sqlite_synchronous="normal")
+    rt = Runtime(settings)
+    rt.start()
+    try:
+        with rt.db.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar_one() == 1
+        decision, _ = asyncio.run(
+            rt.decide(DecisionRequest.model_validate(request_body(session={"id": "s-normal"})))
+        )
+    finally:
+        rt.stop()
+    with Session(make_engine(settings.database_url)) as s:
+        assert s.get(DecisionEventRow, decision.decision_id) is not None
