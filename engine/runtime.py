@@ -295,7 +295,7 @@ class Runtime:
             kind=ReasonKind.error,
         )
         return Decision(
-            decision_id=_new_id(),
+            decision_id=new_decision_id(),
             session_id=request.session.id,
             action=action,
             risk=1.0,
@@ -313,10 +313,6 @@ class Runtime:
             error=f"{exc.code}: {exc.message}",
             decided_at=now.isoformat(),
         )
-
-
-def _new_id() -> str:
-    return new_decision_id()
 
 
 class _RandomPool:
