@@ -140,17 +140,20 @@ def _privacy_reasons(view: PolicyView) -> tuple[Reason, ...]:
         return ()
     if not view.media_dropped:
         return (_NO_CONSENT,)
-    names = tuple(sorted(set(view.media_dropped)))
+    # How many, never which: the decision is stored as answered, and what the policy
+    # could not see (even a media signal's name) must not reach the log or a reviewer.
+    n = len(view.media_dropped)
     return (
         build(
             Reason,
             code=_NO_CONSENT.code,
             message=(
-                "The participant did not consent to voice/video analysis; media-derived "
-                f"signals were set aside ({', '.join(names)}) and the decision rests on the rest."
+                "The participant did not consent to voice/video analysis; "
+                f"{n} media-derived signal{'s were' if n != 1 else ' was'} set aside and "
+                "the decision rests on the rest."
             ),
             kind=ReasonKind.privacy,
-            signals=names,
+            signals=(),
             value=None,
         ),
     )

@@ -5,9 +5,17 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+)
 
-from signals import Signal
+from signals import Signal, clean_text
 
 
 class Action(StrEnum):
@@ -58,13 +66,18 @@ POSTURE_LEVELS: tuple[str, ...] = ("managed", "known", "unknown", "compromised")
 
 _WIRE = ConfigDict(frozen=True, extra="forbid")
 
+#: Free text a caller sends that may be shown to people (agents, reviewers): no control or
+#: bidi characters. Flags and numbers are strict everywhere on the wire: ``"yes"``, ``"1"``
+#: or ``1`` is not consent, ``"0.9"`` is not a number.
+PlainText = Annotated[str, AfterValidator(clean_text)]
+
 
 class Consent(BaseModel):
     model_config = _WIRE
-    media_analysis: bool = Field(
+    media_analysis: StrictBool = Field(
         default=False, description="The participant agreed to analysis of their voice/face."
     )
-    raw_media_escalation: bool = Field(
+    raw_media_escalation: StrictBool = Field(
         default=False, description="Raw media may be sent for second-pass or human review."
     )
 
@@ -86,23 +99,23 @@ class Session(BaseModel):
 class Identity(BaseModel):
     model_config = _WIRE
     assurance: Assurance
-    method: str | None = Field(default=None, max_length=64)
-    seconds_since_auth: int | None = Field(default=None, ge=0)
-    failed_attempts: int = Field(default=0, ge=0, le=1000)
+    method: PlainText | None = Field(default=None, max_length=64)
+    seconds_since_auth: StrictInt | None = Field(default=None, ge=0)
+    failed_attempts: StrictInt = Field(default=0, ge=0, le=1000)
 
 
 class Transaction(BaseModel):
     model_config = _WIRE
-    kind: str = Field(min_length=1, max_length=64)
-    value: float = Field(ge=0, allow_inf_nan=False)
+    kind: PlainText = Field(min_length=1, max_length=64)
+    value: StrictFloat = Field(ge=0, allow_inf_nan=False)
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
 
 
 class Device(BaseModel):
     model_config = _WIRE
     posture: Posture
-    new_device: bool = False
-    geo_mismatch: bool = False
+    new_device: StrictBool = False
+    geo_mismatch: StrictBool = False
 
 
 class DecisionRequest(BaseModel):

@@ -7,13 +7,28 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, field_validator
 
 SIGNAL_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 EVIDENCE_CODE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
 DETECTOR_REF = re.compile(r"^[a-z][a-z0-9_.\-]*@\d+\.\d+\.\d+([-+][0-9A-Za-z.\-]+)?$")
 
-UnitFloat = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+#: Strict: a JSON number only. ``true`` or ``"0.9"`` is refused, not coerced (a coerced
+#: ``true`` is a score of 1.0 — enough to turn a step-up into a review).
+UnitFloat = Annotated[StrictFloat, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+
+#: Characters that must never reach an agent's screen from free text: C0/C1 controls
+#: (terminal escapes, line breaks that fake extra lines) and Unicode bidi overrides,
+#: embeddings and isolates (which reorder what is shown, "Trojan Source" style).
+_UNSAFE_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_text(text: str) -> str:
+    """``text`` without control characters and bidi controls; runs of whitespace left by
+    them collapse to one space."""
+    if _UNSAFE_TEXT.search(text) is None:
+        return text
+    return " ".join(_UNSAFE_TEXT.sub(" ", text).split())
 
 
 class Modality(StrEnum):
@@ -40,7 +55,15 @@ class Evidence(BaseModel):
         json_schema_extra={"pattern": EVIDENCE_CODE.pattern},
     )
     message: str = Field(min_length=1, max_length=300, description="Plain language for agents.")
-    value: float | None = Field(default=None, allow_inf_nan=False)
+    value: StrictFloat | None = Field(default=None, allow_inf_nan=False)
+
+    @field_validator("message")
+    @classmethod
+    def _message_is_plain_text(cls, v: str) -> str:
+        cleaned = clean_text(v)
+        if not cleaned:
+            raise ValueError("expected plain text; got only control or bidi characters")
+        return cleaned
 
     @field_validator("code")
     @classmethod
@@ -70,7 +93,7 @@ class Signal(BaseModel):
         description="'name@semver' of the detector.",
         json_schema_extra={"pattern": DETECTOR_REF.pattern},
     )
-    window_ms: int = Field(default=0, ge=0, le=3_600_000)
+    window_ms: StrictInt = Field(default=0, ge=0, le=3_600_000)
     observed_at: datetime | None = None
 
     @field_validator("name")
