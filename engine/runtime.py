@@ -206,6 +206,12 @@ class Runtime:
             decision = decide(request, policy, now=now, decision_id=new_decision_id())
             retention = self._retention_for(policy)
             self._count_dropped(request, policy)
+            # From here on only what the policy could see travels: the log, the review
+            # item, the shadow candidate and the metrics never get a signal the policy was
+            # not allowed (no consent to media analysis, or undeclared in its manifest).
+            request = seen_by(policy, request)
+        else:
+            request = request.model_copy(update={"signals": ()})
         structlog.contextvars.bind_contextvars(decision_id=decision.decision_id)
         wire = decision.model_dump_json()
         row = event_row(
@@ -313,6 +319,22 @@ class Runtime:
             error=f"{exc.code}: {exc.message}",
             decided_at=now.isoformat(),
         )
+
+
+def seen_by(policy: Policy, request: DecisionRequest) -> DecisionRequest:
+    """``request`` with only the signals ``policy`` may see: media-derived signals need the
+    session's consent to media analysis, and every signal must be declared in the policy's
+    data-flow manifest. The same rule as ``Policy.view``; the request itself when nothing
+    is set aside (the common case: no copy)."""
+    consented = request.session.consent.media_analysis
+    kept = tuple(
+        s
+        for s in request.signals
+        if (consented or not s.media_derived) and policy.signal_allowed(s.name)
+    )
+    if len(kept) == len(request.signals):
+        return request
+    return request.model_copy(update={"signals": kept})
 
 
 class _RandomPool:
