@@ -19,10 +19,11 @@ from engine.cli_support import (
     read_json,
 )
 from engine.decide import decide
-from engine.errors import PolicyInvalid
+from engine.errors import PolicyInvalid, PolicyNotApplicable
 from engine.models import Decision
 from engine.policy import Policy, PolicyRepository
 from engine.policy_tests import TESTS_FILE, load_suite, run_suite
+from engine.selection import ensure_applies
 from governance.checks import check_policy_dir
 
 
@@ -68,12 +69,28 @@ def decide_cmd(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the full Decision as JSON.")
     ] = False,
+    any_scope: Annotated[
+        bool,
+        typer.Option(
+            "--any-scope",
+            help="Let a named policy decide a session its applies_to does not cover "
+            "(trying a policy out; said on stderr). The service never allows this.",
+        ),
+    ] = False,
     policies: PoliciesOption = DEFAULT_POLICIES,
 ) -> None:
     """Decide one request and print the decision."""
     request = parse_request(read_json(input), input)
     repo = PolicyRepository(policies)
-    chosen = repo.get(policy) if policy else repo.select(request)
+    named = policy or request.policy
+    chosen = repo.get(named) if named else repo.select(request)
+    if named:
+        try:
+            ensure_applies(chosen.manifest, request)
+        except PolicyNotApplicable as exc:
+            if not any_scope:
+                raise
+            typer.echo(f"warning: scope override (--any-scope): {exc.message}", err=True)
     decision = decide(request, chosen)
     typer.echo(decision.model_dump_json(indent=2) if as_json else render(decision))
     if decision.error:

@@ -31,11 +31,11 @@ def _settings(**overrides: object) -> Settings:
 def _engine(database_url: str | None):  # type: ignore[no-untyped-def]
     from sqlalchemy.exc import SQLAlchemyError
 
-    from engine.store.db import StoreUnavailable, make_engine, migrate
+    from engine.store.db import StoreUnavailable, make_engine, prepare_store
 
     engine = make_engine(_settings(database_url=database_url).database_url)
     try:
-        migrate(engine)
+        prepare_store(engine)
     except SQLAlchemyError as exc:
         reason = str(exc.orig if getattr(exc, "orig", None) else exc).splitlines()[0]
         raise StoreUnavailable(f"{engine.url.render_as_string()}: {reason}") from None

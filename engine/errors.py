@@ -38,6 +38,13 @@ class PolicyNotFound(LiveguardError):
     http_status = 404
 
 
+class PolicyNotApplicable(LiveguardError):
+    """A request named a policy whose applies_to does not cover its session."""
+
+    code = "policy_not_applicable"
+    http_status = 422
+
+
 class PolicyAmbiguous(LiveguardError):
     code = "policy_ambiguous"
     http_status = 409

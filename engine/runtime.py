@@ -25,11 +25,12 @@ from engine.errors import PolicyInvalid, RequestInvalid
 from engine.models import Action, Decision, DecisionRequest, PolicyRef, Reason, ReasonKind
 from engine.policy import MANIFEST, Policy, PolicyManifest, PolicyRepository, folder_digest
 from engine.policy import validate_file as validate_policy_file
+from engine.selection import ensure_applies
 from engine.settings import Settings
 from engine.shadow import ShadowRunner, load_candidate, parse_shadow
 from engine.store import keys as keystore
 from engine.store import retention as retention_mod
-from engine.store.db import make_engine, migrate
+from engine.store.db import make_engine, prepare_store
 from engine.store.events import (
     CORRELATION,
     RetentionPlan,
@@ -87,7 +88,7 @@ class Runtime:
 
     def start(self, *, run_migrations: bool = True) -> None:
         if run_migrations:
-            migrate(self.db)
+            prepare_store(self.db)
         if self.settings.shadow:
             spec = parse_shadow(self.settings.shadow)
             self.shadow = ShadowRunner(spec, load_candidate(spec, self.repo))
@@ -194,15 +195,18 @@ class Runtime:
         """
         received_ns = received_ns or perf_counter_ns()
         now = utcnow()
+        named = bool(policy_id or request.policy)
         pid = policy_id or self.select(request)
         policy: Policy | None
         try:
             policy = self.repo.get(pid)
         except PolicyInvalid as exc:
             policy = None
-            decision = self._failed_load(request, pid, exc, now)
+            decision = self._failed_load(request, pid, exc, now, named=named)
             retention = RetentionPlan.from_days({CORRELATION: self.settings.fail_retention_days})
         if policy is not None:
+            if named:
+                ensure_applies(policy.manifest, request)
             decision = decide(request, policy, now=now, decision_id=new_decision_id())
             retention = self._retention_for(policy)
             self._count_dropped(request, policy)
@@ -283,7 +287,13 @@ class Runtime:
         self.metrics.observe_dropped(policy.id, "undeclared", undeclared)
 
     def _failed_load(
-        self, request: DecisionRequest, pid: str, exc: PolicyInvalid, now: datetime
+        self,
+        request: DecisionRequest,
+        pid: str,
+        exc: PolicyInvalid,
+        now: datetime,
+        *,
+        named: bool = False,
     ) -> Decision:
         """A policy that does not load still fails safe, by its manifest's fail_mode."""
         folder = self.repo.root / pid
@@ -293,6 +303,8 @@ class Runtime:
         )
         if manifest is None:
             raise exc  # no fail_mode to honour: the caller gets the error itself
+        if named:
+            ensure_applies(manifest, request)
         log.error("policy.load_failed", policy=pid, problems=exc.problems[:10])
         action: Action = manifest.fail_mode
         reason = Reason(

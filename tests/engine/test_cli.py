@@ -58,13 +58,19 @@ def test_decide_reads_stdin_and_selects_by_applies_to():
     assert "payout-authorization" in result.output
 
 
+def _payout_request() -> dict:
+    raw = request_dict()  # names support-password-reset
+    raw["session"]["kind"] = "payout_authorization"
+    return raw
+
+
 def test_policy_option_overrides_the_request(tmp_path):
     result = runner.invoke(
         app,
         [
             "decide",
             "-i",
-            _write(tmp_path, request_dict()),
+            _write(tmp_path, _payout_request()),
             "--policy",
             "payout-authorization",
             "--json",
@@ -73,6 +79,27 @@ def test_policy_option_overrides_the_request(tmp_path):
         ],
     )
     assert json.loads(result.output)["policy"]["id"] == "payout-authorization"
+
+
+def test_named_policy_outside_the_session_scope_exits_2(tmp_path):
+    result = runner.invoke(
+        app,
+        ["decide", "-i", _write(tmp_path, request_dict()), "--policy", "conference-default",
+         "--policies", str(POLICIES)],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "'conference-default' does not apply to a support_call session" in result.output
+
+
+def test_any_scope_lets_a_named_policy_decide_and_says_so(tmp_path):
+    result = runner.invoke(
+        app,
+        ["decide", "-i", _write(tmp_path, request_dict()), "--policy", "conference-default",
+         "--any-scope", "--json", "--policies", str(POLICIES)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "warning: scope override (--any-scope)" in result.stderr
+    assert json.loads(result.stdout)["policy"]["id"] == "conference-default"
 
 
 def test_invalid_json_is_one_clear_line_and_exit_2(tmp_path):
