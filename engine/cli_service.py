@@ -143,14 +143,19 @@ def serve(
             EXIT_BAD_INPUT,
         )
     app = create_app(settings)
+    from engine.api.protocol import front_door_protocol
+
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level.lower(),
         access_log=False,
-        # Our middleware bounds in-flight work; this only caps sockets.
-        limit_concurrency=None,
+        # httptools with the header bounds uvicorn lacks (size → 431, time → 408/close).
+        http=front_door_protocol(settings),
+        timeout_keep_alive=settings.keep_alive_s,
+        # Our middleware bounds admitted and not-yet-admitted work; this caps sockets.
+        limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=10,
     )
 

@@ -37,7 +37,48 @@ class Settings(BaseSettings):
         default=False, description="No authentication: every caller is admin. Never in production."
     )
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
-    max_in_flight: int = Field(default=256, ge=1, description="Past it: 503 + Retry-After.")
+    max_in_flight: int = Field(
+        default=256,
+        ge=1,
+        description="Admitted requests (authenticated, body received) being served; past it: "
+        "503 + Retry-After.",
+    )
+    # The front door: what a client may hold before it is admitted (engine.api.protocol,
+    # engine.api.middleware.AdmissionMiddleware).
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        le=1024 * 1024,
+        description="Request line and headers of one request; past it: 431, connection closed.",
+    )
+    header_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="From connection (or a request's first byte) to its last header; past it: "
+        "408 (or, before any byte, the connection closed).",
+    )
+    body_timeout_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="From a request's last header to its last body byte; past it: 408, "
+        "connection closed.",
+    )
+    max_receiving: int = Field(
+        default=512,
+        ge=1,
+        description="Requests being authenticated or still sending their body, counted apart "
+        "from max_in_flight; past it: 503 + Retry-After.",
+    )
+    max_connections: int = Field(
+        default=4096,
+        ge=1,
+        description="Open connections (uvicorn's limit_concurrency); past it: 503.",
+    )
+    keep_alive_s: int = Field(
+        default=5, ge=1, le=300, description="Idle time before a kept-alive connection closes."
+    )
     retry_after_s: int = Field(default=1, ge=1)
     fast_decisions: bool = Field(
         default=True,

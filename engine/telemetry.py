@@ -4,6 +4,13 @@ Metrics live in a registry owned by each app (tests build many apps; the global 
 would refuse duplicates). Operational logs are a separate stream from the decision log:
 JSON when stdout is not a terminal, readable otherwise, with request and decision ids
 bound from context. Secrets never reach a log line: a processor masks them by key name.
+
+Label values come from bounded sets only: a request's content never names a time series.
+Detector labels are registered detectors (``register_detectors``, from the entry points)
+or the deciding policy's declared signals, anything else counts under ``other``; policy
+ids and versions come from the repository, routes are templates, error codes are ours.
+Every label-child cache is capped as well (``MAX_LABEL_VALUES``), a second fence should a
+new caller-drivable label slip in.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import logging
 import re
 import sys
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +32,22 @@ from engine.models import Decision, DecisionRequest, SecondPassObligation
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 _UNIT_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+#: The label value for whatever is not in a label's bounded set.
+OTHER = "other"
+#: Distinct values one label may take before everything new counts as ``other``.
+MAX_LABEL_VALUES = 256
+_ERROR_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def detector_label(detector: str) -> str:
+    """A signal's ``detector`` ("synthetic_voice@1.0.0") as its label: the name, no version."""
+    return detector.split("@", 1)[0]
+
+
+def signal_detector(signal_name: str) -> str:
+    """The detector label a signal name implies ("audio.synthetic_voice" → "synthetic_voice"),
+    as ``detectors.protocol.detector_ref`` names a detector's signals."""
+    return signal_name.split(".", 1)[-1]
 
 
 class Metrics:
@@ -85,7 +109,21 @@ class Metrics:
             "Requests refused with 503 (in-flight bound).",
             registry=r,
         )
-        self.in_flight = Gauge("liveguard_in_flight", "Requests being served.", registry=r)
+        self.in_flight = Gauge(
+            "liveguard_in_flight",
+            "Requests admitted (authenticated, body received) and being served.",
+            registry=r,
+        )
+        self.receiving = Gauge(
+            "liveguard_requests_receiving",
+            "Requests being authenticated or still sending their body (not yet admitted).",
+            registry=r,
+        )
+        self.slow_clients = Counter(
+            "liveguard_slow_client_rejections",
+            "Requests cut off with 408: the body did not arrive within the body timeout.",
+            registry=r,
+        )
         self.commit_batch = Histogram(
             "liveguard_store_commit_batch_size",
             "Decisions per group commit.",
@@ -145,16 +183,45 @@ class Metrics:
         self._sessions: dict[str, int] = {}
         self._escalations: dict[str, int] = {}
         #: Label children bound once per (policy, version, action) and per detector:
-        #: ``labels()`` hashes, locks and validates on every call.
+        #: ``labels()`` hashes, locks and validates on every call. Keyed by label values
+        #: (never by raw request content), so each is as bounded as its labels.
         self._outcome: dict[tuple[str, str, str], _Outcome] = {}
         self._confidence: dict[str, Any] = {}
         self._missing: dict[tuple[str, str], Any] = {}
         self._http: dict[tuple[str, int], Any] = {}
+        self._error_codes: set[str] = set()
+        #: Detector labels of the registered detectors (set by the service at startup).
+        self.known_detectors: frozenset[str] = frozenset()
+        self._declared: dict[frozenset[str], frozenset[str]] = {}
+
+    def register_detectors(self, names: Iterable[str]) -> None:
+        """Registered detectors, by entry-point name ("audio.synthetic_voice") or label."""
+        self.known_detectors = frozenset(signal_detector(n) for n in names)
+
+    def _detector(self, detector: str, declared: frozenset[str]) -> str:
+        label = detector_label(detector)
+        if label in self.known_detectors or label in declared:
+            return label
+        return OTHER
+
+    def _error_code(self, error: str) -> str:
+        code = error.split(":", 1)[0]
+        if code in self._error_codes:
+            return code
+        if not _ERROR_CODE.match(code) or len(self._error_codes) >= MAX_LABEL_VALUES:
+            return OTHER
+        self._error_codes.add(code)
+        return code
 
     def count_http(self, route: str, status: int) -> None:
         child = self._http.get((route, status))
         if child is None:
-            child = self._http[(route, status)] = self.http_requests.labels(route, str(status))
+            if len(self._http) >= MAX_LABEL_VALUES:
+                route = OTHER
+                child = self._http.get((route, status))
+            if child is None:
+                child = self.http_requests.labels(route, str(status))
+                self._http[(route, status)] = child
         child.inc()
 
     def observe_commit(self, batch: int, seconds: float) -> None:
@@ -185,18 +252,18 @@ class Metrics:
         o.latency.observe(seconds)
         o.decisions.inc()
         if decision.error:
-            self.policy_errors.labels(p.id, decision.error.split(":", 1)[0]).inc()
+            self.policy_errors.labels(p.id, self._error_code(decision.error)).inc()
             self.fail_mode.labels(p.id, action).inc()
         if decision.degraded:
             o.degraded.inc()
         present = set()
+        declared = self._declared_detectors(expected_signals)
         for s in request.signals:
             present.add(s.name)
-            child = self._confidence.get(s.detector)
+            label = self._detector(s.detector, declared)
+            child = self._confidence.get(label)
             if child is None:
-                child = self._confidence[s.detector] = self.signal_confidence.labels(
-                    s.detector.split("@", 1)[0]
-                )
+                child = self._confidence[label] = self.signal_confidence.labels(label)
             child.observe(s.confidence)
         if expected_signals:
             for name in expected_signals - present:
@@ -217,6 +284,16 @@ class Metrics:
             n = self._sessions[p.id] = self._sessions.get(p.id, 0) + 1
             e = self._escalations[p.id] = self._escalations.get(p.id, 0) + int(escalated)
         o.raw_media_rate.set(1000.0 * e / n)
+
+    def _declared_detectors(self, expected_signals: frozenset[str]) -> frozenset[str]:
+        """The detector labels a policy's declared signals imply (cached per signal set)."""
+        got = self._declared.get(expected_signals)
+        if got is None:
+            got = frozenset(signal_detector(n) for n in expected_signals)
+            # Signal sets come from policies (the repository), not requests: a handful.
+            if len(self._declared) < MAX_LABEL_VALUES:
+                self._declared[expected_signals] = got
+        return got
 
     def observe_dropped(self, policy: str, why: str, n: int) -> None:
         if n:

@@ -5,17 +5,21 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 
 import structlog
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from engine.api.errors import install_error_handlers
+from detectors.registry import ENTRY_POINT_GROUP
+from engine.api.auth import admit
+from engine.api.errors import install_error_handlers, liveguard_error_response
 from engine.api.fastpath import PACKAGE, CrashGuard, DecisionFastPath, decision_route
 from engine.api.middleware import (
+    AdmissionMiddleware,
     ASGIApp,
-    BodyLimitMiddleware,
-    InFlightGate,
+    Gate,
     InFlightLimitMiddleware,
     Receive,
     RequestIdMiddleware,
@@ -23,6 +27,7 @@ from engine.api.middleware import (
     Send,
 )
 from engine.api.routes import decisions, opa, ops, policies, reviews, shadow
+from engine.errors import LiveguardError
 from engine.runtime import Runtime
 from engine.settings import Settings, get_settings
 from engine.telemetry import configure_logging
@@ -38,10 +43,20 @@ before it is answered. OPA clients can query `POST /v1/data/liveguard/<package>/
 """
 
 
+@dataclass(frozen=True, slots=True)
+class Gates:
+    """The front door's two bounds: requests not admitted yet (authenticating or still
+    sending their body) and admitted ones (the decision budget). ``/health`` reads both."""
+
+    receiving: Gate
+    in_flight: Gate
+
+
 class LiveguardApp(FastAPI):
     """FastAPI, behind a front door that sends the decision calls down a shorter chain.
 
-    Every request goes through the same request-id, in-flight and body-limit middleware.
+    Every request goes through the same request-id, admission (authentication from the
+    headers, then the body read in full, bounded in size and time) and in-flight middleware.
     A decision call (``POST /v1/decisions`` or the OPA-compatible path) then goes through a
     500 guard straight to the decision fast path; everything else to FastAPI's own stack.
     FastAPI's layers (server-error and exception middleware, its OpenTelemetry hook and
@@ -77,6 +92,12 @@ def create_app(settings: Settings | None = None, *, periodic_purge: bool = True)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = Runtime(settings)
         await run_in_threadpool(rt.start)
+        # Detector labels: the registered detectors (their names, not their code) and the
+        # policies' declared signals; whatever else a request names counts as "other".
+        rt.metrics.register_detectors(ep.name for ep in entry_points(group=ENTRY_POINT_GROUP))
+        # Read at scrape time: no per-request cost on the decision path.
+        rt.metrics.in_flight.set_function(lambda: gates.in_flight.count)
+        rt.metrics.receiving.set_function(lambda: gates.receiving.count)
         app.state.runtime = rt
         if periodic_purge:
             rt.start_purger()
@@ -111,28 +132,57 @@ def create_app(settings: Settings | None = None, *, periodic_purge: bool = True)
     ):
         app.include_router(router)
 
-    # Outermost first on the wire: request id → in-flight bound → body limit → app. Both
-    # chains share one in-flight gate: the bound is on the process, not per chain.
-    gate = InFlightGate(settings.max_in_flight)
+    # Outermost first on the wire: request id → admission (auth from the headers, then the
+    # body read in full, bounded, in the receiving gate) → in-flight bound → app. Both
+    # chains share the gates: the bounds are on the process, not per chain.
+    gates = Gates(
+        receiving=Gate(settings.max_receiving, "being received"),
+        in_flight=Gate(settings.max_in_flight, "in flight"),
+    )
+    app.state.gates = gates
 
     def on_reject() -> None:
         app.state.runtime.metrics.overloaded.inc()
 
+    def on_slow() -> None:
+        app.state.runtime.metrics.slow_clients.inc()
+
     def on_response(route: str, status: int) -> None:
         app.state.runtime.metrics.count_http(route, status)
 
-    def wrap(inner: ASGIApp) -> ASGIApp:
-        inner = BodyLimitMiddleware(inner, max_bytes=settings.max_body_bytes)
+    def wrap(inner: ASGIApp, roles: tuple[str, ...]) -> ASGIApp:
+        async def authenticate(scope: Scope) -> None:
+            await admit(app.state.runtime, scope, roles)
+
         inner = InFlightLimitMiddleware(
-            inner, gate=gate, retry_after_s=settings.retry_after_s, on_reject=on_reject
+            inner, gate=gates.in_flight, retry_after_s=settings.retry_after_s, on_reject=on_reject
+        )
+        inner = AdmissionMiddleware(
+            inner,
+            authenticate=authenticate,
+            refusals=(LiveguardError,),
+            refusal=_refusal,
+            gate=gates.receiving,
+            max_bytes=settings.max_body_bytes,
+            body_timeout_s=settings.body_timeout_s,
+            retry_after_s=settings.retry_after_s,
+            on_reject=on_reject,
+            on_slow=on_slow,
         )
         return RequestIdMiddleware(inner, on_response=on_response)
 
-    app.route_chain = wrap(app._framework)
+    # The routes check their own roles (their dependency); a decision call's role is known
+    # here, so a key that may not decide is refused before its body is read too.
+    app.route_chain = wrap(app._framework, ())
     if settings.fast_decisions:
         fast = DecisionFastPath(runtime=lambda: app.state.runtime)
-        app.decision_chain = wrap(CrashGuard(fast))
+        app.decision_chain = wrap(CrashGuard(fast), ("decide",))
     return app
+
+
+def _refusal(scope: Scope, exc: Exception) -> ASGIApp:
+    assert isinstance(exc, LiveguardError)
+    return liveguard_error_response(scope, exc)
 
 
 def create_app_from_env() -> FastAPI:

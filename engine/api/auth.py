@@ -1,8 +1,14 @@
-"""Bearer API keys with roles (decide, review, audit, admin; admin may do anything)."""
+"""Bearer API keys with roles (decide, review, audit, admin; admin may do anything).
+
+Every request but the probes and the docs is authenticated from its headers by the front
+door (``admit``, called by ``AdmissionMiddleware`` before any body is read); the routes'
+``require`` dependency then checks the role of the principal it found.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -36,6 +42,10 @@ def require(*roles: str) -> Callable[..., Awaitable[Principal]]:
         request: Request,
         creds: HTTPAuthorizationCredentials | None = Depends(bearer),
     ) -> Principal:
+        who: Principal | None = getattr(request.state, "principal", None)
+        if who is not None:  # authenticated by the front door already
+            check_role(who, roles)
+            return who
         key = creds.credentials if creds is not None else None
         who = await authorize(runtime(request), key, roles)
         request.state.principal = who
@@ -53,8 +63,26 @@ async def authorize(rt: Runtime, key: str | None, roles: tuple[str, ...]) -> Pri
             if key
             else "missing API key; send 'Authorization: Bearer <key>'"
         )
+    check_role(who, roles)
+    return who
+
+
+def check_role(who: Principal, roles: tuple[str, ...]) -> None:
+    """403 unless ``who`` may act in one of ``roles`` (none: any authenticated caller)."""
     if roles and not any(who.allows(r) for r in roles):
         raise Forbidden(f"this key's role {who.role!r} may not do this; needs {' or '.join(roles)}")
+
+
+async def admit(rt: Runtime, scope: MutableMapping[str, Any], roles: tuple[str, ...]) -> Principal:
+    """Authenticate a request from its headers alone (the body is not read yet); the
+    principal is left in the scope's state for the routes. 401 or 403 otherwise."""
+    authorization = None
+    for k, v in scope["headers"]:
+        if k == b"authorization":
+            authorization = v.decode("latin-1")
+            break
+    who = await authorize(rt, bearer_key(authorization), roles)
+    scope.setdefault("state", {})["principal"] = who
     return who
 
 

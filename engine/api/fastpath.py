@@ -3,14 +3,15 @@
 ``POST /v1/decisions`` and ``POST /v1/data/liveguard/<package>/decision`` are the hot
 path. FastAPI's routes for them stay (they define the OpenAPI document and serve when the
 fast path is off), but the app's front door (``engine.api.app.LiveguardApp``) sends the
-decision calls here, doing only what the routes do: authenticate (401/403), validate the
-raw body straight from JSON with pydantic-core (422 naming the field, same error body),
+decision calls here, doing only what the routes do: authenticate (401/403: the front door
+does it from the headers before the body is read; here only when mounted without it),
+validate the raw body straight from JSON with pydantic-core (422 naming the field, same error body),
 decide and commit (``Runtime.decide``), and send the already-serialized decision. No
 dependency injection, no dict round trip, no response re-validation, no route scan.
 
-It sits inside the same request-id, in-flight and body-limit middleware as the routes and
-inside ``CrashGuard``: our errors become their usual responses here, anything unexpected
-becomes the 500 the app's handler would give.
+It sits inside the same request-id, admission (auth, bounded body read) and in-flight
+middleware as the routes and inside ``CrashGuard``: our errors become their usual
+responses here, anything unexpected becomes the 500 the app's handler would give.
 """
 
 from __future__ import annotations
@@ -133,7 +134,10 @@ class DecisionFastPath:
             elif k == b"content-type":
                 content_type = v.decode("latin-1")
         rt = self.runtime()
-        await authorize(rt, bearer_key(authorization), _ROLES)
+        if scope.get("state", {}).get("principal") is None:
+            # The front door authenticates before it reads the body; never decide for a
+            # caller nobody checked, should this be mounted without it.
+            await authorize(rt, bearer_key(authorization), _ROLES)
         raw = await _read_body(receive)
         if not raw:
             raise _BodyInvalid("missing", "Field required")

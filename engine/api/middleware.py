@@ -1,17 +1,29 @@
 """Pure ASGI middleware (no per-request task or body copy beyond what each job needs).
 
+On the wire, outermost first:
+
 - ``RequestIdMiddleware``: a request id (the caller's ``X-Request-ID`` if sane, else new)
   bound to structlog's context and echoed on the response.
-- ``InFlightLimitMiddleware``: at most N requests in the app; past it, 503 with
+- ``AdmissionMiddleware``: what a request must get through before it may take a decision
+  slot. It authenticates from the headers alone (401/403 before a byte of body is read),
+  then reads the body bounded in size (413) and time (408), counted in a gate of its own
+  (503 past ``max_receiving``). A client that is slow, or sends a body and never finishes
+  it, or has no key, holds no decision slot: at most a receiving slot, for at most the
+  body timeout.
+- ``InFlightLimitMiddleware``: at most N admitted requests in the app; past it, 503 with
   ``Retry-After`` right away instead of an unbounded queue.
-- ``BodyLimitMiddleware``: bodies over the limit get 413 before the app parses them.
+
+Headers are bounded before any of this runs, by the HTTP protocol (``engine.api.protocol``:
+header size → 431, header time → 408 or a closed connection).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
+from time import monotonic
 from typing import Any
 
 import structlog
@@ -26,7 +38,10 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 #: Never refused for load: probes must see the truth about a busy service.
-_UNLIMITED = ("/health", "/metrics")
+UNLIMITED = ("/health", "/metrics")
+#: Served without a key: the probes and the API's own documentation.
+PUBLIC = frozenset((*UNLIMITED, "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"))
+_CLOSE = (b"connection", b"close")
 
 
 async def send_error(
@@ -92,12 +107,53 @@ class RequestIdMiddleware:
                 self.on_response(getattr(route, "path", "unmatched"), status)
 
 
-class InFlightGate:
-    """The in-flight count one bound applies to (shared by every chain of one app)."""
+class Gate:
+    """A count of requests one bound applies to (shared by every chain of one app).
 
-    def __init__(self, limit: int) -> None:
+    It remembers when it last refused someone, so ``/health`` can say the service is
+    saturated while it is refusing work, not only at the instant it is full.
+    """
+
+    def __init__(self, limit: int, name: str = "in flight") -> None:
         self.limit = limit
-        self.in_flight = 0  # one event loop: no lock needed
+        self.name = name
+        self.count = 0  # one event loop: no lock needed
+        self.refused_at = float("-inf")
+
+    @property
+    def in_flight(self) -> int:
+        return self.count
+
+    def try_enter(self) -> bool:
+        if self.count >= self.limit:
+            self.refused_at = monotonic()
+            return False
+        self.count += 1
+        return True
+
+    def leave(self) -> None:
+        self.count -= 1
+
+    def saturated(self, window_s: float) -> bool:
+        """Full now, or refused someone within the last ``window_s`` seconds."""
+        return self.count >= self.limit or monotonic() - self.refused_at < window_s
+
+
+#: The decision budget's gate (``max_in_flight``); the name older callers know.
+InFlightGate = Gate
+
+
+async def _overloaded(send: Send, gate: Gate, retry_after: bytes, close: bool, what: str) -> None:
+    headers = [(b"retry-after", retry_after)]
+    if close:
+        headers.append(_CLOSE)
+    await send_error(
+        send,
+        503,
+        "overloaded",
+        f"too many {what} ({gate.limit}); retry after the indicated delay",
+        headers,
+    )
 
 
 class InFlightLimitMiddleware:
@@ -106,108 +162,192 @@ class InFlightLimitMiddleware:
         app: ASGIApp,
         *,
         limit: int | None = None,
-        gate: InFlightGate | None = None,
+        gate: Gate | None = None,
         retry_after_s: int = 1,
         on_reject: Callable[[], None] | None = None,
-        gauge: Any = None,
     ) -> None:
         if gate is None:
             if limit is None:
                 raise TypeError("InFlightLimitMiddleware needs a limit or a gate")
-            gate = InFlightGate(limit)
+            gate = Gate(limit)
         self.app = app
         self.gate = gate
         self.retry_after = str(retry_after_s).encode()
         self.on_reject = on_reject
-        self.gauge = gauge
 
     @property
     def in_flight(self) -> int:
-        return self.gate.in_flight
+        return self.gate.count
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in _UNLIMITED:
+        if scope["type"] != "http" or scope["path"] in UNLIMITED:
             await self.app(scope, receive, send)
             return
         gate = self.gate
-        if gate.in_flight >= gate.limit:
+        if not gate.try_enter():
             if self.on_reject:
                 self.on_reject()
-            await send_error(
-                send,
-                503,
-                "overloaded",
-                "too many requests in flight; retry after the indicated delay",
-                [(b"retry-after", self.retry_after)],
-            )
+            await _overloaded(send, gate, self.retry_after, False, "requests in flight")
             return
-        gate.in_flight += 1
-        if self.gauge is not None:
-            self.gauge.set(gate.in_flight)
         try:
             await self.app(scope, receive, send)
         finally:
-            gate.in_flight -= 1
-            if self.gauge is not None:
-                self.gauge.set(gate.in_flight)
+            gate.leave()
 
 
-class BodyLimitMiddleware:
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+#: Authenticates a request from its scope (headers) or raises the refusal (401/403).
+Authenticate = Callable[[Scope], Awaitable[None]]
+#: Answers a refusal raised by ``Authenticate`` (an ASGI app for that one response).
+Refusal = Callable[[Scope, Exception], ASGIApp]
+
+
+class AdmissionMiddleware:
+    """Authenticate, then receive the body in full, bounded; only then call the app.
+
+    ``authenticate`` sees the headers only. A refusal it raises (one of ``refusals``) is
+    answered at once, with ``Connection: close`` when a body may still be coming: the
+    connection is not kept for a client that is still sending. The body is then read in
+    full, at most ``max_bytes`` (413) within ``body_timeout_s`` of the headers (408,
+    connection closed), inside the receiving gate (503 past its bound). The app gets the
+    complete body as one message: whatever it does next, it never waits on the client.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        authenticate: Authenticate | None,
+        refusals: tuple[type[Exception], ...] = (),
+        refusal: Refusal | None = None,
+        gate: Gate,
+        max_bytes: int,
+        body_timeout_s: float,
+        retry_after_s: int = 1,
+        on_reject: Callable[[], None] | None = None,
+        on_slow: Callable[[], None] | None = None,
+    ) -> None:
         self.app = app
+        self.authenticate = authenticate
+        self.refusals = refusals
+        self.refusal = refusal
+        self.gate = gate
         self.max_bytes = max_bytes
+        self.body_timeout_s = body_timeout_s
+        self.retry_after = str(retry_after_s).encode()
+        self.on_reject = on_reject
+        self.on_slow = on_slow
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        length: int | None = None
+        chunked = False
         for k, v in scope["headers"]:
             if k == b"content-length":
                 try:
-                    too_big = int(v) > self.max_bytes
+                    length = int(v)
                 except ValueError:
-                    await send_error(send, 400, "bad_request", "invalid Content-Length")
+                    await send_error(send, 400, "bad_request", "invalid Content-Length", [_CLOSE])
                     return
-                if too_big:
-                    await self._reject(send)
+            elif k == b"transfer-encoding":
+                chunked = True
+        pending = chunked or bool(length)
+        path = scope["path"]
+        limited = path not in UNLIMITED
+        if limited and not self.gate.try_enter():
+            if self.on_reject:
+                self.on_reject()
+            await _overloaded(send, self.gate, self.retry_after, pending, "requests being received")
+            return
+        try:
+            if self.authenticate is not None and path not in PUBLIC:
+                try:
+                    await self.authenticate(scope)
+                except self.refusals as exc:
+                    assert self.refusal is not None
+                    await self.refusal(scope, exc)(scope, receive, _closing(send, pending))
                     return
-                break
-        else:
-            # No Content-Length (chunked): read the body here, bounded, then replay it.
-            # (Raising from inside the app's read would turn into a generic 400.)
-            chunks: list[bytes] = []
-            seen = 0
+            if length is not None and length > self.max_bytes:
+                await self._too_large(send)
+                return
+            try:
+                message = await self._receive_body(receive)
+            except TimeoutError:
+                if self.on_slow:
+                    self.on_slow()
+                await send_error(
+                    send,
+                    408,
+                    "request_timeout",
+                    f"the request body did not arrive within {self.body_timeout_s:g} s",
+                    [_CLOSE],
+                )
+                return
+            if message is None:
+                await self._too_large(send)
+                return
+        finally:
+            if limited:
+                self.gate.leave()
+        if message["type"] != "http.request":  # the client went away: nobody to answer
+            return
+        await self.app(scope, _replay(message, receive), send)
+
+    async def _receive_body(self, receive: Receive) -> Message | None:
+        """The whole body as one ``http.request`` message (or the disconnect that came
+        instead); None past ``max_bytes``; TimeoutError past the body timeout."""
+        async with asyncio.timeout(self.body_timeout_s):
+            message = await receive()
+            if message["type"] != "http.request":
+                return message
+            chunks = [message.get("body", b"")]
+            seen = len(chunks[0])
+            if seen > self.max_bytes:
+                return None
+            if not message.get("more_body", False):
+                return message
             while True:
                 message = await receive()
                 if message["type"] != "http.request":
-                    await self.app(scope, _replay([message], receive), send)
-                    return
+                    return message
                 chunk = message.get("body", b"")
                 seen += len(chunk)
                 if seen > self.max_bytes:
-                    await self._reject(send)
-                    return
+                    return None
                 chunks.append(chunk)
                 if not message.get("more_body", False):
                     break
-            body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            await self.app(scope, _replay([body], receive), send)
-            return
-        await self.app(scope, receive, send)
+        return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
-    async def _reject(self, send: Send) -> None:
+    async def _too_large(self, send: Send) -> None:
         await send_error(
             send,
             413,
             "body_too_large",
             f"request body exceeds the limit of {self.max_bytes} bytes",
+            [_CLOSE],
         )
 
 
-def _replay(messages: list[Message], receive: Receive) -> Receive:
-    pending = list(messages)
+def _closing(send: Send, close: bool) -> Send:
+    """``send`` adding ``Connection: close`` to the response when a body may be unread."""
+    if not close:
+        return send
+
+    async def closing(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), _CLOSE]
+        await send(message)
+
+    return closing
+
+
+def _replay(first: Message, receive: Receive) -> Receive:
+    """The body already read, then the connection's own messages (its disconnect)."""
+    pending: list[Message] = [first]
 
     async def replay() -> Message:
-        return pending.pop(0) if pending else await receive()
+        return pending.pop() if pending else await receive()
 
     return replay
