@@ -1,4 +1,4 @@
-"""Service commands: ``serve``, ``keys create|list``, ``store migrate|purge``."""
+"""Service commands: ``serve``, ``keys create|list|revoke``, ``store migrate|purge``."""
 
 from __future__ import annotations
 
@@ -73,6 +73,29 @@ def keys_list(database_url: DatabaseOption = None) -> None:
     engine.dispose()
 
 
+@keys_app.command("revoke")
+@cli_errors
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (from 'keys list').")],
+    database_url: DatabaseOption = None,
+) -> None:
+    """Revoke a key: refused from its next request on, on every replica of the store."""
+    from engine.store.keys import revoke_key
+
+    engine = _engine(database_url)
+    try:
+        found = revoke_key(engine, key_id)
+    finally:
+        engine.dispose()
+    if found is None:
+        raise fail(f"KEY_ID: no key {key_id!r}; 'liveguard keys list' shows the ids")
+    role, already = found
+    if already is not None:
+        typer.echo(f"key {key_id} ({role}) was already revoked at {already.isoformat()}")
+    else:
+        typer.echo(f"revoked key {key_id} ({role}); it is refused from its next request on")
+
+
 @store_app.command("migrate")
 @cli_errors
 def store_migrate(database_url: DatabaseOption = None) -> None:
@@ -133,6 +156,21 @@ def serve(
     engine = _engine(settings.database_url)
     keys = count_keys(engine)
     engine.dispose()
+    if settings.insecure_dev:
+        from engine.runtime import insecure_mode_problems
+
+        problems = insecure_mode_problems(settings, keys)
+        if problems:
+            raise fail(
+                ["refusing to start in insecure dev mode (--insecure-dev / "
+                 "LIVEGUARD_INSECURE_DEV):", *(f"  {p}" for p in problems)],
+                EXIT_BAD_INPUT,
+            )  # fmt: skip
+        typer.echo(
+            "WARNING: INSECURE DEV MODE: no authentication, every caller is admin "
+            f"(loopback {settings.host} only). Never in production.",
+            err=True,
+        )
     if keys == 0 and not settings.insecure_dev:
         raise fail(
             [

@@ -8,20 +8,20 @@ handed in. ``start()`` does the I/O (migrations, shadow loading, the writer thre
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import ipaddress
 import os
 import threading
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
-from time import monotonic, perf_counter_ns, time_ns
+from time import perf_counter_ns, time_ns
 from typing import Any
 
 import structlog
 from sqlalchemy import Engine
 
 from engine.decide import decide
-from engine.errors import PolicyInvalid, RequestInvalid
+from engine.errors import LiveguardError, PolicyInvalid, RequestInvalid
 from engine.models import Action, Decision, DecisionRequest, PolicyRef, Reason, ReasonKind
 from engine.policy import MANIFEST, Policy, PolicyManifest, PolicyRepository, folder_digest
 from engine.policy import validate_file as validate_policy_file
@@ -47,8 +47,6 @@ from engine.telemetry import Metrics, log_info
 
 log = structlog.get_logger("liveguard")
 
-#: How long a verified key is trusted without asking the store again.
-_KEY_CACHE_S = 30.0
 _DEV = Principal(key_id="insecure-dev", role="admin")
 
 
@@ -78,7 +76,6 @@ class Runtime:
         self._scope: dict[tuple[str, str], str] | None = None
         self._retention: dict[str, RetentionPlan] = {}
         self._expected: dict[str, frozenset[str]] = {}
-        self._keys: dict[str, tuple[Principal, float]] = {}
         self._purger: asyncio.Task[None] | None = None
         self.started = False
         #: Bound once (after logging is configured): no lazy-proxy lookup per decision.
@@ -89,6 +86,19 @@ class Runtime:
     def start(self, *, run_migrations: bool = True) -> None:
         if run_migrations:
             prepare_store(self.db)
+        if self.settings.insecure_dev:
+            problems = insecure_mode_problems(self.settings, keystore.count_keys(self.db))
+            if problems:
+                raise InsecureModeRefused(
+                    "refusing to start with LIVEGUARD_INSECURE_DEV (no authentication)",
+                    problems=problems,
+                )
+            log.warning(
+                "auth.disabled",
+                reason="INSECURE DEV MODE: no authentication, every caller is admin; "
+                "loopback only, no keys exist",
+                host=self.settings.host,
+            )
         if self.settings.shadow:
             spec = parse_shadow(self.settings.shadow)
             self.shadow = ShadowRunner(spec, load_candidate(spec, self.repo))
@@ -133,14 +143,8 @@ class Runtime:
             return _DEV
         if not key:
             return None
-        digest = hashlib.sha256(key.encode()).hexdigest()
-        hit = self._keys.get(digest)
-        if hit is not None and hit[1] > monotonic():
-            return hit[0]
-        who = await asyncio.to_thread(keystore.resolve_key, self.db, key)
-        if who is not None:
-            self._keys[digest] = (who, monotonic() + _KEY_CACHE_S)
-        return who
+        # No cache: a revocation must hold from the next request on, on every replica.
+        return await asyncio.to_thread(keystore.resolve_key, self.db, key)
 
     # --- policies ------------------------------------------------------------------------
 
@@ -331,6 +335,41 @@ class Runtime:
             error=f"{exc.code}: {exc.message}",
             decided_at=now.isoformat(),
         )
+
+
+class InsecureModeRefused(LiveguardError):
+    code = "insecure_mode_refused"
+    exit_code = 2
+
+
+def insecure_mode_problems(settings: Settings, key_count: int) -> list[str]:
+    """Why insecure dev mode (no authentication) may not run here, if it may not.
+
+    It is for a developer's own machine: never beside real keys (it would make every
+    caller admin over a store that has real callers) and never on an address other
+    machines can reach.
+    """
+    problems = []
+    if key_count:
+        problems.append(
+            f"{key_count} API key(s) exist in the store: insecure mode would make every "
+            "caller admin over them; use a key instead"
+        )
+    if not is_loopback(settings.host):
+        problems.append(
+            f"host {settings.host!r} is not a loopback address: insecure mode serves "
+            "127.0.0.1, ::1 or localhost only"
+        )
+    return problems
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def seen_by(policy: Policy, request: DecisionRequest) -> DecisionRequest:

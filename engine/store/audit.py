@@ -1,4 +1,9 @@
-"""Reading stored decision events: every read is itself recorded (who, what, when)."""
+"""Reading stored personal data: every read is itself recorded (who, what, when).
+
+Decision events, review items (their checklists carry the retained context) and shadow
+summaries (decision ids and actions) are all read through here or call ``record_read``
+before they are returned.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ log = structlog.get_logger("liveguard.audit")
 _AUDIT = AuditReadRow.__table__  # type: ignore[attr-defined]
 
 
-def _record(
+def record_read(
     engine: Engine,
     who: Principal,
     what: str,
@@ -46,7 +51,7 @@ def read_event(
     with Session(engine) as s:
         row = s.get(DecisionEventRow, decision_id)
         event = adapt_row_to_event(row) if row is not None else None
-    _record(engine, who, f"decision:{decision_id}", [decision_id] if event else [], request_id)
+    record_read(engine, who, f"decision:{decision_id}", [decision_id] if event else [], request_id)
     return event
 
 
@@ -70,7 +75,7 @@ def read_events(
     with Session(engine) as s:
         events = [adapt_row_to_event(r) for r in s.execute(stmt).scalars().all()]
     what = f"decisions?since={since.isoformat()}" + (f"&policy={policy}" if policy else "")
-    _record(engine, who, what, [e.decision_id for e in events], request_id)
+    record_read(engine, who, what, [e.decision_id for e in events], request_id)
     return events
 
 

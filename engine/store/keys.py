@@ -11,9 +11,10 @@ import hmac
 import re
 import secrets
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal, get_args
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, bindparam, func, select
 from sqlmodel import Session
 
 from engine.store.events import utcnow
@@ -55,18 +56,47 @@ def create_key(engine: Engine, role: str, label: str = "") -> tuple[str, str]:
     return key_id, key
 
 
+_LOOKUP = select(ApiKeyRow.key_hash, ApiKeyRow.role).where(  # type: ignore[call-overload]
+    ApiKeyRow.key_id == bindparam("key_id"),
+    ApiKeyRow.revoked_at.is_(None),  # type: ignore[union-attr]
+)
+
+
+def key_id_of(key: str | None) -> str | None:
+    """The public id inside a well-formed key (safe to log), else None."""
+    m = _KEY.match(key or "")
+    return m.group(1) if m else None
+
+
 def resolve_key(engine: Engine, key: str) -> Principal | None:
-    """The principal for a presented key, or None (unknown, malformed or revoked)."""
+    """The principal for a presented key, or None (unknown, malformed or revoked).
+
+    Asked of the store on every request (one primary-key lookup), never cached: a revoked
+    key stops working at once, on every replica sharing the store.
+    """
     m = _KEY.match(key)
     if m is None:
         return None
+    with engine.connect() as conn:
+        row = conn.execute(_LOOKUP, {"key_id": m.group(1)}).first()
+    if row is None or not hmac.compare_digest(row.key_hash, hash_key(key)):
+        return None
+    return Principal(key_id=m.group(1), role=row.role)
+
+
+def revoke_key(engine: Engine, key_id: str) -> tuple[str, datetime | None] | None:
+    """Revoke ``key_id``; returns (role, when it was already revoked or None), or None
+    when no such key exists."""
     with Session(engine) as s:
-        row = s.get(ApiKeyRow, m.group(1))
-    if row is None or row.revoked_at is not None:
-        return None
-    if not hmac.compare_digest(row.key_hash, hash_key(key)):
-        return None
-    return Principal(key_id=row.key_id, role=row.role)
+        row = s.get(ApiKeyRow, key_id)
+        if row is None:
+            return None
+        if row.revoked_at is not None:
+            return row.role, row.revoked_at
+        row.revoked_at = utcnow()
+        s.add(row)
+        s.commit()
+        return row.role, None
 
 
 def count_keys(engine: Engine) -> int:

@@ -9,8 +9,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from engine.api.auth import require, runtime
-from engine.api.routes.common import NotFound, errors
+from engine.api.routes.common import NotFound, errors, request_id
 from engine.api.schemas import ReviewItem, ReviewOutcomeIn, ReviewStat, ReviewStats
+from engine.store import audit
 from engine.store import reviews as queue
 from engine.store.keys import Principal
 from engine.store.tables import ReviewItemRow
@@ -52,11 +53,18 @@ async def next_item(
     who: Principal = Depends(require("review")),
 ) -> ReviewItem | Response:
     rt = runtime(request)
-    row = await run_in_threadpool(
-        lambda: queue.claim_next(
+    rid = request_id(request)
+
+    def claim() -> ReviewItemRow | None:
+        row = queue.claim_next(
             rt.db, who.key_id, queue=queue_name, claim_timeout_s=rt.settings.review_claim_timeout_s
         )
-    )
+        # The item's checklist holds the session's retained context: an audited read.
+        what = f"review:{row.id}" if row is not None else f"review:next?queue={queue_name or '*'}"
+        audit.record_read(rt.db, who, what, [row.decision_id] if row else [], rid)
+        return row
+
+    row = await run_in_threadpool(claim)
     if row is None:
         return Response(status_code=204)
     return adapt_review(row)
@@ -75,11 +83,17 @@ async def record_outcome(
     who: Principal = Depends(require("review")),
 ) -> ReviewItem:
     rt = runtime(request)
-    row = await run_in_threadpool(
-        lambda: queue.record_outcome(
+    rid = request_id(request)
+
+    def resolve() -> ReviewItemRow | None:
+        row = queue.record_outcome(
             rt.db, item_id, who.key_id, body.outcome, body.note, admin=who.role == "admin"
         )
-    )
+        if row is not None:  # the answer carries the checklist again
+            audit.record_read(rt.db, who, f"review:{row.id}:outcome", [row.decision_id], rid)
+        return row
+
+    row = await run_in_threadpool(resolve)
     if row is None:
         raise NotFound(f"no review item {item_id!r}")
     rt.metrics.observe_review_outcome(row.policy_id, row.policy_version, body.outcome)
