@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
 from detectors.registry import ENTRY_POINT_GROUP
-from engine.api.auth import admit
+from engine.api.auth import admit, log_refusal
 from engine.api.errors import install_error_handlers, liveguard_error_response
 from engine.api.fastpath import PACKAGE, CrashGuard, DecisionFastPath, decision_route
 from engine.api.middleware import (
@@ -169,7 +169,7 @@ def create_app(settings: Settings | None = None, *, periodic_purge: bool = True)
             on_reject=on_reject,
             on_slow=on_slow,
         )
-        return RequestIdMiddleware(inner, on_response=on_response)
+        return RequestIdMiddleware(inner, on_response=on_response, on_refused=log_refusal)
 
     # The routes check their own roles (their dependency); a decision call's role is known
     # here, so a key that may not decide is refused before its body is read too.

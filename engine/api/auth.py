@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from engine.errors import LiveguardError
 from engine.runtime import Runtime
-from engine.store.keys import Principal
+from engine.store.keys import Principal, key_id_of
+
+log = structlog.get_logger("liveguard.auth")
 
 bearer = HTTPBearer(auto_error=False, description="An API key from `liveguard keys create`.")
 
@@ -81,8 +84,10 @@ async def admit(rt: Runtime, scope: MutableMapping[str, Any], roles: tuple[str, 
         if k == b"authorization":
             authorization = v.decode("latin-1")
             break
-    who = await authorize(rt, bearer_key(authorization), roles)
+    who = await authorize(rt, bearer_key(authorization), ())
+    # Kept before the role check, so a 403 is logged with the caller's key id and role.
     scope.setdefault("state", {})["principal"] = who
+    check_role(who, roles)
     return who
 
 
@@ -96,3 +101,31 @@ def bearer_key(authorization: str | None) -> str | None:
     if scheme.lower() != "bearer" or not credentials:
         return None
     return credentials
+
+
+def log_refusal(scope: MutableMapping[str, Any], route: str, status: int) -> None:
+    """One warning per 401/403: route, method, the key's public id (never the key) and
+    the client address, so probing leaves a trace."""
+    who: Principal | None = scope.get("state", {}).get("principal")
+    authorization = None
+    for k, v in scope["headers"]:
+        if k == b"authorization":
+            authorization = v.decode("latin-1")
+            break
+    if who is not None:
+        key_id: str | None = who.key_id
+    elif authorization is None:
+        key_id = None
+    else:
+        key_id = key_id_of(bearer_key(authorization)) or "malformed"
+    client = scope.get("client")
+    log.warning(
+        "auth.refused",
+        status=status,
+        route=route,
+        method=scope.get("method"),
+        path=str(scope.get("path", ""))[:200],
+        key_id=key_id,
+        role=who.role if who is not None else None,
+        client=client[0] if client else None,
+    )

@@ -68,10 +68,17 @@ async def send_error(
 
 class RequestIdMiddleware:
     def __init__(
-        self, app: ASGIApp, *, on_response: Callable[[str, int], None] | None = None
+        self,
+        app: ASGIApp,
+        *,
+        on_response: Callable[[str, int], None] | None = None,
+        on_refused: Callable[[Scope, str, int], None] | None = None,
     ) -> None:
         self.app = app
         self.on_response = on_response
+        #: Called for every 401 and 403, whichever layer refused (front door or route),
+        #: while the request id is still bound: probing leaves a trace.
+        self.on_refused = on_refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -100,11 +107,13 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            # The route template, not the raw path: ids must not explode label cardinality.
+            route = getattr(scope.get("route"), "path", "unmatched")
+            if self.on_refused is not None and status in (401, 403):
+                self.on_refused(scope, route, status)
             structlog.contextvars.clear_contextvars()
             if self.on_response is not None:
-                # The route template, not the raw path: ids must not explode label cardinality.
-                route = scope.get("route")
-                self.on_response(getattr(route, "path", "unmatched"), status)
+                self.on_response(route, status)
 
 
 class Gate:

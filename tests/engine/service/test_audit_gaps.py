@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,38 @@ def test_a_revoked_key_is_not_listed(sqlite_url) -> None:
     key_id = key.split("_")[1]
     _cli("keys", "revoke", key_id, "--database-url", sqlite_url)
     assert key_id not in _cli("keys", "list", "--database-url", sqlite_url).stdout
+
+
+def _refusals(capsys) -> list[dict]:
+    out = capsys.readouterr().out
+    lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    return [x for x in lines if x["event"] == "auth.refused"]
+
+
+def test_401_is_logged_with_route_and_no_secret(sqlite_url, keys, capsys) -> None:
+    forged = "lg_0123456789ab_" + "x" * 43
+    app = create_app(make_settings(sqlite_url, log_level="INFO"), periodic_purge=False)
+    with TestClient(app) as c:
+        r = c.post("/v1/decisions", json=request_body(), headers=bearer(forged))
+        assert r.status_code == 401
+        assert c.get("/v1/reviews/next").status_code == 401
+    first, second = _refusals(capsys)
+    assert first["status"] == 401 and first["key_id"] == "0123456789ab"
+    assert first["path"] == "/v1/decisions" and first["request_id"]
+    assert second["key_id"] is None and second["path"] == "/v1/reviews/next"
+    assert "x" * 43 not in json.dumps([first, second])
+
+
+def test_403_is_logged_with_the_key_id_and_role(sqlite_url, keys, capsys) -> None:
+    app = create_app(make_settings(sqlite_url, log_level="INFO"), periodic_purge=False)
+    with TestClient(app) as c:
+        assert c.get("/v1/reviews/next", headers=bearer(keys["decide"])).status_code == 403
+        r = c.post("/v1/decisions", json=request_body(), headers=bearer(keys["review"]))
+        assert r.status_code == 403
+    route_refusal, front_door_refusal = _refusals(capsys)
+    assert route_refusal["status"] == 403 and route_refusal["role"] == "decide"
+    assert route_refusal["route"] == "/v1/reviews/next"
+    assert route_refusal["key_id"] == keys["decide"].split("_")[1]
+    assert front_door_refusal["role"] == "review"
+    for key in keys.values():
+        assert key not in json.dumps([route_refusal, front_door_refusal])
