@@ -6,7 +6,9 @@ A policy folder holds ``manifest.yaml``, the logic (``policy.yaml`` or ``policy.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -15,7 +17,6 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.conditions import REQUEST_FIELDS, ConditionError
@@ -25,12 +26,16 @@ from engine.models import Action, DecisionRequest, Fused, PolicyRef
 from engine.policy_yaml import CompiledYamlPolicy, Outcome, YamlPolicySpec
 from governance.dataflow import DataFlowManifest
 from governance.errors import format_validation_error
+from governance.files import LIMITS as FILE_LIMITS
+from governance.files import FileRefused, load_yaml
 from governance.minimize import is_declared
 from signals import Signal
 
 POLICY_ID = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.\-]+)?$")
 MANIFEST = "manifest.yaml"
+#: The most a manifest may declare for ``eval_budget_ms``; the service may lower it further.
+MAX_EVAL_BUDGET_MS = 1000.0
 
 
 class AppliesTo(BaseModel):
@@ -66,6 +71,13 @@ class PolicyManifest(BaseModel):
         description="Action when evaluation fails: fail safe, never silently allow."
     )
     approvals: list[Approval] = []
+    eval_budget_ms: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_EVAL_BUDGET_MS,
+        description="Time one evaluation may take; past it the decision is fail_mode with "
+        "policy_eval_timeout. Default: the service's LIVEGUARD_EVAL_BUDGET_MS.",
+    )
 
     @field_validator("id")
     @classmethod
@@ -224,43 +236,89 @@ class Policy:
 # --- loading -----------------------------------------------------------------------------
 
 
+#: Most files (and folders) one policy folder may hold.
+MAX_FOLDER_ENTRIES = 256
+
+
 def folder_digest(folder: Path) -> str:
-    """sha256 over every file's relative path and bytes, in path order."""
+    """sha256 over every file's relative path and bytes, in path order.
+
+    Only what the folder itself holds counts: a symlink contributes its link text (what Git
+    stores), never the bytes it points at (a folder with one does not load anyway).
+    """
     h = hashlib.sha256()
     for path in sorted(_policy_files(folder)):
         rel = path.relative_to(folder).as_posix()
         h.update(rel.encode())
         h.update(b"\0")
-        h.update(path.read_bytes())
+        if path.is_symlink():
+            h.update(b"symlink:" + os.fsencode(os.readlink(path)))
+        else:
+            h.update(path.read_bytes())
         h.update(b"\0")
     return "sha256:" + h.hexdigest()
 
 
+def _entries(folder: Path) -> Iterable[Path]:
+    """Every entry below ``folder`` (hidden ones and caches aside), never following links."""
+    todo = [folder]
+    while todo:
+        current = todo.pop()
+        with os.scandir(current) as it:
+            for entry in it:
+                if entry.name.startswith(".") or entry.name == "__pycache__":
+                    continue
+                path = Path(entry.path)
+                yield path
+                if entry.is_dir(follow_symlinks=False):
+                    todo.append(path)
+
+
 def _policy_files(folder: Path) -> Iterable[Path]:
-    for path in folder.rglob("*"):
-        rel = path.relative_to(folder)
-        if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
-            continue
-        if path.is_file():
+    for path in _entries(folder):
+        if path.is_symlink() or path.is_file():
             yield path
 
 
+def folder_problems(folder: Path) -> list[str]:
+    """What makes a folder unfit before any file is parsed: symlinks, oversized files.
+
+    Symlinks are refused outright (not resolved and checked): a policy version must be the
+    bytes the repository holds, so review, the digest and ``git archive`` all see one thing.
+    """
+    problems: list[str] = []
+    if folder.is_symlink():
+        problems.append(
+            f"{folder}: is a symbolic link (to {os.readlink(folder)}); a policy folder must "
+            "be a real folder in the policy repository"
+        )
+        return problems
+    for count, path in enumerate(_entries(folder), start=1):
+        if count > MAX_FOLDER_ENTRIES:
+            problems.append(f"{folder}: holds more than {MAX_FOLDER_ENTRIES} files and folders")
+            break
+        if path.is_symlink():
+            problems.append(
+                f"{path}: is a symbolic link (to {os.readlink(path)}); policy folders may "
+                "not contain symlinks: put the file itself in the folder"
+            )
+        elif path.is_file():
+            size = path.stat().st_size
+            if size > FILE_LIMITS.max_bytes:
+                problems.append(
+                    f"{path}: is {size:,} bytes; policy files may be at most "
+                    f"{FILE_LIMITS.max_bytes:,} bytes (1 MiB)"
+                )
+    return problems
+
+
 def read_yaml(path: Path, problems: list[str]) -> Any:
-    """Parse one YAML file; a syntax error becomes a ``file: line N: …`` problem."""
+    """Parse one YAML file within the parse bounds (``governance.files``); a problem
+    (``file: line N: …``, a symlink, a file past the size cap, an alias bomb) is appended."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        problems.append(f"{path}: file is missing")
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(f"{path}: cannot be read ({exc})")
-        return None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problems.append(f"{path}: {where}invalid YAML ({getattr(exc, 'problem', exc)})")
+        data = load_yaml(path)
+    except FileRefused as exc:
+        problems.append(str(exc))
         return None
     if not isinstance(data, dict):
         problems.append(f"{path}: expected a mapping at the top level")
@@ -307,7 +365,10 @@ def load_policy_folder(folder: Path, *, git_ref: str | None = None) -> Policy:
     folder = Path(folder)
     if not (folder / MANIFEST).is_file():
         raise PolicyNotFound(f"{folder}: no policy here (missing {MANIFEST})")
-    problems: list[str] = []
+    problems = folder_problems(folder)
+    if problems:
+        # Nothing is parsed from a folder with links out of it or files past the cap.
+        raise PolicyInvalid(f"policy {folder.name!r} does not load", problems=problems)
     manifest = validate_file(PolicyManifest, folder / MANIFEST, problems)
     dataflow = validate_file(DataFlowManifest, folder / "dataflow.yaml", problems)
     loaded = None
@@ -350,31 +411,59 @@ def load_policy_folder(folder: Path, *, git_ref: str | None = None) -> Policy:
 
 
 class PolicyRepository:
-    """The policies of one directory, loaded lazily and cached by id."""
+    """The policies of one directory, loaded lazily (or all at once by ``preload``) and
+    cached by id. A policy that did not load is cached too: it is not parsed again per call."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self._cache: dict[str, Policy] = {}
+        self._failed: dict[str, PolicyInvalid] = {}
         self._manifests: dict[str, PolicyManifest] | None = None
+        self._ids: list[str] | None = None
 
     def ids(self) -> list[str]:
+        if self._ids is not None:
+            return list(self._ids)
         if not self.root.is_dir():
             raise PolicyNotFound(f"{self.root}: policy directory does not exist")
         return sorted(p.name for p in self.root.iterdir() if (p / MANIFEST).is_file())
+
+    def preload(self) -> dict[str, PolicyInvalid]:
+        """Load every policy now (the service does this at startup, never on a request);
+        afterwards the set of policies is fixed and ``get`` does no I/O. Returns the ones
+        that did not load, by id."""
+        ids = self.ids()
+        for pid in ids:
+            with contextlib.suppress(PolicyInvalid):
+                self.get(pid)
+        self._ids = ids
+        return dict(self._failed)
 
     def get(self, policy_id: str) -> Policy:
         cached = self._cache.get(policy_id)
         if cached is not None:
             return cached
+        failed = self._failed.get(policy_id)
+        if failed is not None:
+            raise failed
         if "@" in policy_id:
             from engine.policy_git import load_policy_at_ref  # optional: Git history
 
             policy = load_policy_at_ref(self.root, *policy_id.split("@", 1))
         else:
-            if not POLICY_ID.match(policy_id) or not (self.root / policy_id / MANIFEST).is_file():
-                known = ", ".join(self.ids()) or "none"
-                raise PolicyNotFound(f"unknown policy {policy_id!r}; known policies: {known}")
-            policy = load_policy_folder(self.root / policy_id)
+            known = self._ids if self._ids is not None else None
+            if (
+                not POLICY_ID.match(policy_id)
+                or (known is not None and policy_id not in known)
+                or (known is None and not (self.root / policy_id / MANIFEST).is_file())
+            ):
+                listed = ", ".join(self.ids()) or "none"
+                raise PolicyNotFound(f"unknown policy {policy_id!r}; known policies: {listed}")
+            try:
+                policy = load_policy_folder(self.root / policy_id)
+            except PolicyInvalid as exc:
+                self._failed[policy_id] = exc
+                raise
         self._cache[policy_id] = policy
         return policy
 

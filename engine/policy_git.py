@@ -16,10 +16,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from engine.errors import PolicyNotFound
 from engine.policy import MANIFEST, POLICY_ID, Policy, folder_digest, load_policy_folder
+from governance.files import FileRefused, load_yaml
 
 CACHE = Path(tempfile.gettempdir()) / "liveguard-git"
 
@@ -97,9 +96,19 @@ def history(root: Path, policy_id: str) -> list[Version]:
             continue  # the commit deleted the folder
         if not (folder / MANIFEST).is_file():
             continue
-        manifest = yaml.safe_load((folder / MANIFEST).read_text(encoding="utf-8")) or {}
+        manifest = _manifest(folder)
         out.append(Version(str(manifest.get("version", "?")), folder_digest(folder), commit, date))
     return out
+
+
+def _manifest(folder: Path) -> dict[str, object]:
+    """The manifest as data, read within the parse bounds; ``{}`` when it does not parse
+    (loading the policy reports why)."""
+    try:
+        data = load_yaml(folder / MANIFEST)
+    except FileRefused:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def version_bump_problems(root: Path, policy_id: str) -> list[str]:
@@ -115,7 +124,7 @@ def version_bump_problems(root: Path, policy_id: str) -> list[str]:
     folder = Path(root) / policy_id
     if not (folder / MANIFEST).is_file():
         return []
-    manifest = yaml.safe_load((folder / MANIFEST).read_text(encoding="utf-8")) or {}
+    manifest = _manifest(folder)
     version = str(manifest.get("version", "?"))
     introduced = [v for v in versions if v.version == version]
     if not introduced:

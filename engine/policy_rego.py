@@ -44,6 +44,7 @@ from engine.policy_yaml import Outcome
 from engine.rego_lint import regopy_errors
 from engine.rego_plan import ANY, PlanShapeError, Projector, input_reads
 from engine.rego_plan import Path as InputPath
+from governance.files import FileRefused, load_json, read_text
 
 REGO_FILE = "policy.rego"
 DATA_FILE = "data.json"
@@ -279,20 +280,25 @@ def entrypoint_for(manifest: PolicyManifest) -> str:
 
 
 def read_sources(folder: Path, problems: list[str]) -> dict[str, str]:
-    modules = {p.name: p.read_text(encoding="utf-8") for p in sorted(folder.glob("*.rego"))}
-    if REGO_FILE not in modules:
+    modules: dict[str, str] = {}
+    for path in sorted(folder.glob("*.rego")):
+        try:
+            modules[path.name] = read_text(path)  # size cap, no symlinks
+        except FileRefused as exc:
+            problems.append(str(exc))
+    if REGO_FILE not in modules and not (folder / REGO_FILE).exists():
         problems.append(f"{folder / REGO_FILE}: file is missing")
     return modules
 
 
 def read_data(folder: Path, problems: list[str]) -> dict[str, Any]:
     path = folder / DATA_FILE
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return {}
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        problems.append(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})")
+        data = load_json(path)  # size cap, depth and node bounds, no symlinks
+    except FileRefused as exc:
+        problems.append(str(exc))
         return {}
     if not isinstance(data, dict):
         problems.append(f"{path}: expected a JSON object at the top level")

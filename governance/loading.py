@@ -1,5 +1,7 @@
 """Read a policy folder's ``pia.yaml`` and ``dataflow.yaml`` into models, never raising.
 
+Files are read through ``governance.files`` (size cap, no symlinks, alias and depth bounds).
+
 Every failure (missing file, broken YAML, schema error) becomes a ``GovernanceProblem`` so
 ``governance check`` can report every policy's problems in one run.
 """
@@ -7,13 +9,13 @@ Every failure (missing file, broken YAML, schema error) becomes a ``GovernancePr
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from governance.dataflow import DataFlowManifest
 from governance.errors import validation_messages
+from governance.files import FileRefused, load_yaml
 from governance.pia import PrivacyImpactAssessment
 from governance.problems import GovernanceProblem
 
@@ -25,33 +27,18 @@ DATAFLOW_FILE = "dataflow.yaml"
 M = TypeVar("M", bound=BaseModel)
 
 
-def _read_yaml(path: Path) -> Any:
-    with path.open(encoding="utf-8") as fh:
-        return yaml.safe_load(fh)
-
-
 def load_model(
     path: Path, model: type[M], *, policy_id: str
 ) -> tuple[M | None, list[GovernanceProblem]]:
     """Load one YAML document into ``model``; problems instead of exceptions."""
     file = str(path)
-    if not path.is_file():
-        return None, [
-            GovernanceProblem(policy_id, file, "manifest_missing", f"{path.name} is missing")
-        ]
     try:
-        data = _read_yaml(path)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        return None, [
-            GovernanceProblem(policy_id, file, "manifest_invalid", f"{where}invalid YAML: {reason}")
-        ]
-    except OSError as exc:
-        return None, [
-            GovernanceProblem(policy_id, file, "manifest_invalid", f"cannot read: {exc.strerror}")
-        ]
+        # Bounded like every policy file: size cap, no symlinks, no alias bombs.
+        data = load_yaml(path)
+    except FileRefused as exc:
+        code = "manifest_missing" if exc.kind == "missing" else "manifest_invalid"
+        reason = f"{path.name} is missing" if exc.kind == "missing" else exc.reason
+        return None, [GovernanceProblem(policy_id, file, code, reason)]
     if not isinstance(data, dict):
         got = "an empty file" if data is None else type(data).__name__
         return None, [
