@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
+import time
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from engine.api.middleware import InFlightLimitMiddleware
 from tests.engine.service.conftest import bearer, make_keys, request_body
@@ -86,3 +89,46 @@ def test_overloaded_server_answers_503_not_a_queue(sqlite_url: str, serve) -> No
     assert retry_after == {"1"}
     metrics = httpx.get(f"{srv.url}/metrics").text
     assert "liveguard_overload_rejections_total" in metrics
+
+
+def _gauge(url: str, name: str) -> float:
+    for fam in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=10).text):
+        for sample in fam.samples:
+            if sample.name == name:
+                return sample.value
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def test_in_flight_gauge_counts_decisions_being_served(sqlite_url: str, serve) -> None:
+    """Three decisions held at their commit (the test holds SQLite's write lock) show as
+    liveguard_in_flight 3; once they are answered, 0."""
+    keys = make_keys(sqlite_url, "decide")
+    srv = serve(sqlite_url)
+    lock = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")  # writers wait (busy timeout 30 s); readers go on
+    statuses: list[int] = []
+
+    def decide(i: int) -> None:
+        r = httpx.post(
+            f"{srv.url}/v1/decisions",
+            json=request_body(session={"id": f"held-{i}"}),
+            headers=bearer(keys["decide"]),
+            timeout=30,
+        )
+        statuses.append(r.status_code)
+
+    threads = [threading.Thread(target=decide, args=(i,)) for i in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 15
+        while (held := _gauge(srv.url, "liveguard_in_flight")) != 3:
+            assert time.monotonic() < deadline, f"in-flight gauge stayed at {held}"
+            time.sleep(0.1)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    for t in threads:
+        t.join(30)
+    assert statuses == [200, 200, 200]
+    assert _gauge(srv.url, "liveguard_in_flight") == 0
