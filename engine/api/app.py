@@ -15,7 +15,13 @@ from fastapi.concurrency import run_in_threadpool
 from detectors.registry import ENTRY_POINT_GROUP
 from engine.api.auth import admit, log_refusal
 from engine.api.errors import install_error_handlers, liveguard_error_response
-from engine.api.fastpath import PACKAGE, CrashGuard, DecisionFastPath, decision_route
+from engine.api.fastpath import (
+    PACKAGE,
+    CrashGuard,
+    DecisionFastPath,
+    decision_route,
+    route_of,
+)
 from engine.api.middleware import (
     AdmissionMiddleware,
     ASGIApp,
@@ -73,6 +79,8 @@ class LiveguardApp(FastAPI):
             package = decision_route(scope)
             if package is not None:
                 scope[PACKAGE] = package
+                # Before the front door: a call it refuses is labelled by its route too.
+                scope["route"] = route_of(package)
                 await self.decision_chain(scope, receive, send)
                 return
         if self.route_chain is not None:

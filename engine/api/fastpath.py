@@ -66,6 +66,11 @@ def decision_route(scope: Scope) -> str | None:
     return m.group(1) if m else None
 
 
+def route_of(package: str) -> _Route:
+    """The route template of a decision call (what metrics and refusal logs label it by)."""
+    return _OPA_ROUTE if package else _DECISIONS_ROUTE
+
+
 class CrashGuard:
     """What Starlette's server-error middleware does for the routes: an unexpected
     exception is logged and answered 500 (same body as the app's handler), never a
@@ -102,8 +107,8 @@ class DecisionFastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         package = scope[PACKAGE] or None
         received = perf_counter_ns()
-        # What the router would have set: metrics label requests by route template.
-        scope["route"] = _OPA_ROUTE if package else _DECISIONS_ROUTE
+        # What the router would have set (the front door did already; see ``route_of``).
+        scope.setdefault("route", route_of(scope[PACKAGE]))
         try:
             body = await self._answer(scope, receive, package, received)
         except LiveguardError as exc:
