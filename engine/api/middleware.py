@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
 from time import monotonic
 from typing import Any
@@ -242,6 +243,7 @@ class AdmissionMiddleware:
         self.gate = gate
         self.max_bytes = max_bytes
         self.body_timeout_s = body_timeout_s
+        self.deadlines = Deadlines(body_timeout_s)
         self.retry_after = str(retry_after_s).encode()
         self.on_reject = on_reject
         self.on_slow = on_slow
@@ -280,9 +282,12 @@ class AdmissionMiddleware:
             if length is not None and length > self.max_bytes:
                 await self._too_large(send)
                 return
+            deadline = self.deadlines.start()
             try:
                 message = await self._receive_body(receive)
-            except TimeoutError:
+            except asyncio.CancelledError:
+                if not deadline.expired or _still_cancelled():
+                    raise
                 if self.on_slow:
                     self.on_slow()
                 await send_error(
@@ -293,6 +298,8 @@ class AdmissionMiddleware:
                     [_CLOSE],
                 )
                 return
+            finally:
+                deadline.task = None  # done: the sweep leaves this task alone
             if message is None:
                 await self._too_large(send)
                 return
@@ -305,28 +312,27 @@ class AdmissionMiddleware:
 
     async def _receive_body(self, receive: Receive) -> Message | None:
         """The whole body as one ``http.request`` message (or the disconnect that came
-        instead); None past ``max_bytes``; TimeoutError past the body timeout."""
-        async with asyncio.timeout(self.body_timeout_s):
+        instead); None past ``max_bytes``. Cancelled past the body timeout (``Deadlines``)."""
+        message = await receive()
+        if message["type"] != "http.request":
+            return message
+        chunks = [message.get("body", b"")]
+        seen = len(chunks[0])
+        if seen > self.max_bytes:
+            return None
+        if not message.get("more_body", False):
+            return message
+        while True:
             message = await receive()
             if message["type"] != "http.request":
                 return message
-            chunks = [message.get("body", b"")]
-            seen = len(chunks[0])
+            chunk = message.get("body", b"")
+            seen += len(chunk)
             if seen > self.max_bytes:
                 return None
+            chunks.append(chunk)
             if not message.get("more_body", False):
-                return message
-            while True:
-                message = await receive()
-                if message["type"] != "http.request":
-                    return message
-                chunk = message.get("body", b"")
-                seen += len(chunk)
-                if seen > self.max_bytes:
-                    return None
-                chunks.append(chunk)
-                if not message.get("more_body", False):
-                    break
+                break
         return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
     async def _too_large(self, send: Send) -> None:
@@ -337,6 +343,67 @@ class AdmissionMiddleware:
             f"request body exceeds the limit of {self.max_bytes} bytes",
             [_CLOSE],
         )
+
+
+class _Deadline:
+    __slots__ = ("at", "expired", "task")
+
+    def __init__(self, at: float, task: asyncio.Task[Any] | None) -> None:
+        self.at = at
+        self.task = task  # None once the guarded await is over
+        self.expired = False
+
+
+class Deadlines:
+    """One timeout for many awaits, with one timer for all of them.
+
+    ``asyncio.timeout`` arms and cancels a timer per request, which cost more than the
+    rest of the front door together (4–6 µs of ~6 µs per request on the development
+    machine). Every body read has the same timeout, so deadlines come in arrival order: a
+    queue, and one sweep at most every ``granularity_s`` that cancels the tasks whose
+    deadline passed. A deadline fires up to ``granularity_s`` late. The task that was
+    cancelled sees ``CancelledError`` with its ``_Deadline.expired`` set.
+    """
+
+    def __init__(self, timeout_s: float, granularity_s: float = 0.05) -> None:
+        self.timeout_s = timeout_s
+        self.granularity_s = granularity_s
+        self._queue: deque[_Deadline] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> _Deadline:
+        """A deadline ``timeout_s`` from now for the current task; set its ``task`` to
+        None when the guarded await is over."""
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new loop (tests run apps in several): start afresh
+            self._loop, self._queue, self._timer = loop, deque(), None
+        deadline = _Deadline(loop.time() + self.timeout_s, asyncio.current_task())
+        self._queue.append(deadline)
+        if self._timer is None:
+            self._timer = loop.call_at(deadline.at + self.granularity_s, self._sweep)
+        return deadline
+
+    def _sweep(self) -> None:
+        assert self._loop is not None
+        self._timer = None
+        now = self._loop.time()
+        queue = self._queue
+        while queue and (queue[0].at <= now or queue[0].task is None):
+            deadline = queue.popleft()
+            if deadline.task is not None:
+                deadline.expired = True
+                deadline.task.cancel()
+                deadline.task = None
+        if queue:
+            at = max(queue[0].at, now + self.granularity_s)
+            self._timer = self._loop.call_at(at, self._sweep)
+
+
+def _still_cancelled() -> bool:
+    """Take back our own cancellation of the current task; True if another one remains."""
+    task = asyncio.current_task()
+    return task is not None and task.uncancel() > 0
 
 
 def _closing(send: Send, close: bool) -> Send:
