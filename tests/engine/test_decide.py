@@ -155,7 +155,10 @@ def test_no_media_consent_drops_media_signals_and_says_so(spr):
     d = decide(DecisionRequest.model_validate(raw), spr)
     assert [c.signal for c in d.fused.contributions] == ["session.anomaly"]
     privacy = next(r for r in d.reasons if r.kind is ReasonKind.privacy)
-    assert privacy.signals == ("audio.synthetic_voice",)
+    # How many were set aside, never which: the stored decision must not name them.
+    assert privacy.signals == ()
+    assert "1 media-derived signal was set aside" in privacy.message
+    assert "synthetic" not in privacy.message
     assert "not consented" in d.summary
 
 
