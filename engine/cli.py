@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from datetime import date
+from importlib.metadata import entry_points
 from typing import Annotated
 
 import typer
@@ -237,6 +238,11 @@ def governance_check(
 FEATURE_MODULES = ("engine.cli_detectors", "engine.cli_rego", "engine.cli_service")
 
 
+#: Command groups from other packages (``register(app)`` callables): the layers above the
+#: engine (simulations) add their commands here without the engine importing them.
+CLI_ENTRY_POINTS = "liveguard.cli"
+
+
 def _register_features() -> None:
     for name in FEATURE_MODULES:
         try:
@@ -246,6 +252,13 @@ def _register_features() -> None:
                 continue  # that feature is not part of this build
             raise
         module.register(app)
+    for ep in sorted(entry_points(group=CLI_ENTRY_POINTS), key=lambda e: e.name):
+        register = ep.load()
+        if not callable(register):
+            raise TypeError(
+                f"CLI plugin {ep.name!r} ({ep.value}): expected a register(app) callable"
+            )
+        register(app)
 
 
 _register_features()
