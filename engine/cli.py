@@ -92,7 +92,8 @@ def decide_cmd(
             if not any_scope:
                 raise
             typer.echo(f"warning: scope override (--any-scope): {exc.message}", err=True)
-    decision = decide(request, chosen)
+    # The policy's evaluation budget holds here as in the service (fail_mode past it).
+    decision = decide(request, chosen, budget_ms=chosen.eval_budget_ms)
     typer.echo(decision.model_dump_json(indent=2) if as_json else render(decision))
     if decision.error:
         raise typer.Exit(EXIT_FAILURE)

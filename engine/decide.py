@@ -6,13 +6,15 @@ happen at the edges that call this.
 
 from __future__ import annotations
 
+import gc
 import os
 import weakref
 from dataclasses import dataclass
 from datetime import datetime
-from time import perf_counter_ns
+from time import perf_counter_ns, thread_time_ns
 
 from engine.construct import build
+from engine.errors import PolicyEvalTimeout
 from engine.fusion import fuse
 from engine.models import (
     Action,
@@ -35,14 +37,43 @@ from engine.summary import signal_phrase, summarize
 REASON_MIN_LOG_ODDS = 0.4
 
 
+class _GcClock:
+    """CPU time spent in the garbage collector, so a collection that happens to run
+    during an evaluation (tens of ms in a large process) is not charged to the policy."""
+
+    def __init__(self) -> None:
+        self.total_ns = 0
+        self._started = 0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = thread_time_ns()
+        else:
+            self.total_ns += thread_time_ns() - self._started
+
+
+_GC = _GcClock()
+gc.callbacks.append(_GC)
+
+
 def decide(
     request: object,
     policy: Policy,
     *,
     now: datetime | None = None,
     decision_id: str | None = None,
+    budget_ms: float | None = None,
 ) -> Decision:
-    """Decide one request under one policy. Never raises for a policy fault: it fails safe."""
+    """Decide one request under one policy. Never raises for a policy fault: it fails safe.
+
+    With ``budget_ms``, an evaluation that takes longer is a ``policy_eval_timeout`` and the
+    policy's fail_mode applies. What is measured is the CPU time this thread spent in the
+    evaluator, garbage collection excluded, checked afterwards: enough for backends whose
+    cost the parse bounds already limit (YAML: microseconds), and a busy machine that
+    preempts the thread does not make a fast policy time out. The service bounds the wall
+    time of backends that may run long by evaluating them off its event loop (``Runtime``).
+    Without a budget (policy tests, simulations) nothing is timed.
+    """
     started = perf_counter_ns()
     decision_id = decision_id or os.urandom(16).hex()
     try:
@@ -52,7 +83,17 @@ def decide(
         view.ctx["fused.risk"] = fused.risk
         view.ctx["fused.evidence_mass"] = fused.evidence_mass
         view.ctx["fused.signal_count"] = float(len(fused.contributions))
+        cpu, collected = thread_time_ns(), _GC.total_ns
         outcome = policy.evaluator.evaluate(view, fused, degraded)
+        spent_ns = thread_time_ns() - cpu - (_GC.total_ns - collected)
+        # An evaluator that bounds its own wall time (a remote OPA's HTTP timeout) is not
+        # judged by CPU time here.
+        if (
+            budget_ms is not None
+            and spent_ns > budget_ms * 1_000_000
+            and not hasattr(policy.evaluator, "timeout_ms")
+        ):
+            raise PolicyEvalTimeout(timeout_message(spent_ns / 1e6, budget_ms))
         if not isinstance(outcome.action, Action):
             raise TypeError(f"policy returned an unknown action {outcome.action!r}")
     except Exception as exc:
@@ -260,6 +301,23 @@ def decision_log_days(policy: Policy) -> int | None:
     return max(days) if days else None
 
 
+def timeout_message(spent_ms: float | None, budget_ms: float) -> str:
+    took = f"took {spent_ms:.1f} ms" if spent_ms is not None else "did not finish"
+    return f"evaluation {took}; the policy's budget is {budget_ms:g} ms (eval_budget_ms)"
+
+
+def failed_decision(
+    request: object,
+    policy: Policy,
+    exc: Exception,
+    *,
+    decision_id: str,
+    now: datetime | None = None,
+) -> Decision:
+    """The fail-safe decision for an evaluation that failed or ran out of time."""
+    return _failed(request, policy, exc, decision_id, now, perf_counter_ns())
+
+
 def _failed(
     request: object,
     policy: Policy,
@@ -270,9 +328,12 @@ def _failed(
 ) -> Decision:
     action = policy.manifest.fail_mode
     code = getattr(exc, "code", "policy_eval_error")
+    timed_out = isinstance(exc, PolicyEvalTimeout)
     reason = Reason(
-        code="policy_eval_error",
-        message=f"Policy evaluation failed ({type(exc).__name__}); fail-safe action applied.",
+        code=code if timed_out else "policy_eval_error",
+        message="Policy evaluation ran out of time; fail-safe action applied."
+        if timed_out
+        else f"Policy evaluation failed ({type(exc).__name__}); fail-safe action applied.",
         kind=ReasonKind.error,
     )
     session = getattr(request, "session", None)

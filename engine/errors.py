@@ -64,5 +64,11 @@ class PolicyEvalError(LiveguardError):
     http_status = 500
 
 
+class PolicyEvalTimeout(PolicyEvalError):
+    """Evaluation took longer than the policy's ``eval_budget_ms``; fail_mode applies."""
+
+    code = "policy_eval_timeout"
+
+
 class BundleInvalid(LiveguardError):
     code = "bundle_invalid"

@@ -61,12 +61,17 @@ class RemoteOpaEvaluator:
     """Asks OPA for the decision; any failure is a PolicyEvalError (→ fail_mode)."""
 
     engine = "opa"
+    #: A network call (up to opa_timeout_ms): the service evaluates off its event loop.
+    offload = True
 
     def __init__(
         self, local: RegoEvaluator, settings: Settings, *, fail_mode: Action, policy_id: str = ""
     ) -> None:
         self.local = local
         self.client = client_for(settings)
+        #: This evaluator bounds its own wall time (the HTTP timeout): the engine's budget
+        #: check and the service's wait use it instead of the policy's CPU budget.
+        self.timeout_ms = float(settings.opa_timeout_ms)
         self.fail_mode = fail_mode
         self.policy_id = policy_id or local.compiled.package
         self.package_path = f"liveguard/{local.compiled.package}"

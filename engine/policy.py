@@ -36,6 +36,9 @@ SEMVER = re.compile(r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.\-]+
 MANIFEST = "manifest.yaml"
 #: The most a manifest may declare for ``eval_budget_ms``; the service may lower it further.
 MAX_EVAL_BUDGET_MS = 1000.0
+#: A policy's evaluation budget when its manifest declares none (the service's default is
+#: ``LIVEGUARD_EVAL_BUDGET_MS``).
+DEFAULT_EVAL_BUDGET_MS = 5.0
 
 
 class AppliesTo(BaseModel):
@@ -195,6 +198,11 @@ class Policy:
     @property
     def id(self) -> str:
         return self.manifest.id
+
+    @property
+    def eval_budget_ms(self) -> float:
+        """The manifest's ``eval_budget_ms``, or the default."""
+        return self.manifest.eval_budget_ms or DEFAULT_EVAL_BUDGET_MS
 
     def signal_allowed(self, name: str) -> bool:
         ok = self._signal_allowed.get(name)

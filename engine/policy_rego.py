@@ -454,6 +454,8 @@ class RegoEvaluator:
     """Evaluates a compiled bundle in-process; records which rules fired (coverage)."""
 
     engine = "regopy"
+    #: rego-cpp cannot be interrupted and may run long: the service evaluates off its loop.
+    offload = True
 
     def __init__(
         self,

@@ -8,22 +8,31 @@ handed in. ``start()`` does the I/O (migrations, shadow loading, the writer thre
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import datetime
-from time import perf_counter_ns, time_ns
+from time import monotonic, perf_counter_ns, time_ns
 from typing import Any
 
 import structlog
 from sqlalchemy import Engine
 
-from engine.decide import decide
-from engine.errors import LiveguardError, PolicyInvalid, RequestInvalid
+from engine.decide import decide, failed_decision, timeout_message
+from engine.errors import LiveguardError, PolicyEvalTimeout, PolicyInvalid, RequestInvalid
 from engine.models import Action, Decision, DecisionRequest, PolicyRef, Reason, ReasonKind
-from engine.policy import MANIFEST, Policy, PolicyManifest, PolicyRepository, folder_digest
+from engine.policy import (
+    MANIFEST,
+    Policy,
+    PolicyManifest,
+    PolicyRepository,
+    folder_digest,
+    folder_problems,
+)
 from engine.policy import validate_file as validate_policy_file
 from engine.selection import ensure_applies
 from engine.settings import Settings
@@ -77,6 +86,10 @@ class Runtime:
         self._retention: dict[str, RetentionPlan] = {}
         self._expected: dict[str, frozenset[str]] = {}
         self._purger: asyncio.Task[None] | None = None
+        #: One worker thread per policy evaluated off the event loop (by digest).
+        self._lanes: dict[str, ThreadPoolExecutor] = {}
+        #: Policies that did not load at startup: their manifest (None if unreadable), digest.
+        self._failed_policies: dict[str, tuple[PolicyManifest | None, str]] = {}
         self.started = False
         #: Bound once (after logging is configured): no lazy-proxy lookup per decision.
         self._log = structlog.get_logger("liveguard").bind()
@@ -99,6 +112,7 @@ class Runtime:
                 "loopback only, no keys exist",
                 host=self.settings.host,
             )
+        self._load_policies()
         if self.settings.shadow:
             spec = parse_shadow(self.settings.shadow)
             self.shadow = ShadowRunner(spec, load_candidate(spec, self.repo))
@@ -109,6 +123,9 @@ class Runtime:
         self.started = True
 
     def stop(self) -> None:
+        for lane in self._lanes.values():
+            lane.shutdown(wait=False, cancel_futures=True)
+        self._lanes.clear()
         self.writer.stop()
         self.db.dispose()
         self.started = False
@@ -147,6 +164,95 @@ class Runtime:
         return await asyncio.to_thread(keystore.resolve_key, self.db, key)
 
     # --- policies ------------------------------------------------------------------------
+
+    def _load_policies(self) -> None:
+        """Every policy is loaded (parsed, compiled) here, before serving: never on the
+        event loop by a request. One that does not load does not stop the service: its
+        decisions get its manifest's fail_mode (``_failed_load``), and it is logged now."""
+        failed = self.repo.preload()
+        for pid, exc in failed.items():
+            folder = self.repo.root / pid
+            problems: list[str] = []
+            manifest = validate_policy_file(PolicyManifest, folder / MANIFEST, problems)
+            digest = "sha256:unavailable" if folder_problems(folder) else folder_digest(folder)
+            self._failed_policies[pid] = (manifest, digest)
+            log.error(
+                "policy.load_failed",
+                policy=pid,
+                fail_mode=manifest.fail_mode.value if manifest else None,
+                problems=exc.problems[:10],
+            )
+        for pid in self.repo.ids():
+            if pid in failed:
+                continue
+            policy = self.repo.get(pid)
+            declared = policy.manifest.eval_budget_ms
+            if declared is not None and declared > self.settings.eval_budget_max_ms:
+                log.warning(
+                    "policy.budget_capped",
+                    policy=pid,
+                    declared_ms=declared,
+                    capped_ms=self.settings.eval_budget_max_ms,
+                )
+        # Selection by applies_to reads every manifest: once, here (a broken one is
+        # reported per request by the repository, as before).
+        with contextlib.suppress(PolicyInvalid):
+            self.repo.manifests()
+
+    def budget_ms(self, policy: Policy) -> float:
+        """The policy's evaluation budget: its manifest's, else the default; capped."""
+        declared = policy.manifest.eval_budget_ms or self.settings.eval_budget_ms
+        return min(declared, self.settings.eval_budget_max_ms)
+
+    async def _evaluate(self, request: DecisionRequest, policy: Policy, now: datetime) -> Decision:
+        """Decide within the policy's budget, off the event loop when the backend may block.
+
+        YAML policies evaluate in microseconds (their cost is bounded by the parse bounds):
+        inline, with the budget checked afterwards. Backends that may run long or block
+        (Rego, whose evaluation in rego-cpp cannot be interrupted; a remote OPA) run in the
+        policy's own worker thread: regopy calls rego-cpp through ctypes, which releases the
+        GIL, so the loop keeps serving /health and other policies meanwhile. A decision
+        that gets no answer within the budget (plus ``eval_wait_slack_ms`` for the thread
+        to pick it up) is the policy's fail_mode with policy_eval_timeout; an evaluation
+        still queued behind a slow one when its time is up is not started at all.
+        """
+        budget = self.budget_ms(policy)
+        decision_id = new_decision_id()
+        if not getattr(policy.evaluator, "offload", False):
+            return decide(request, policy, now=now, decision_id=decision_id, budget_ms=budget)
+        lane = self._lanes.get(policy.digest)
+        if lane is None:
+            lane = self._lanes[policy.digest] = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"eval-{policy.id}"
+            )
+        # An evaluator with its own timeout (remote OPA) is waited for that long instead.
+        own = getattr(policy.evaluator, "timeout_ms", None)
+        wait_s = ((own or budget) + self.settings.eval_wait_slack_ms) / 1000
+        deadline = monotonic() + wait_s
+
+        def job() -> Decision:
+            if monotonic() > deadline:
+                return failed_decision(
+                    request,
+                    policy,
+                    PolicyEvalTimeout(timeout_message(None, budget)),
+                    decision_id=decision_id,
+                    now=now,
+                )
+            # The wait below is this evaluation's budget (wall time): no CPU check in here.
+            return decide(request, policy, now=now, decision_id=decision_id)
+
+        future = asyncio.get_running_loop().run_in_executor(lane, job)
+        try:
+            return await asyncio.wait_for(future, wait_s)
+        except TimeoutError:
+            return failed_decision(
+                request,
+                policy,
+                PolicyEvalTimeout(timeout_message(None, budget)),
+                decision_id=decision_id,
+                now=now,
+            )
 
     def select(self, request: DecisionRequest) -> str:
         """The id of the policy that decides ``request``."""
@@ -211,7 +317,7 @@ class Runtime:
         if policy is not None:
             if named:
                 ensure_applies(policy.manifest, request)
-            decision = decide(request, policy, now=now, decision_id=new_decision_id())
+            decision = await self._evaluate(request, policy, now)
             retention = self._retention_for(policy)
             self._count_dropped(request, policy)
             # From here on only what the policy could see travels: the log, the review
@@ -300,11 +406,8 @@ class Runtime:
         named: bool = False,
     ) -> Decision:
         """A policy that does not load still fails safe, by its manifest's fail_mode."""
-        folder = self.repo.root / pid
-        problems: list[str] = []
-        manifest: PolicyManifest | None = validate_policy_file(
-            PolicyManifest, folder / MANIFEST, problems
-        )
+        # Read at startup (``_load_policies``): nothing is parsed again per request.
+        manifest, digest = self._failed_policies.get(pid, (None, ""))
         if manifest is None:
             raise exc  # no fail_mode to honour: the caller gets the error itself
         if named:
@@ -328,7 +431,7 @@ class Runtime:
             policy=PolicyRef(
                 id=manifest.id,
                 version=manifest.version,
-                digest=folder_digest(folder),
+                digest=digest,
                 engine=manifest.engine,
             ),
             degraded=True,

@@ -98,6 +98,26 @@ class Settings(BaseSettings):
         "or kill -9 of the service, not of the machine: a power loss can lose the last "
         "commits); no fsync on the answer's path.",
     )
+    eval_budget_ms: float = Field(
+        default=5.0,
+        gt=0,
+        le=1000,
+        description="A policy's evaluation budget when its manifest declares no "
+        "eval_budget_ms; past it the decision is the policy's fail_mode (policy_eval_timeout).",
+    )
+    eval_budget_max_ms: float = Field(
+        default=100.0,
+        gt=0,
+        le=1000,
+        description="The most any policy may take: a larger eval_budget_ms is capped to this.",
+    )
+    eval_wait_slack_ms: float = Field(
+        default=20.0,
+        ge=0,
+        le=1000,
+        description="Policies evaluated off the event loop (Rego): how much longer than the "
+        "budget a decision waits for a worker thread to pick the evaluation up and answer.",
+    )
     purge_interval_s: float = Field(default=3600.0, gt=0)
     review_claim_timeout_s: int = Field(default=1800, ge=1)
     fail_retention_days: int = Field(

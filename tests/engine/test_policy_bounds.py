@@ -20,28 +20,15 @@ from engine.policy import PolicyRepository, folder_digest, load_policy_folder
 from governance.files import LIMITS, FileRefused, load_json, load_yaml
 from governance.loading import load_governance
 from tests.conftest import ROOT, request_dict
+from tests.engine.bounds import BOMB_PID as PID
+from tests.engine.bounds import alias_bomb, alias_bomb_policy
 
-PID = "support-password-reset"
 #: Generous: each command answers in well under a second once bounded; the rest is startup.
 CLI_TIMEOUT_S = 30
 
 
-def alias_bomb(levels: int = 25) -> str:
-    """A ``when`` condition that is 3**levels leaves once its aliases are expanded (~4 KB)."""
-    items = ["        - &a0 {identity.assurance: {lte: low}}"] + [
-        f"        - &a{i} {{any: [*a{i - 1}, *a{i - 1}, *a{i - 1}]}}" for i in range(1, levels)
-    ]
-    return "    when:\n      any:\n" + "\n".join(items) + "\n"
-
-
-def bomb_policy(policy_copy) -> Path:
-    folder = policy_copy(PID)
-    path = folder / "policy.yaml"
-    text = path.read_text()
-    line = "    when: {identity.assurance: {lte: low}}\n"
-    assert line in text
-    path.write_text(text.replace(line, alias_bomb(), 1))
-    return folder
+def bomb_policy(tmp_path: Path) -> Path:
+    return alias_bomb_policy(tmp_path / "policies" / PID)
 
 
 # --- the loader ------------------------------------------------------------------------------
@@ -129,8 +116,8 @@ def test_json_with_too_many_nodes_is_refused(tmp_path: Path) -> None:
 # --- policy folders --------------------------------------------------------------------------
 
 
-def test_alias_bomb_in_policy_yaml_makes_the_policy_invalid(policy_copy) -> None:
-    folder = bomb_policy(policy_copy)
+def test_alias_bomb_in_policy_yaml_makes_the_policy_invalid(tmp_path: Path) -> None:
+    folder = bomb_policy(tmp_path)
     with pytest.raises(PolicyInvalid) as exc:
         load_policy_folder(folder)
     assert any(
@@ -193,8 +180,8 @@ def test_digest_covers_the_link_not_what_it_points_at(policy_copy, tmp_path: Pat
     assert folder_digest(folder) == before
 
 
-def test_repository_does_not_reparse_a_policy_that_failed(policy_copy) -> None:
-    folder = bomb_policy(policy_copy)
+def test_repository_does_not_reparse_a_policy_that_failed(tmp_path: Path) -> None:
+    folder = bomb_policy(tmp_path)
     repo = PolicyRepository(folder.parent)
     assert set(repo.preload()) == {PID}
     (folder / "policy.yaml").unlink()  # a second parse would report a missing file
@@ -222,16 +209,16 @@ def _liveguard(*args: str, stdin: str | None = None) -> subprocess.CompletedProc
 @pytest.mark.parametrize(
     "command", [["policy", "lint"], ["policy", "test"], ["governance", "check"]]
 )
-def test_policy_commands_answer_an_alias_bomb_with_a_clear_error(policy_copy, command) -> None:
-    folder = bomb_policy(policy_copy)
+def test_policy_commands_answer_an_alias_bomb_with_a_clear_error(tmp_path: Path, command) -> None:
+    folder = bomb_policy(tmp_path)
     done = _liveguard(*command, PID, "--policies", str(folder.parent))
     out = done.stdout + done.stderr
     assert done.returncode != 0
     assert f"{folder / 'policy.yaml'}: YAML expands to more than" in out
 
 
-def test_decide_answers_an_alias_bomb_with_a_clear_error(policy_copy) -> None:
-    folder = bomb_policy(policy_copy)
+def test_decide_answers_an_alias_bomb_with_a_clear_error(tmp_path: Path) -> None:
+    folder = bomb_policy(tmp_path)
     done = _liveguard(
         "decide",
         "--policy",
