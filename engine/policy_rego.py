@@ -44,6 +44,7 @@ from engine.policy_yaml import Outcome
 from engine.rego_lint import regopy_errors
 from engine.rego_plan import ANY, PlanShapeError, Projector, input_reads
 from engine.rego_plan import Path as InputPath
+from engine.rego_worker import RegoWorker
 from governance.files import FileRefused, load_json, read_text
 
 REGO_FILE = "policy.rego"
@@ -467,6 +468,9 @@ class RegoEvaluator:
         self.fusion = fusion
         self.signal_phrases = dict(signal_phrases or {})
         self.coverage: Counter[str] = Counter()
+        #: Set by ``isolate``: evaluations then run in a killable worker process.
+        self.worker: RegoWorker | None = None
+        self._timeout_s = self._kill_after_s = 0.0
 
     def input_for(self, view: PolicyView, fused: Fused, degraded: bool) -> dict[str, Any]:
         """The input this policy is given: the request document pruned to what it reads."""
@@ -478,9 +482,26 @@ class RegoEvaluator:
         self.coverage.update(fired)
         return outcome
 
+    def isolate(self, *, timeout_s: float, kill_after_s: float) -> RegoWorker:
+        """Evaluate from now on in a worker process that is killed past ``kill_after_s``
+        (the service's choice: rego-cpp cannot be interrupted in-process). Started here."""
+        c = self.compiled
+        worker = RegoWorker(
+            c.modules, mount_data(c.package, c.data), c.entrypoint, label=c.query_path
+        )
+        worker.start()
+        self.worker, self._timeout_s, self._kill_after_s = worker, timeout_s, kill_after_s
+        return worker
+
     def evaluate_document(self, doc: dict[str, Any]) -> Any:
         """Run the compiled entrypoint on one input document; the raw decision value."""
         c = self.compiled
+        worker = self.worker
+        if worker is not None:
+            text = worker.evaluate_text(
+                doc, timeout_s=self._timeout_s, kill_after_s=self._kill_after_s
+            )
+            return self._result(text)
         value = FastInput(doc)
         with c.lock:
             rego = c.interpreter
@@ -493,6 +514,10 @@ class RegoEvaluator:
                 _rs.rego_free_output(out)
         if not ok:
             raise PolicyEvalError(f"rego-cpp: {text.strip()[:300]}")
+        return self._result(text)
+
+    def _result(self, text: str) -> Any:
+        c = self.compiled
         if text == "undefined":
             raise PolicyEvalError(f"data.{c.query_path} is undefined for this input")
         try:

@@ -88,6 +88,8 @@ class Runtime:
         self._purger: asyncio.Task[None] | None = None
         #: One worker thread per policy evaluated off the event loop (by digest).
         self._lanes: dict[str, ThreadPoolExecutor] = {}
+        #: Rego worker processes (``rego_isolation=process``), closed by ``stop``.
+        self._workers: list[Any] = []
         #: Policies that did not load at startup: their manifest (None if unreadable), digest.
         self._failed_policies: dict[str, tuple[PolicyManifest | None, str]] = {}
         self.started = False
@@ -116,6 +118,10 @@ class Runtime:
         if self.settings.shadow:
             spec = parse_shadow(self.settings.shadow)
             self.shadow = ShadowRunner(spec, load_candidate(spec, self.repo))
+            # A Rego candidate runs in the decision's path: bound it like a live policy.
+            self._isolate(self.shadow.candidate)
+            for worker in self._workers:
+                worker.wait_ready(60.0)
             log.info(
                 "shadow.enabled", candidate=spec.label, version=self.shadow.candidate.ref.version
             )
@@ -126,6 +132,9 @@ class Runtime:
         for lane in self._lanes.values():
             lane.shutdown(wait=False, cancel_futures=True)
         self._lanes.clear()
+        for worker in self._workers:
+            worker.close()
+        self._workers.clear()
         self.writer.stop()
         self.db.dispose()
         self.started = False
@@ -186,6 +195,7 @@ class Runtime:
             if pid in failed:
                 continue
             policy = self.repo.get(pid)
+            self._isolate(policy)
             declared = policy.manifest.eval_budget_ms
             if declared is not None and declared > self.settings.eval_budget_max_ms:
                 log.warning(
@@ -194,10 +204,23 @@ class Runtime:
                     declared_ms=declared,
                     capped_ms=self.settings.eval_budget_max_ms,
                 )
+        for worker in self._workers:
+            if not worker.wait_ready(60.0):
+                log.error("policy.worker_not_ready", policy=worker.label)
         # Selection by applies_to reads every manifest: once, here (a broken one is
         # reported per request by the repository, as before).
         with contextlib.suppress(PolicyInvalid):
             self.repo.manifests()
+
+    def _isolate(self, policy: Policy) -> None:
+        """A Rego policy evaluates in its own worker process, killed past its budget plus
+        ``eval_kill_after_ms`` (``rego_isolation=process``, the default)."""
+        isolate = getattr(policy.evaluator, "isolate", None)
+        if isolate is None or self.settings.rego_isolation != "process":
+            return
+        timeout_s = (self.budget_ms(policy) + self.settings.eval_wait_slack_ms) / 1000
+        kill_after_s = timeout_s + self.settings.eval_kill_after_ms / 1000
+        self._workers.append(isolate(timeout_s=timeout_s, kill_after_s=kill_after_s))
 
     def budget_ms(self, policy: Policy) -> float:
         """The policy's evaluation budget: its manifest's, else the default; capped."""

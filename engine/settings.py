@@ -118,6 +118,19 @@ class Settings(BaseSettings):
         description="Policies evaluated off the event loop (Rego): how much longer than the "
         "budget a decision waits for a worker thread to pick the evaluation up and answer.",
     )
+    rego_isolation: Literal["process", "thread"] = Field(
+        default="process",
+        description="Where the service evaluates Rego: a worker process per policy, killed "
+        "when an evaluation overruns (rego-cpp cannot be interrupted), or a worker thread "
+        "(a runaway then keeps its thread and a core until it finishes).",
+    )
+    eval_kill_after_ms: float = Field(
+        default=100.0,
+        ge=0,
+        le=60_000,
+        description="How long past its budget a Rego evaluation may go on before its worker "
+        "process is killed and restarted (the caller already has its fail_mode answer).",
+    )
     purge_interval_s: float = Field(default=3600.0, gt=0)
     review_claim_timeout_s: int = Field(default=1800, ge=1)
     fail_retention_days: int = Field(

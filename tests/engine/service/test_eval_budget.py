@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
 from engine.api import create_app
@@ -62,9 +63,12 @@ def _slow_body(attempts: int = ATTEMPTS) -> dict[str, Any]:
     )
 
 
-def _server(serve: Any, sqlite_url: str, root: Path) -> tuple[Any, dict[str, str]]:
+def _server(
+    serve: Any, sqlite_url: str, root: Path, isolation: str = "process"
+) -> tuple[Any, dict[str, str]]:
     keys = make_keys(sqlite_url, "decide")
-    srv = serve(sqlite_url, env={"LIVEGUARD_POLICIES": str(root)})
+    env = {"LIVEGUARD_POLICIES": str(root), "LIVEGUARD_REGO_ISOLATION": isolation}
+    srv = serve(sqlite_url, env=env)
     return srv, bearer(keys["decide"])
 
 
@@ -87,10 +91,20 @@ def test_slow_rego_evaluation_answers_fail_mode_with_policy_eval_timeout(
     assert took < PROMPT_S  # the budget (5 ms + 20 ms wait slack), not the ~7 s of work
 
 
-def test_slow_rego_evaluation_does_not_delay_health_or_other_policies(
+def test_slow_rego_evaluation_answers_fail_mode_in_a_worker_thread_too(
     serve, sqlite_url: str, tmp_path: Path
 ) -> None:
-    srv, h = _server(serve, sqlite_url, _policies(tmp_path))
+    srv, h = _server(serve, sqlite_url, _policies(tmp_path), "thread")
+    took, r = _post(srv.url, h, _slow_body())
+    assert r.json()["error"].startswith("policy_eval_timeout")
+    assert took < PROMPT_S
+
+
+@pytest.mark.parametrize("isolation", ["process", "thread"])
+def test_slow_rego_evaluation_does_not_delay_health_or_other_policies(
+    serve, sqlite_url: str, tmp_path: Path, isolation: str
+) -> None:
+    srv, h = _server(serve, sqlite_url, _policies(tmp_path), isolation)
     with ThreadPoolExecutor(3) as pool:
         slow = pool.submit(_post, srv.url, h, _slow_body())
         time.sleep(0.2)  # the slow evaluation is running now

@@ -1,0 +1,50 @@
+"""Rego evaluated in a killable worker process (the service's default isolation)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from engine.decide import decide
+from engine.models import Action, DecisionRequest
+from engine.policy import load_policy_folder
+from tests.conftest import request_dict
+from tests.engine.rego.conftest import POLICIES, write_policy
+from tests.engine.service.test_eval_budget import ATTEMPTS, SLOW, SLOW_RULE
+
+
+def _request(attempts: int = 1) -> DecisionRequest:
+    raw = request_dict()
+    raw["identity"]["failed_attempts"] = attempts
+    return DecisionRequest.model_validate(raw)
+
+
+def test_isolated_evaluation_decides_like_the_in_process_one() -> None:
+    inproc = load_policy_folder(POLICIES / "support-password-reset-rego")
+    isolated = load_policy_folder(POLICIES / "support-password-reset-rego")
+    worker = isolated.evaluator.isolate(timeout_s=5.0, kill_after_s=10.0)
+    try:
+        assert worker.wait_ready(60)
+        a, b = decide(_request(), inproc), decide(_request(), isolated)
+        assert b.error is None
+        assert (a.action, a.thresholds, a.reasons) == (b.action, b.thresholds, b.reasons)
+    finally:
+        worker.close()
+
+
+def test_runaway_evaluation_is_killed_and_the_worker_replaced(tmp_path: Path) -> None:
+    policy = load_policy_folder(write_policy(tmp_path, SLOW, SLOW_RULE))
+    worker = policy.evaluator.isolate(timeout_s=0.05, kill_after_s=0.2)
+    try:
+        assert worker.wait_ready(60)
+        started = time.monotonic()
+        slow = decide(_request(ATTEMPTS), policy)
+        took = time.monotonic() - started
+        assert slow.action == Action.review  # fail_mode
+        assert slow.error and slow.error.startswith("policy_eval_timeout")
+        assert took < 2.0  # killed at 0.2 s, not after the ~7 s of work
+        assert worker.kills == 1
+        assert worker.wait_ready(60)  # a fresh worker, compiled again
+        assert decide(_request(1), policy).error is None
+    finally:
+        worker.close()
