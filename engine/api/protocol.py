@@ -11,8 +11,8 @@ protocol only, and uvicorn answers it with 400. This subclass adds both bounds:
   is closed (the count includes at most one read's worth of what followed them);
 - **time**: a request's headers must be complete within ``header_timeout_s`` of its first
   byte, and a new connection must send a complete request within that time of opening;
-  past it, 408 and the connection is closed (closed without an answer when the client
-  never sent a byte).
+  past it (checked every quarter of the timeout), 408 and the connection is closed
+  (closed without an answer when the client never sent a byte).
 
 The body's own deadline is the admission middleware's (``engine.api.middleware``): it is
 counted from the last header, and answered with the request's id like any other error.
@@ -30,16 +30,21 @@ from engine.settings import Settings
 
 
 class FrontDoorProtocol(HttpToolsProtocol):
-    """``HttpToolsProtocol`` with a header size cap (431) and a header deadline (408)."""
+    """``HttpToolsProtocol`` with a header size cap (431) and a header deadline (408).
+
+    The deadline costs no timer per request: a request's start time is noted, and one
+    sweep per server (``_Sweeper``, every quarter of the timeout at most) cuts off the
+    connections whose headers are overdue, so a deadline fires up to a quarter late.
+    """
 
     max_header_bytes: int = Settings.model_fields["max_header_bytes"].default
     header_timeout_s: float = Settings.model_fields["header_timeout_s"].default
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._header_timer: asyncio.TimerHandle | None = None
         #: Between a request's first byte (or the connection's opening) and its last header.
         self._in_headers = True
+        self._header_since = 0.0
         self._header_bytes = 0
         self._began = False
 
@@ -47,11 +52,8 @@ class FrontDoorProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self._arm()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)
+        self._header_since = self.loop.time()
+        _Sweeper.ensure(self)
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -74,28 +76,23 @@ class FrontDoorProtocol(HttpToolsProtocol):
         self._in_headers = True
         self._began = True
         self._header_bytes = 0
-        self._arm()
+        self._header_since = self.loop.time()
 
     def on_headers_complete(self) -> None:
         self._in_headers = False
-        self._disarm()
         super().on_headers_complete()
 
     # --- the bounds ----------------------------------------------------------------------
 
-    def _arm(self) -> None:
-        if self._header_timer is None:
-            self._header_timer = self.loop.call_later(self.header_timeout_s, self._timed_out)
+    def overdue(self, now: float) -> bool:
+        return (
+            self._in_headers
+            and now - self._header_since > self.header_timeout_s
+            and not self.transport.is_closing()
+        )
 
-    def _disarm(self) -> None:
-        if self._header_timer is not None:
-            self._header_timer.cancel()
-            self._header_timer = None
-
-    def _timed_out(self) -> None:
-        self._header_timer = None
-        if self.transport.is_closing():
-            return
+    def timed_out(self) -> None:
+        self._in_headers = False
         if self.cycle is not None and not self.cycle.response_complete:
             # A previous request is still being answered: let it finish, then close.
             self.cycle.keep_alive = False
@@ -111,7 +108,6 @@ class FrontDoorProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, code: str, message: str) -> None:
         """Answer ``status`` (our JSON error body) and close, outside the ASGI app."""
-        self._disarm()
         self._in_headers = False
         body = json.dumps({"code": code, "message": message}).encode()
         head = [STATUS_LINE[status]]
@@ -124,6 +120,41 @@ class FrontDoorProtocol(HttpToolsProtocol):
         ]
         self.transport.write(b"".join(head) + body)
         self.transport.close()
+
+
+class _Sweeper:
+    """One timer per server: cuts off its connections whose headers are overdue.
+
+    It walks uvicorn's own set of the server's open connections, and stops when there are
+    none (the next connection starts it again).
+    """
+
+    def __init__(self, proto: FrontDoorProtocol) -> None:
+        self.loop = proto.loop
+        self.connections = proto.connections
+        self.every_s = min(1.0, max(0.05, proto.header_timeout_s / 4))
+        self.timer: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def ensure(cls, proto: FrontDoorProtocol) -> None:
+        state = proto.server_state
+        sweeper: _Sweeper | None = getattr(state, "_liveguard_sweeper", None)
+        if sweeper is None or sweeper.loop is not proto.loop:
+            sweeper = cls(proto)
+            state._liveguard_sweeper = sweeper  # type: ignore[attr-defined]
+        if sweeper.timer is None:
+            sweeper.timer = sweeper.loop.call_later(sweeper.every_s, sweeper.sweep)
+
+    def sweep(self) -> None:
+        self.timer = None
+        now = self.loop.time()
+        overdue = [
+            c for c in self.connections if isinstance(c, FrontDoorProtocol) and c.overdue(now)
+        ]
+        for conn in overdue:
+            conn.timed_out()
+        if self.connections:
+            self.timer = self.loop.call_later(self.every_s, self.sweep)
 
 
 def front_door_protocol(settings: Settings) -> type[FrontDoorProtocol]:
