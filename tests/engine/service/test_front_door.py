@@ -174,3 +174,13 @@ def test_health_reports_saturation_while_decisions_are_refused(sqlite_url: str, 
     while httpx.get(f"{srv.url}/health", timeout=10).status_code != 200:
         assert time.monotonic() < deadline, "health never recovered"
         time.sleep(0.2)
+
+
+def test_a_key_that_may_not_decide_is_refused_before_its_body_is_read(
+    sqlite_url: str, serve
+) -> None:
+    keys = make_keys(sqlite_url, "review")
+    srv = serve(sqlite_url, env={"LIVEGUARD_BODY_TIMEOUT_S": "60"})
+    status, raw, closed = _answer(_slow_chunked(srv.port, "/v1/decisions", keys["review"]))
+    assert (status, closed) == (403, True), raw[:300]
+    assert _json_body(raw)["code"] == "forbidden"
