@@ -29,7 +29,7 @@ from typing import Any
 
 import structlog
 
-from engine.runtime import random_hex
+from engine.service.ids import random_hex
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -130,10 +130,6 @@ class Gate:
         self.count = 0  # one event loop: no lock needed
         self.refused_at = float("-inf")
 
-    @property
-    def in_flight(self) -> int:
-        return self.count
-
     def try_enter(self) -> bool:
         if self.count >= self.limit:
             self.refused_at = monotonic()
@@ -147,10 +143,6 @@ class Gate:
     def saturated(self, window_s: float) -> bool:
         """Full now, or refused someone within the last ``window_s`` seconds."""
         return self.count >= self.limit or monotonic() - self.refused_at < window_s
-
-
-#: The decision budget's gate (``max_in_flight``); the name older callers know.
-InFlightGate = Gate
 
 
 async def _overloaded(send: Send, gate: Gate, retry_after: bytes, close: bool, what: str) -> None:
