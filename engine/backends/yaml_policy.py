@@ -127,6 +127,29 @@ class ObligationSpecs(BaseModel):
     warn: NotifySpec | None = None
 
 
+class CostTable(BaseModel):
+    """What each action costs on a legitimate and on an attack session (for backtests).
+
+    The board weighs a version by these: friction and review time on genuine users against
+    the loss an attack that gets through causes. Optional; one number per action per side.
+    """
+
+    model_config = _STRICT
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    legitimate: dict[Action, float]
+    attack: dict[Action, float]
+
+    @field_validator("legitimate", "attack")
+    @classmethod
+    def _every_action(cls, v: dict[Action, float]) -> dict[Action, float]:
+        missing = [a.value for a in Action if a not in v]
+        if missing:
+            raise ValueError(f"expected a cost for every action; missing {', '.join(missing)}")
+        if any(not 0.0 <= x < 1e12 for x in v.values()):
+            raise ValueError("expected costs between 0 and 1e12")
+        return v
+
+
 class YamlPolicySpec(BaseModel):
     """``policy.yaml``: the whole decision logic of a YAML policy."""
 
@@ -141,6 +164,9 @@ class YamlPolicySpec(BaseModel):
     signal_phrases: dict[str, str] = Field(
         default_factory=dict,
         description="Signal name → plain words for the summary ('the caller's voice shows …').",
+    )
+    costs: CostTable | None = Field(
+        default=None, description="Cost of each action on legitimate vs attack sessions."
     )
 
     @field_validator("thresholds")

@@ -1,0 +1,325 @@
+"""Backtests: a policy version over a corpus → the metrics the board reads.
+
+YAML policies are evaluated vectorized (``simulations.vectorized``: the same compiled
+conditions that serve live traffic, proven equal to ``decide()`` in the tests); Rego
+policies go through ``decide()`` itself in a bounded pool of worker processes. Only the
+sessions the policy applies to (its ``applies_to``) count, as in the service.
+
+Metrics, overall and per scenario: action mix; false-positive rate of legitimate sessions
+at three levels (step_up or harder, review or harder, block); catch rate per attack type
+(step_up or harder); interruption rate (legitimate sessions given anything beyond ``log``);
+review-queue load per 1,000 sessions and per hour at a stated traffic level; expected cost
+from the policy's declared cost table; raw-media escalations per 1,000 sessions (privacy
+exceptions); decision-time percentiles of the serving path.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from engine import PolicyRepository, decide
+from engine.core.models import ACTIONS, Action, SecondPassObligation
+from engine.core.policy import Policy
+from simulations.corpus import batch_from_corpus, corpus_metadata, requests_from_corpus
+from simulations.vectorized import SEVERITY, VectorizedPolicy
+
+__all__ = [
+    "DEFAULT_SESSIONS_PER_HOUR",
+    "Evaluated",
+    "backtest",
+    "evaluate",
+    "in_scope",
+    "metrics",
+]
+
+DEFAULT_SESSIONS_PER_HOUR = 10_000
+#: Sessions timed through decide() for the decision-time percentiles of a YAML policy.
+TIMING_SAMPLE = 2_000
+#: Rego sessions per worker task, and the most worker processes.
+REGO_CHUNK = 2_000
+STEP_UP, REVIEW, BLOCK = SEVERITY[Action.step_up], SEVERITY[Action.review], SEVERITY[Action.block]
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """One policy version's answers for the in-scope sessions of a corpus."""
+
+    policy: Policy
+    rows: np.ndarray  # corpus row indices that are in scope
+    action: np.ndarray  # int8 severities
+    risk: np.ndarray
+    escalated: np.ndarray  # raw media may leave the edge (second pass with raw media)
+    latency_us: np.ndarray  # per timed decision
+    seconds: float
+    mode: str
+
+
+def in_scope(policy: Policy, table: pa.Table) -> np.ndarray:
+    """Rows whose channel and kind the policy's applies_to covers."""
+    scope = policy.manifest.applies_to
+    ch = np.asarray(table.column("session.channel").to_numpy(zero_copy_only=False), dtype=object)
+    kind = np.asarray(table.column("session.kind").to_numpy(zero_copy_only=False), dtype=object)
+    ok = np.isin(ch, list(scope.channels))
+    if "*" not in scope.kinds:
+        ok &= np.isin(kind, list(scope.kinds))
+    return np.flatnonzero(ok)
+
+
+def _escalations(
+    policy: Policy, table: pa.Table, action: np.ndarray, risk: np.ndarray, degraded: np.ndarray
+) -> np.ndarray:
+    """Vectorized ``decide``'s second-pass obligation with raw media allowed."""
+    spec = policy.spec
+    n = len(action)
+    if spec is None or spec.second_pass is None or not spec.second_pass.raw_media:
+        return np.zeros(n, dtype=bool)
+    if not policy.dataflow.raw_media_escalation_allowed():
+        return np.zeros(n, dtype=bool)
+    sp = spec.second_pass
+    lo, hi = sp.band
+    in_band = (risk >= lo) & (risk < hi)
+    wants = (action < BLOCK) & (in_band | (degraded & sp.on_degraded))
+    media = table.column("session.consent.media_analysis").to_numpy(zero_copy_only=False)
+    raw = table.column("session.consent.raw_media_escalation").to_numpy(zero_copy_only=False)
+    return wants & media.astype(bool) & raw.astype(bool)
+
+
+def _timed(
+    policy: Policy, requests: Sequence[Any]
+) -> tuple[list[int], list[int], list[float], list[bool]]:
+    actions, latency, risks, escalated = [], [], [], []
+    for req in requests:
+        t0 = time.perf_counter_ns()
+        d = decide(req, policy)
+        latency.append((time.perf_counter_ns() - t0) // 1000)
+        actions.append(SEVERITY[d.action])
+        risks.append(d.risk)
+        escalated.append(
+            any(isinstance(o, SecondPassObligation) and o.raw_media_allowed for o in d.obligations)
+        )
+    return actions, latency, risks, escalated
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _rego_chunk(root: str, ref: str, corpus: str, rows: list[int]) -> tuple:
+    # One repository and one corpus read per worker process, reused across its chunks.
+    key = f"{root}|{ref}|{corpus}"
+    if _WORKER.get("key") != key:
+        import pyarrow.parquet as pq
+
+        _WORKER.update(
+            key=key, policy=PolicyRepository(Path(root)).get(ref), table=pq.read_table(corpus)
+        )
+    reqs = requests_from_corpus(_WORKER["table"], rows)
+    return _timed(_WORKER["policy"], reqs)
+
+
+def evaluate(
+    policy: Policy,
+    table: pa.Table,
+    *,
+    repo_root: Path | None = None,
+    ref: str | None = None,
+    corpus_path: Path | None = None,
+    jobs: int = 1,
+    any_scope: bool = False,
+    timing: bool = True,
+) -> Evaluated:
+    """The policy's actions on the corpus's in-scope sessions.
+
+    Rego needs ``repo_root``, ``ref`` and ``corpus_path`` so each worker process loads the
+    policy and reads the corpus itself (nothing compiled crosses a process boundary).
+    """
+    rows = np.arange(table.num_rows) if any_scope else in_scope(policy, table)
+    sub = table.take(pa.array(rows))
+    t0 = time.perf_counter()
+    if policy.spec is not None:
+        res = VectorizedPolicy(policy).evaluate(batch_from_corpus(sub))
+        seconds = time.perf_counter() - t0
+        esc = _escalations(policy, sub, res.action, res.risk, res.degraded)
+        latency: list[int] = []
+        if timing:  # the serving path's time per decision, on an even sample of sessions
+            sample = np.linspace(0, len(rows) - 1, min(TIMING_SAMPLE, len(rows))).astype(int)
+            _, latency, _, _ = _timed(policy, requests_from_corpus(sub, sample.tolist()))
+        return Evaluated(
+            policy, rows, res.action, res.risk, esc, np.array(latency), seconds, "vectorized"
+        )
+    if repo_root is None or ref is None or corpus_path is None:
+        raise ValueError("a Rego backtest needs the repository, the policy ref and the corpus file")
+    jobs = max(1, min(jobs, os.cpu_count() or 1))
+    chunks = [rows[i : i + REGO_CHUNK].tolist() for i in range(0, len(rows), REGO_CHUNK)]
+    actions: list[int] = []
+    latency = []
+    risks: list[float] = []
+    escalated: list[bool] = []
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+        for a, lat, r, e in pool.map(
+            _rego_chunk,
+            [str(repo_root)] * len(chunks),
+            [ref] * len(chunks),
+            [str(corpus_path)] * len(chunks),
+            chunks,
+        ):
+            actions += a
+            latency += lat
+            risks += r
+            escalated += e
+    seconds = time.perf_counter() - t0
+    return Evaluated(
+        policy,
+        rows,
+        np.array(actions, dtype=np.int8),
+        np.array(risks),
+        np.array(escalated, dtype=bool),
+        np.array(latency),
+        seconds,
+        f"processes×{jobs}",
+    )
+
+
+def _rate(num: float, den: float) -> float | None:
+    return None if den == 0 else float(num) / float(den)
+
+
+def _group(
+    action: np.ndarray,
+    attack: np.ndarray,
+    attack_type: np.ndarray,
+    escalated: np.ndarray,
+    costs: Any,
+    per_hour: int,
+) -> dict[str, Any]:
+    n = len(action)
+    legit = ~attack
+    counts = np.bincount(action, minlength=len(ACTIONS))
+    n_legit = int(legit.sum())
+    catch: dict[str, Any] = {}
+    for t in sorted({str(x) for x in attack_type[attack]}):
+        m = attack & (attack_type == t)
+        catch[t] = {
+            "sessions": int(m.sum()),
+            "step_up_or_harder": _rate((action[m] >= STEP_UP).sum(), m.sum()),
+            "review_or_harder": _rate((action[m] >= REVIEW).sum(), m.sum()),
+            "block": _rate((action[m] == BLOCK).sum(), m.sum()),
+        }
+    reviews = int(counts[REVIEW])
+    out: dict[str, Any] = {
+        "sessions": n,
+        "legitimate": n_legit,
+        "attacks": int(attack.sum()),
+        "actions": {a.value: int(c) for a, c in zip(ACTIONS, counts, strict=True)},
+        "action_mix": {a.value: _rate(c, n) for a, c in zip(ACTIONS, counts, strict=True)},
+        "false_positive_rate": {
+            "step_up_or_harder": _rate((action[legit] >= STEP_UP).sum(), n_legit),
+            "review_or_harder": _rate((action[legit] >= REVIEW).sum(), n_legit),
+            "block": _rate((action[legit] == BLOCK).sum(), n_legit),
+        },
+        "catch_rate": catch,
+        "catch_rate_all_attacks": _rate((action[attack] >= STEP_UP).sum(), attack.sum()),
+        "interruption_rate": _rate((action[legit] > 0).sum(), n_legit),
+        "review_queue": {
+            "per_1000_sessions": None if n == 0 else reviews / n * 1000,
+            "per_hour": None if n == 0 else reviews / n * per_hour,
+        },
+        "raw_media_escalations_per_1000": None if n == 0 else escalated.sum() / n * 1000,
+        "expected_cost": None,
+    }
+    if costs is not None:
+        legit_cost = np.array([costs.legitimate[a] for a in ACTIONS])
+        attack_cost = np.array([costs.attack[a] for a in ACTIONS])
+        total = float(np.where(attack, attack_cost[action], legit_cost[action]).sum())
+        out["expected_cost"] = {
+            "currency": costs.currency,
+            "total": total,
+            "per_session": _rate(total, n),
+            "per_1000_sessions": None if n == 0 else total / n * 1000,
+        }
+    return out
+
+
+def metrics(
+    ev: Evaluated, table: pa.Table, *, sessions_per_hour: int = DEFAULT_SESSIONS_PER_HOUR
+) -> dict[str, Any]:
+    """Overall and per-scenario metrics of one evaluation (JSON-ready)."""
+    sub = table.take(pa.array(ev.rows))
+    attack = sub.column("attack").to_numpy(zero_copy_only=False).astype(bool)
+    atype = np.array(sub.column("attack_type").fill_null("").to_pylist(), dtype=object)
+    scen = np.array(sub.column("scenario").to_pylist(), dtype=object)
+    spec = ev.policy.spec
+    costs = spec.costs if spec is not None else None
+    per: dict[str, Any] = {}
+    for s in sorted(set(scen)):
+        m = scen == s
+        per[s] = _group(
+            ev.action[m], attack[m], atype[m], ev.escalated[m], costs, sessions_per_hour
+        )
+    lat = ev.latency_us
+    meta = corpus_metadata(table)
+    p = ev.policy
+    return {
+        "policy": {
+            "id": p.id,
+            "version": p.manifest.version,
+            "digest": p.digest,
+            "engine": p.manifest.engine,
+            "ref": p.git_ref,
+        },
+        "corpus": {
+            "sessions": table.num_rows,
+            "in_scope": len(ev.rows),
+            "seed": meta.get("seed"),
+            "profile": meta.get("profile"),
+            "hand_set_signals": {
+                s["id"]: sorted(k for k, v in s["signals"].items() if v != "profile")
+                for s in meta.get("scenarios", [])
+            },
+        },
+        "sessions_per_hour": sessions_per_hour,
+        "costs": None
+        if costs is None
+        else {
+            "currency": costs.currency,
+            "legitimate": {a.value: v for a, v in costs.legitimate.items()},
+            "attack": {a.value: v for a, v in costs.attack.items()},
+        },
+        "costs_declared": costs is not None,
+        "overall": _group(ev.action, attack, atype, ev.escalated, costs, sessions_per_hour),
+        "scenarios": per,
+        "decision_time_us": {
+            "timed": len(lat),
+            "p50": float(np.percentile(lat, 50)) if len(lat) else None,
+            "p95": float(np.percentile(lat, 95)) if len(lat) else None,
+            "p99": float(np.percentile(lat, 99)) if len(lat) else None,
+        },
+        "evaluation": {
+            "mode": ev.mode,
+            "seconds": ev.seconds,
+            "decisions_per_min": len(ev.rows) / ev.seconds * 60 if ev.seconds > 0 else None,
+        },
+    }
+
+
+def backtest(
+    repo: PolicyRepository,
+    ref: str,
+    table: pa.Table,
+    *,
+    corpus_path: Path | None = None,
+    jobs: int = 1,
+    sessions_per_hour: int = DEFAULT_SESSIONS_PER_HOUR,
+) -> tuple[Evaluated, dict[str, Any]]:
+    policy = repo.get(ref)
+    ev = evaluate(policy, table, repo_root=repo.root, ref=ref, corpus_path=corpus_path, jobs=jobs)
+    return ev, metrics(ev, table, sessions_per_hour=sessions_per_hour)

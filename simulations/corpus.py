@@ -1,0 +1,420 @@
+"""Seeded, reproducible session corpora from the scenario catalog (Parquet via pyarrow).
+
+A corpus is one row per session: its scenario and ground truth, the request context as
+columns named by request field (``identity.assurance``, ``transaction.value``, …; null when
+the session has no such part) and per signal ``<name>.score`` / ``<name>.confidence`` (NaN
+when the session carries no such signal). With a detector response profile, audio signals
+are the detectors' measured outputs on a drawn clip × condition (``audio.clip`` and
+``audio.condition`` say which); without one, each profile signal's hand-set fallback is
+used and the corpus metadata says so.
+
+The same seed, scenarios and profile give the same bytes: one ``SeedSequence`` per
+scenario, counts by largest remainder (not sampled), no timestamps in the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute
+import pyarrow.parquet as pq
+
+from engine.core.conditions import ORDINALS, REQUEST_FIELDS
+from engine.core.models import DecisionRequest
+from simulations.profile import write_atomically
+from simulations.scenarios import Categorical, HandSet, Number, Scenario, ScenarioError
+from simulations.vectorized import Batch
+
+__all__ = [
+    "CORPUS_KEY",
+    "MAX_SESSIONS",
+    "CorpusError",
+    "batch_from_corpus",
+    "corpus_metadata",
+    "generate_corpus",
+    "read_corpus",
+    "requests_from_corpus",
+    "signal_names",
+]
+
+MAX_SESSIONS = 20_000_000
+CORPUS_KEY = b"liveguard.corpus"
+NUMERIC = {"identity.seconds_since_auth", "identity.failed_attempts", "transaction.value"}
+BOOLEAN = {f for f, k in REQUEST_FIELDS.items() if k is bool}
+
+
+class CorpusError(ValueError):
+    pass
+
+
+def _counts(shares: Sequence[float], n: int) -> list[int]:
+    """Sessions per scenario: proportional to shares, rounded by largest remainder."""
+    w = np.asarray(shares, dtype=float)
+    exact = w / w.sum() * n
+    counts = np.floor(exact).astype(int)
+    rest = n - counts.sum()
+    order = np.argsort(-(exact - counts), kind="stable")
+    counts[order[:rest]] += 1
+    return counts.tolist()
+
+
+def _categorical(rng: np.random.Generator, dist: Categorical, n: int) -> pa.Array:
+    values = list(dist.weights)
+    p = np.array([dist.weights[v] for v in values], dtype=float)
+    idx = rng.choice(len(values), size=n, p=p / p.sum()).astype(np.int32)
+    return pa.DictionaryArray.from_arrays(pa.array(idx), pa.array(values, pa.string()))
+
+
+def _number(rng: np.random.Generator, d: Number, n: int) -> np.ndarray:
+    if d.constant is not None:
+        x = np.full(n, float(d.constant))
+    elif d.uniform is not None:
+        x = rng.uniform(d.uniform[0], d.uniform[1], n)
+    elif d.lognormal is not None:
+        x = rng.lognormal(d.lognormal[0], d.lognormal[1], n)
+    elif d.poisson is not None:
+        x = rng.poisson(d.poisson, n).astype(float)
+    elif d.beta is not None:
+        x = rng.beta(d.beta[0], d.beta[1], n)
+    else:
+        assert d.choice is not None
+        values = np.array(list(d.choice), dtype=float)
+        p = np.array(list(d.choice.values()), dtype=float)
+        x = values[rng.choice(len(values), size=n, p=p / p.sum())]
+    return np.round(x, d.round) if d.round is not None else x
+
+
+def _masked(values: pa.Array | np.ndarray, present: np.ndarray) -> pa.Array:
+    arr = values if isinstance(values, pa.Array) else pa.array(values)
+    return pa.compute.if_else(pa.array(present), arr, pa.nulls(len(present), arr.type))
+
+
+def _scenario_rows(
+    sc: Scenario,
+    n: int,
+    rng: np.random.Generator,
+    profile: pa.Table | None,
+    signals: Sequence[str],
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Columns for ``n`` sessions of one scenario, and where each signal came from."""
+    ctx = sc.context
+    cols: dict[str, Any] = {
+        "scenario": pa.DictionaryArray.from_arrays(
+            pa.array(np.zeros(n, np.int32)), pa.array([sc.id])
+        ),
+        "attack": np.full(n, sc.is_attack),
+        "attack_type": pa.array([sc.attack_type] * n, pa.string()),
+        "session.channel": _categorical(rng, ctx.channel, n),
+        "session.kind": _categorical(rng, ctx.kind, n),
+        "session.participant": _categorical(rng, ctx.participant, n),
+        "session.consent.media_analysis": rng.random(n) < ctx.consent.media_analysis,
+        "session.consent.raw_media_escalation": rng.random(n) < ctx.consent.raw_media_escalation,
+        "identity.assurance": _categorical(rng, ctx.identity.assurance, n),
+    }
+    ident = ctx.identity
+    everyone = np.ones(n, dtype=bool)
+    cols["identity.method"] = (
+        _categorical(rng, ident.method, n) if ident.method else pa.nulls(n, pa.string())
+    )
+    cols["identity.seconds_since_auth"] = (
+        pa.array(np.maximum(0, np.round(_number(rng, ident.seconds_since_auth, n))))
+        if ident.seconds_since_auth
+        else pa.nulls(n, pa.float64())
+    )
+    cols["identity.failed_attempts"] = pa.array(
+        np.maximum(0, np.round(_number(rng, ident.failed_attempts, n)))
+    )
+    tx = ctx.transaction
+    has_tx = rng.random(n) < tx.present if tx else ~everyone
+    for field in ("kind", "value", "currency"):
+        key = f"transaction.{field}"
+        if tx is None:
+            cols[key] = pa.nulls(n, pa.float64() if field == "value" else pa.string())
+        elif field == "value":
+            cols[key] = _masked(np.maximum(0.0, _number(rng, tx.value, n)), has_tx)
+        else:
+            cols[key] = _masked(_categorical(rng, getattr(tx, field), n).cast(pa.string()), has_tx)
+    dev = ctx.device
+    has_dev = rng.random(n) < dev.present if dev else ~everyone
+    if dev is None:
+        cols["device.posture"] = pa.nulls(n, pa.string())
+        cols["device.new_device"] = pa.nulls(n, pa.bool_())
+        cols["device.geo_mismatch"] = pa.nulls(n, pa.bool_())
+    else:
+        cols["device.posture"] = _masked(
+            _categorical(rng, dev.posture, n).cast(pa.string()), has_dev
+        )
+        cols["device.new_device"] = _masked(rng.random(n) < dev.new_device, has_dev)
+        cols["device.geo_mismatch"] = _masked(rng.random(n) < dev.geo_mismatch, has_dev)
+
+    sources: dict[str, str] = {}
+    draw = None
+    if profile is not None and sc.audio is not None:
+        a = sc.audio
+        cand = np.array(
+            [
+                i
+                for i, (lab, cond, sys_, corp) in enumerate(
+                    zip(
+                        profile.column("label").to_pylist(),
+                        profile.column("condition").to_pylist(),
+                        profile.column("system").to_pylist(),
+                        profile.column("corpus").to_pylist(),
+                        strict=True,
+                    )
+                )
+                if a.matches(lab, cond, sys_, corp)
+            ],
+            dtype=np.int64,
+        )
+        if cand.size == 0:
+            raise ScenarioError(
+                [
+                    f"scenario {sc.id}: audio: the profile has no clips with label {a.label}, "
+                    f"conditions {', '.join(a.conditions)}, systems {', '.join(a.systems)}, "
+                    f"corpora {', '.join(a.corpora)} (profile more clips or conditions)"
+                ]
+            )
+        draw = cand[rng.integers(0, cand.size, n)]
+        cols["audio.clip"] = profile.column("clip").take(pa.array(draw))
+        cols["audio.condition"] = profile.column("condition").take(pa.array(draw))
+    else:
+        cols["audio.clip"] = pa.nulls(n, pa.string())
+        cols["audio.condition"] = pa.nulls(n, pa.string())
+    for name in signals:
+        spec = sc.signals.get(name)
+        score = np.full(n, np.nan)
+        conf = np.full(n, np.nan)
+        if spec is not None:
+            present = rng.random(n) < spec.present
+            if spec.from_profile and draw is not None:
+                sources[name] = "profile"
+                if f"{name}.score" in profile.column_names:  # type: ignore[union-attr]
+                    score = profile.column(f"{name}.score").to_numpy()[draw]  # type: ignore[union-attr]
+                    conf = profile.column(f"{name}.confidence").to_numpy()[draw]  # type: ignore[union-attr]
+                # else: the detectors emitted nothing for these clips; absent, as measured
+            else:
+                sources[name] = "fallback" if spec.from_profile else "hand_set"
+                hd: HandSet = spec.hand_dist()
+                score = np.clip(_number(rng, hd.score, n), 0.0, 1.0)
+                conf = np.clip(_number(rng, hd.confidence, n), 0.0, 1.0)
+            score = np.where(present, score, np.nan)
+            conf = np.where(present & ~np.isnan(score), conf, np.nan)
+        cols[f"{name}.score"] = score
+        cols[f"{name}.confidence"] = conf
+    return cols, sources
+
+
+def signal_names(scenarios: Sequence[Scenario]) -> list[str]:
+    return sorted({n for s in scenarios for n in s.signals})
+
+
+def generate_corpus(
+    scenarios: Sequence[Scenario],
+    sessions: int,
+    seed: int,
+    *,
+    profile: pa.Table | None = None,
+    profile_meta: dict[str, Any] | None = None,
+    profile_digest: str | None = None,
+) -> pa.Table:
+    """``sessions`` sessions over ``scenarios`` in proportion to their shares, shuffled."""
+    if not 1 <= sessions <= MAX_SESSIONS:
+        raise CorpusError(f"--sessions: expected 1 to {MAX_SESSIONS:,}, got {sessions}")
+    if not scenarios:
+        raise CorpusError("--scenarios: expected at least one scenario")
+    names = signal_names(scenarios)
+    counts = _counts([s.share for s in scenarios], sessions)
+    children = np.random.SeedSequence(seed).spawn(len(scenarios) + 1)
+    parts: list[pa.Table] = []
+    provenance: dict[str, dict[str, str]] = {}
+    for sc, n, child in zip(scenarios, counts, children, strict=False):
+        cols, sources = _scenario_rows(sc, n, np.random.default_rng(child), profile, names)
+        provenance[sc.id] = sources
+        parts.append(_as_table(cols))
+    table = pa.concat_tables(parts, promote_options="permissive").combine_chunks()
+    order = np.random.default_rng(children[-1]).permutation(sessions)
+    table = table.take(pa.array(order))
+    table = table.add_column(0, "session", pa.array(np.arange(sessions, dtype=np.int64)))
+    meta = {
+        "seed": seed,
+        "sessions": sessions,
+        "scenarios": [
+            {
+                "id": s.id,
+                "title": s.title,
+                "ground_truth": s.ground_truth,
+                "attack_type": s.attack_type,
+                "share": s.share,
+                "sessions": n,
+                "signals": provenance[s.id],
+            }
+            for s, n in zip(scenarios, counts, strict=True)
+        ],
+        "signals": names,
+        "profile": None if profile is None else {"sha256": profile_digest, **(profile_meta or {})},
+    }
+    return table.replace_schema_metadata({CORPUS_KEY: json.dumps(meta, sort_keys=True)})
+
+
+def _as_table(cols: dict[str, Any]) -> pa.Table:
+    arrays = {}
+    for k, v in cols.items():
+        arr = v if isinstance(v, pa.Array | pa.ChunkedArray) else pa.array(v)
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        if pa.types.is_null(arr.type) or pa.types.is_dictionary(arr.type):
+            arr = arr.cast(pa.string())
+        arrays[k] = arr
+    return pa.table(arrays)
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def write_corpus(table: pa.Table, output: Path) -> None:
+    write_atomically(table, output)
+
+
+def read_corpus(path: Path, *, max_sessions: int = MAX_SESSIONS) -> tuple[pa.Table, dict[str, Any]]:
+    path = Path(path)
+    if not path.is_file():
+        raise CorpusError(f"--corpus: {path}: no such file")
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise CorpusError(f"--corpus: {path}: not a Parquet file ({exc})") from None
+    raw = (pf.schema_arrow.metadata or {}).get(CORPUS_KEY)
+    if raw is None:
+        raise CorpusError(
+            f"--corpus: {path}: not a liveguard corpus (write one with 'liveguard simulate generate')"
+        )
+    if pf.metadata.num_rows > max_sessions:
+        raise CorpusError(
+            f"--corpus: {path}: {pf.metadata.num_rows:,} sessions, more than {max_sessions:,}"
+        )
+    return pf.read(), json.loads(raw)
+
+
+def corpus_metadata(table: pa.Table) -> dict[str, Any]:
+    raw = (table.schema.metadata or {}).get(CORPUS_KEY)
+    return json.loads(raw) if raw else {}
+
+
+def _strings(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """An object array of str/None (what ``compile_mask`` reads for categorical fields)."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    if not pa.types.is_dictionary(col.type):
+        col = pa.compute.dictionary_encode(col)  # decode each distinct value once
+    values = np.array([*col.dictionary.to_pylist(), None], dtype=object)
+    idx = col.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    return values[idx]
+
+
+def _ranks(col: pa.ChunkedArray, levels: tuple[str, ...]) -> np.ndarray:
+    """Ordinal labels as integer ranks, -1 when absent (the fast form ``compile_mask`` reads)."""
+    labels = _strings(col)
+    lookup = {v: i for i, v in enumerate(levels)}
+    uniq, inv = np.unique(labels.astype(str), return_inverse=True)
+    ranks = np.array([lookup.get(u, -1) if u != "None" else -1 for u in uniq], dtype=np.int64)
+    return ranks[inv]
+
+
+def batch_from_corpus(table: pa.Table) -> Batch:
+    """The corpus as the vectorized evaluator's columns."""
+    n = table.num_rows
+    context: dict[str, np.ndarray] = {}
+    for field in REQUEST_FIELDS:
+        if field not in table.column_names:
+            continue
+        col = table.column(field)
+        if field in ORDINALS:
+            context[field] = _ranks(col, ORDINALS[field])
+        elif field in NUMERIC:
+            context[field] = col.to_numpy().astype(float)  # nulls → NaN
+        elif field in BOOLEAN:
+            if col.null_count:
+                context[field] = np.array(col.to_pylist(), dtype=object)
+            else:
+                context[field] = col.to_numpy(zero_copy_only=False).astype(bool)
+        else:
+            context[field] = _strings(col)
+    scores: dict[str, np.ndarray] = {}
+    confidences: dict[str, np.ndarray] = {}
+    for name in corpus_metadata(table).get("signals", []):
+        s = table.column(f"{name}.score").to_numpy()
+        c = table.column(f"{name}.confidence").to_numpy()
+        scores[name] = s
+        confidences[name] = np.where(np.isnan(c), 0.0, c)
+    return Batch(size=n, context=context, scores=scores, confidences=confidences)
+
+
+def requests_from_corpus(
+    table: pa.Table, rows: Sequence[int] | None = None
+) -> list[DecisionRequest]:
+    """Sessions as decision requests (for ``decide()``, Rego, and proving them equal)."""
+    names = corpus_metadata(table).get("signals", [])
+    sub = table if rows is None else table.take(pa.array(list(rows), pa.int64()))
+    out: list[DecisionRequest] = []
+    for r in sub.to_pylist():
+        raw: dict[str, Any] = {
+            "session": {
+                "id": f"sim-{r['session']}",
+                "channel": r["session.channel"],
+                "kind": r["session.kind"],
+                "participant": r["session.participant"],
+                "consent": {
+                    "media_analysis": r["session.consent.media_analysis"],
+                    "raw_media_escalation": r["session.consent.raw_media_escalation"],
+                },
+            },
+            "identity": {
+                k: v
+                for k, v in {
+                    "assurance": r["identity.assurance"],
+                    "method": r["identity.method"],
+                    "seconds_since_auth": None
+                    if r["identity.seconds_since_auth"] is None
+                    else int(r["identity.seconds_since_auth"]),
+                    "failed_attempts": int(r["identity.failed_attempts"]),
+                }.items()
+                if v is not None
+            },
+            "signals": [
+                {
+                    "name": name,
+                    "modality": name.split(".")[0],
+                    "score": float(r[f"{name}.score"]),
+                    "confidence": float(r[f"{name}.confidence"]),
+                    "detector": f"{name.split('.')[1]}@0.0.0-sim",
+                }
+                for name in names
+                if r[f"{name}.score"] is not None and not np.isnan(r[f"{name}.score"])
+            ],
+        }
+        if r["transaction.kind"] is not None:
+            raw["transaction"] = {
+                "kind": r["transaction.kind"],
+                "value": float(r["transaction.value"]),
+                "currency": r["transaction.currency"],
+            }
+        if r["device.posture"] is not None:
+            raw["device"] = {
+                "posture": r["device.posture"],
+                "new_device": bool(r["device.new_device"]),
+                "geo_mismatch": bool(r["device.geo_mismatch"]),
+            }
+        out.append(DecisionRequest.model_validate(raw))
+    return out
