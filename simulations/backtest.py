@@ -319,7 +319,16 @@ def backtest(
     corpus_path: Path | None = None,
     jobs: int = 1,
     sessions_per_hour: int = DEFAULT_SESSIONS_PER_HOUR,
+    any_scope: bool = False,
 ) -> tuple[Evaluated, dict[str, Any]]:
     policy = repo.get(ref)
-    ev = evaluate(policy, table, repo_root=repo.root, ref=ref, corpus_path=corpus_path, jobs=jobs)
+    ev = evaluate(
+        policy,
+        table,
+        repo_root=repo.root,
+        ref=ref,
+        corpus_path=corpus_path,
+        jobs=jobs,
+        any_scope=any_scope,
+    )
     return ev, metrics(ev, table, sessions_per_hour=sessions_per_hour)

@@ -194,6 +194,10 @@ def run_cmd(
     sessions_per_hour: Annotated[
         int, typer.Option(help="Traffic level the review load per hour is stated at.", min=1)
     ] = 10_000,
+    any_scope: Annotated[
+        bool,
+        typer.Option("--any-scope", help="Count every session, not only those in applies_to."),
+    ] = False,
     policies: PoliciesOption = DEFAULT_POLICIES,
 ) -> None:
     """Backtest a policy version over a corpus (and diff it against another version)."""
@@ -203,14 +207,16 @@ def run_cmd(
 
     table, _ = read_corpus(corpus)
     repo = PolicyRepository(policies)
-    ev, m = backtest(
-        repo, policy, table, corpus_path=corpus, jobs=jobs, sessions_per_hour=sessions_per_hour
-    )
+    opts: dict[str, Any] = {
+        "corpus_path": corpus,
+        "jobs": jobs,
+        "sessions_per_hour": sessions_per_hour,
+        "any_scope": any_scope,
+    }
+    ev, m = backtest(repo, policy, table, **opts)
     doc: dict[str, Any] = {"run": m}
     if against:
-        ev_old, m_old = backtest(
-            repo, against, table, corpus_path=corpus, jobs=jobs, sessions_per_hour=sessions_per_hour
-        )
+        ev_old, m_old = backtest(repo, against, table, **opts)
         doc["against"] = m_old
         doc["diff"] = diff_versions(ev, ev_old, table)
     if as_json:
