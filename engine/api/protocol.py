@@ -1,7 +1,7 @@
 """The HTTP protocol ``serve`` runs: uvicorn's httptools protocol, with headers bounded.
 
-uvicorn bounds neither the size nor the time of a request's headers (0.3x–0.5x, read in
-``uvicorn/protocols/http/httptools_impl.py``): its only timer is the keep-alive one, armed
+uvicorn bounds neither the size nor the time of a request's headers (0.54, as installed;
+read in ``uvicorn/protocols/http/httptools_impl.py``): its only timer is the keep-alive one, armed
 after a response and cancelled by any byte received, so a client that sends part of a
 request line, or one header a second, keeps its connection (and the parser's buffer)
 for as long as it likes. ``h11_max_incomplete_event_size`` caps headers for the h11
@@ -11,11 +11,11 @@ protocol only, and uvicorn answers it with 400. This subclass adds both bounds:
   is closed (the count includes at most one read's worth of what followed them);
 - **time**: a request's headers must be complete within ``header_timeout_s`` of its first
   byte, and a new connection must send a complete request within that time of opening;
-  past it (checked every quarter of the timeout), 408 and the connection is closed
-  (closed without an answer when the client never sent a byte).
+  past it (checked once a second, or every quarter of a shorter timeout), 408 and the
+  connection is closed (closed without an answer when the client never sent a byte).
 
 The body's own deadline is the admission middleware's (``engine.api.middleware``): it is
-counted from the last header, and answered with the request's id like any other error.
+counted from the last header, and its 408 carries the request's ``X-Request-ID``.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ class FrontDoorProtocol(HttpToolsProtocol):
     """``HttpToolsProtocol`` with a header size cap (431) and a header deadline (408).
 
     The deadline costs no timer per request: a request's start time is noted, and one
-    sweep per server (``_Sweeper``, every quarter of the timeout at most) cuts off the
-    connections whose headers are overdue, so a deadline fires up to a quarter late.
+    sweep per server (``_Sweeper``: once a second, or every quarter of a shorter timeout)
+    cuts off the connections whose headers are overdue, so a deadline fires that much late.
     """
 
     max_header_bytes: int = Settings.model_fields["max_header_bytes"].default
