@@ -30,7 +30,7 @@ import pyarrow as pa
 from engine import PolicyRepository, decide
 from engine.core.models import ACTIONS, Action, SecondPassObligation
 from engine.core.policy import Policy
-from simulations.corpus import batch_from_corpus, corpus_metadata, requests_from_corpus
+from simulations.corpus import batch_from_corpus, codes, corpus_metadata, requests_from_corpus
 from simulations.vectorized import SEVERITY, VectorizedPolicy
 
 __all__ = [
@@ -64,14 +64,22 @@ class Evaluated:
     mode: str
 
 
+def _rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
+    return table if len(rows) == table.num_rows else table.take(pa.array(rows))
+
+
+def _member(col: pa.ChunkedArray, allowed: list[str]) -> np.ndarray:
+    values, idx = codes(col)
+    ok = np.array([v in allowed for v in values] + [False])
+    return ok[idx]
+
+
 def in_scope(policy: Policy, table: pa.Table) -> np.ndarray:
     """Rows whose channel and kind the policy's applies_to covers."""
     scope = policy.manifest.applies_to
-    ch = np.asarray(table.column("session.channel").to_numpy(zero_copy_only=False), dtype=object)
-    kind = np.asarray(table.column("session.kind").to_numpy(zero_copy_only=False), dtype=object)
-    ok = np.isin(ch, list(scope.channels))
+    ok = _member(table.column("session.channel"), list(scope.channels))
     if "*" not in scope.kinds:
-        ok &= np.isin(kind, list(scope.kinds))
+        ok &= _member(table.column("session.kind"), list(scope.kinds))
     return np.flatnonzero(ok)
 
 
@@ -143,7 +151,7 @@ def evaluate(
     policy and reads the corpus itself (nothing compiled crosses a process boundary).
     """
     rows = np.arange(table.num_rows) if any_scope else in_scope(policy, table)
-    sub = table.take(pa.array(rows))
+    sub = _rows(table, rows)
     t0 = time.perf_counter()
     if policy.spec is not None:
         res = VectorizedPolicy(policy).evaluate(batch_from_corpus(sub))
@@ -253,15 +261,18 @@ def metrics(
     ev: Evaluated, table: pa.Table, *, sessions_per_hour: int = DEFAULT_SESSIONS_PER_HOUR
 ) -> dict[str, Any]:
     """Overall and per-scenario metrics of one evaluation (JSON-ready)."""
-    sub = table.take(pa.array(ev.rows))
+    sub = _rows(table, ev.rows)
     attack = sub.column("attack").to_numpy(zero_copy_only=False).astype(bool)
-    atype = np.array(sub.column("attack_type").fill_null("").to_pylist(), dtype=object)
-    scen = np.array(sub.column("scenario").to_pylist(), dtype=object)
+    types, tcode = codes(sub.column("attack_type"))
+    atype = np.array([*types, ""], dtype=object)[tcode]
+    names, scode = codes(sub.column("scenario"))
     spec = ev.policy.spec
     costs = spec.costs if spec is not None else None
     per: dict[str, Any] = {}
-    for s in sorted(set(scen)):
-        m = scen == s
+    for code, s in sorted(enumerate(names), key=lambda x: x[1]):
+        m = scode == code
+        if not m.any():
+            continue
         per[s] = _group(
             ev.action[m], attack[m], atype[m], ev.escalated[m], costs, sessions_per_hour
         )

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from engine.core.conditions import ORDINALS, REQUEST_FIELDS
 from engine.core.models import DecisionRequest
-from simulations.profile import write_atomically
+from simulations.files import write_atomically
 from simulations.scenarios import Categorical, HandSet, Number, Scenario, ScenarioError
 from simulations.vectorized import Batch
 
@@ -304,7 +304,9 @@ def read_corpus(path: Path, *, max_sessions: int = MAX_SESSIONS) -> tuple[pa.Tab
         raise CorpusError(
             f"--corpus: {path}: {pf.metadata.num_rows:,} sessions, more than {max_sessions:,}"
         )
-    return pf.read(), json.loads(raw)
+    # Strings as dictionaries: each distinct value decoded once, not once per session.
+    strings = [f.name for f in pf.schema_arrow if pa.types.is_string(f.type)]
+    return pq.read_table(path, read_dictionary=strings), json.loads(raw)
 
 
 def corpus_metadata(table: pa.Table) -> dict[str, Any]:
@@ -314,22 +316,26 @@ def corpus_metadata(table: pa.Table) -> dict[str, Any]:
 
 def _strings(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """An object array of str/None (what ``compile_mask`` reads for categorical fields)."""
+    values, idx = codes(col)
+    return np.array([*values, None], dtype=object)[idx]
+
+
+def codes(col: pa.ChunkedArray | pa.Array) -> tuple[list[Any], np.ndarray]:
+    """A column's distinct values and each row's index into them (-1 = null)."""
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
     if not pa.types.is_dictionary(col.type):
-        col = pa.compute.dictionary_encode(col)  # decode each distinct value once
-    values = np.array([*col.dictionary.to_pylist(), None], dtype=object)
+        col = pa.compute.dictionary_encode(col)
     idx = col.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-    return values[idx]
+    return col.dictionary.to_pylist(), idx
 
 
 def _ranks(col: pa.ChunkedArray, levels: tuple[str, ...]) -> np.ndarray:
     """Ordinal labels as integer ranks, -1 when absent (the fast form ``compile_mask`` reads)."""
-    labels = _strings(col)
+    values, idx = codes(col)
     lookup = {v: i for i, v in enumerate(levels)}
-    uniq, inv = np.unique(labels.astype(str), return_inverse=True)
-    ranks = np.array([lookup.get(u, -1) if u != "None" else -1 for u in uniq], dtype=np.int64)
-    return ranks[inv]
+    ranks = np.array([lookup.get(v, -1) for v in values] + [-1], dtype=np.int64)
+    return ranks[idx]
 
 
 def batch_from_corpus(table: pa.Table) -> Batch:

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import random
-import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from detectors.dataset import Clip, read_manifest
 from detectors.degrade import CONDITIONS, ffmpeg_available, simulate_replay
 from detectors.registry import discover
 from detectors.runtime import RuntimeConfig, StreamingRuntime
+from simulations.files import write_atomically
 from simulations.progress import progress_bar
 
 __all__ = [
@@ -274,20 +274,6 @@ def _table(rows: list[dict[str, Any]]) -> pa.Table:
         else:
             cols[k] = pa.array(values, pa.string())
     return pa.table(cols)
-
-
-def write_atomically(table: pa.Table, output: Path) -> None:
-    """Write to a temporary file beside ``output`` and rename: never a half-written file."""
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", dir=output.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, output)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load_profile(path: Path) -> tuple[pa.Table, dict[str, Any]]:
