@@ -271,6 +271,51 @@ def sweep_cmd(
         )
 
 
+@simulate_app.command("replay")
+@sim_errors
+def replay_cmd(
+    history: Annotated[Path, typer.Option(help="Decision history (liveguard store export).")],
+    policy: Annotated[str, typer.Option("--policy", "-p", help="Candidate: id or id@git-ref.")],
+    slower_than_ms: Annotated[
+        float, typer.Option(help="Same action but slower by more than this = 'slower'.")
+    ] = 1.0,
+    any_policy: Annotated[
+        bool, typer.Option("--any-policy", help="Replay every decision, not only this policy's.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    policies: PoliciesOption = DEFAULT_POLICIES,
+) -> None:
+    """Replay past decisions under a candidate version: unchanged, changed, error, slower;
+    and outcomes analysis where reviewers resolved the item."""
+    from simulations.replay import read_history, replay
+
+    result = replay(
+        read_history(history),
+        PolicyRepository(policies).get(policy),
+        slower_than_us=int(slower_than_ms * 1000),
+        any_policy=any_policy,
+    )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, default=str))
+        return
+    c = result["candidate"]
+    typer.echo(
+        f"{c['id']} {c['version']} {c['digest'][:19]}… over {result['decisions']:,} decisions"
+    )
+    for kind, n in result["classification"].items():
+        typer.echo(f"  {kind:<10}{n:>9,}")
+    for label, o in [
+        *result["outcomes"]["by_version"].items(),
+        ("candidate", result["outcomes"]["candidate"]),
+    ]:
+        if o["labelled"]:
+            typer.echo(
+                f"  outcomes {label}: {o['labelled']} reviewed, review precision "
+                f"{_pct(o['precision_review'])}, overturn {_pct(o['overturn_rate'])}, "
+                f"confirmed attacks let through {o['confirmed_attacks_let_through']}"
+            )
+
+
 @governance_app.command("keygen")
 @sim_errors
 def keygen_cmd(

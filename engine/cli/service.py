@@ -129,6 +129,46 @@ def store_purge(
     engine.dispose()
 
 
+def _iso_time(option: str, value: str) -> datetime:
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        raise fail(
+            f"{option}: expected an ISO time like 2027-06-01T00:00:00Z, got {value!r}"
+        ) from None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
+
+@store_app.command("export")
+@cli_errors
+def store_export(
+    since: Annotated[str, typer.Option(help="Decisions at or after this ISO time.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Parquet file to write.")],
+    until: Annotated[str | None, typer.Option(help="Before this ISO time.")] = None,
+    policy: Annotated[str | None, typer.Option(help="Only this policy id.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many decisions.")] = 1_000_000,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Write past decisions as Parquet, minimized as retained, with review outcomes (for
+    replay under a candidate policy version, and for users who leave). The read is audited."""
+    from pathlib import Path
+
+    from engine.store.export import export_history
+
+    start = _iso_time("--since", since)
+    end = _iso_time("--until", until) if until else None
+    engine = _engine(database_url)
+    try:
+        report = export_history(
+            engine, Path(output), since=start, until=end, policy=policy, limit=limit
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    finally:
+        engine.dispose()
+    typer.echo(report.line())
+
+
 @cli_errors
 def serve(
     host: Annotated[str | None, typer.Option(help="Default: LIVEGUARD_HOST or 127.0.0.1.")] = None,
