@@ -28,13 +28,20 @@ lint: setup
 	$(VENV)/bin/lint-imports
 
 # Debian packages the suite needs: ffmpeg (with libgsm) for the GSM call-codec condition of
-# `liveguard detectors evaluate`. PyPI's static ffmpeg builds lack the GSM encoder.
+# `liveguard detectors evaluate` (PyPI's static ffmpeg builds lack the GSM encoder), and
+# chromium for the board report's browser test (driven by Playwright with executable_path;
+# never `playwright install`).
 sysdeps:
 	@command -v ffmpeg >/dev/null || { \
 	  echo "installing ffmpeg (Debian package; needs root)"; \
 	  apt-get install -y -q ffmpeg >/dev/null 2>&1 || \
 	  { apt-get update -q >/dev/null && apt-get install -y -q ffmpeg >/dev/null; } || \
 	  { echo "could not install ffmpeg: run 'apt-get install ffmpeg' as root"; exit 1; }; }
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium (Debian package; needs root)"; \
+	  apt-get install -y -q chromium >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; } || \
+	  { echo "could not install chromium: run 'apt-get install chromium' as root"; exit 1; }; }
 
 test: setup lint sysdeps
 	# OPA's own evaluator, the oracle the Rego tests compare regopy against.

@@ -295,6 +295,7 @@ def metrics(
             "hand_set_signals": {
                 s["id"]: sorted(k for k, v in s["signals"].items() if v != "profile")
                 for s in meta.get("scenarios", [])
+                if s["id"] in per  # only the scenarios this policy's sessions came from
             },
         },
         "sessions_per_hour": sessions_per_hour,

@@ -316,6 +316,107 @@ def replay_cmd(
             )
 
 
+#: Files whose text the packet diffs between versions (the decision logic and its scope).
+POLICY_FILES = ("manifest.yaml", "policy.yaml", "policy.rego", "data.json", "fusion.yaml")
+MAX_DIFF_LINES = 400
+
+
+def _policy_diff(old_dir: Path, new_dir: Path) -> list[str]:
+    import difflib
+
+    out: list[str] = []
+    for name in POLICY_FILES:
+        a, b = old_dir / name, new_dir / name
+        if not a.is_file() and not b.is_file():
+            continue
+        old = a.read_text(encoding="utf-8").splitlines() if a.is_file() else []
+        new = b.read_text(encoding="utf-8").splitlines() if b.is_file() else []
+        out += difflib.unified_diff(old, new, f"old/{name}", f"new/{name}", lineterm="", n=2)
+    if len(out) > MAX_DIFF_LINES:
+        out = [
+            *out[:MAX_DIFF_LINES],
+            f"… {len(out) - MAX_DIFF_LINES} more lines (git diff shows all)",
+        ]
+    return out or ["(the decision logic did not change)"]
+
+
+@governance_app.command("report")
+@sim_errors
+def report_cmd(
+    policy: Annotated[
+        str, typer.Option("--policy", "-p", help="The version to approve: id[@ref].")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder for report.html, summary.md.")
+    ],
+    against: Annotated[str | None, typer.Option(help="The version it replaces: id@ref.")] = None,
+    corpus: Annotated[Path | None, typer.Option(help="Corpus to backtest on.")] = None,
+    history: Annotated[Path | None, typer.Option(help="Decision history to replay.")] = None,
+    sweep_spec: Annotated[
+        str | None,
+        typer.Option("--sweep", help="PARAMETER=VALUES, e.g. thresholds.review=0.4:0.9:0.05."),
+    ] = None,
+    sessions_per_hour: Annotated[int, typer.Option(min=1)] = 10_000,
+    jobs: Annotated[int, typer.Option(help="Worker processes for Rego policies.")] = 1,
+    policies: PoliciesOption = DEFAULT_POLICIES,
+) -> None:
+    """The board packet: self-contained HTML (inline SVG plots) and a Markdown summary."""
+    from datetime import date
+
+    from governance.checks import check_policy_dir
+    from governance.report_board import governance_diff, render_board_packet
+    from simulations.backtest import backtest
+    from simulations.corpus import read_corpus
+    from simulations.diff import diff_versions, parse_values, sweep
+    from simulations.replay import read_history, replay
+
+    repo = PolicyRepository(policies)
+    new = repo.get(policy)
+    old = repo.get(against) if against else None
+    packet: dict[str, Any] = {
+        "policy": {"id": new.id, "version": new.manifest.version, "digest": new.digest},
+        "new": None,
+    }
+    if corpus is not None:
+        table, meta = read_corpus(corpus)
+        opts: dict[str, Any] = {
+            "corpus_path": corpus,
+            "jobs": jobs,
+            "sessions_per_hour": sessions_per_hour,
+        }
+        ev_new, packet["new"] = backtest(repo, policy, table, **opts)
+        if against:
+            ev_old, packet["old"] = backtest(repo, against, table, **opts)
+            packet["diff"] = diff_versions(ev_new, ev_old, table)
+        if sweep_spec:
+            param, _, values = sweep_spec.partition("=")
+            packet["sweep"] = sweep(new, table, param, parse_values(values))
+        packet["evidence"] = {
+            "profile": meta.get("profile"),
+            "hand_set_signals": packet["new"]["corpus"]["hand_set_signals"],
+        }
+    if history is not None:
+        packet["replay"] = replay(read_history(history), new)
+    if old is not None:
+        packet["policy_diff"] = _policy_diff(old.path, new.path)
+    problems = check_policy_dir(
+        new.path,
+        policy_version=new.manifest.version,
+        fields_read=new.fields_read(),
+        today=date.today(),
+    )
+    packet["governance"] = {
+        "problems": [str(p) for p in problems],
+        "diff": governance_diff(old.path, new.path) if old is not None else None,
+    }
+    html_path, md_path = render_board_packet(packet, output)
+    typer.echo(f"wrote {html_path} and {md_path}")
+    typer.echo(
+        f"sign off with: liveguard governance sign-off {new.id} --digest {new.digest} "
+        f"--by NAME --report {md_path} --key KEY.pem"
+    )
+
+
 @governance_app.command("keygen")
 @sim_errors
 def keygen_cmd(
@@ -391,4 +492,5 @@ def sign_offs_cmd(
 
 
 def register(app: typer.Typer) -> None:
+    # The governance commands above registered on import (governance_app is shared).
     app.add_typer(simulate_app, name="simulate")

@@ -250,6 +250,7 @@ def run_profile(
     table = _table(rows)
     detectors = sorted({str(v) for r in rows for k, v in r.items() if k.endswith(".detector")})
     meta = {
+        "limits": measured_limits(table),
         "conditions": conds,
         "clips": len(clips),
         "max_seconds": max_seconds,
@@ -261,6 +262,38 @@ def run_profile(
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True)})
     write_atomically(table, output)
     return table
+
+
+def _auc(bonafide: np.ndarray, spoof: np.ndarray) -> float | None:
+    """P(spoof scores above bona fide), ties half: how well the score separates the labels."""
+    if bonafide.size == 0 or spoof.size == 0:
+        return None
+    greater = (spoof[:, None] > bonafide[None, :]).sum()
+    ties = (spoof[:, None] == bonafide[None, :]).sum()
+    return float((greater + 0.5 * ties) / (spoof.size * bonafide.size))
+
+
+def measured_limits(table: pa.Table) -> list[dict[str, Any]]:
+    """Per signal × condition: clips of each label that produced it, and the AUC (the limits
+    the report states next to the evidence)."""
+    labels = np.array(table.column("label").to_pylist(), dtype=object)
+    conds = np.array(table.column("condition").to_pylist(), dtype=object)
+    out = []
+    for col in sorted(c for c in table.column_names if c.endswith(".score")):
+        scores = table.column(col).to_numpy()
+        for cond in sorted(set(conds)):
+            m = (conds == cond) & ~np.isnan(scores)
+            b, s = scores[m & (labels == "bonafide")], scores[m & (labels == "spoof")]
+            out.append(
+                {
+                    "signal": col.removesuffix(".score"),
+                    "condition": cond,
+                    "bonafide": int(b.size),
+                    "spoof": int(s.size),
+                    "auc": _auc(b, s),
+                }
+            )
+    return out
 
 
 def _table(rows: list[dict[str, Any]]) -> pa.Table:
