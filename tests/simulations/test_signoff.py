@@ -122,3 +122,54 @@ def test_unsigned_lists_only_live_versions_without_sign_off(board):
     _sign(root, key)
     missing = unsigned(root, [("payout-authorization", DIGEST), ("conference-default", OTHER)])
     assert [(s.policy, s.digest) for s in missing] == [("conference-default", OTHER)]
+
+
+def test_signoff_folder_is_not_a_policy():
+    from engine import PolicyRepository
+    from governance.signoff import load_keyring
+
+    from .conftest import POLICIES
+
+    assert SIGNOFF_DIR not in PolicyRepository(POLICIES).ids()
+    assert load_keyring(POLICIES).keys is not None
+
+
+def test_cli_sign_off_then_sign_offs_reports_it_valid(board, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from engine import PolicyRepository
+    from engine.cli.main import app
+
+    from .conftest import POLICIES
+
+    root, key = board
+    shutil.copytree(POLICIES / "conference-default", root / "conference-default")
+    digest = PolicyRepository(root).get("conference-default").digest
+    runner = CliRunner()
+    before = runner.invoke(app, ["governance", "sign-offs", "--policies", str(root)])
+    assert before.exit_code == 1 and "1 without a valid sign-off" in before.output
+    signed = runner.invoke(
+        app,
+        [
+            "governance",
+            "sign-off",
+            "conference-default",
+            "--digest",
+            digest,
+            "--by",
+            "Dana",
+            "--report",
+            str(root.parent / "report.md"),
+            "--key",
+            str(key),
+            "--policies",
+            str(root),
+        ],
+    )
+    assert signed.exit_code == 0, signed.output
+    after = runner.invoke(app, ["governance", "sign-offs", "--policies", str(root)])
+    assert after.exit_code == 0 and "0 without a valid sign-off" in after.output
+    # The record lies outside the policy folder: signing did not change the digest.
+    assert PolicyRepository(root).get("conference-default").digest == digest
