@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)
 
 from engine import PolicyRepository  # noqa: E402
-from simulations.backtest import evaluate, metrics  # noqa: E402
+from simulations.backtest import evaluate, metrics, policy_columns  # noqa: E402
 from simulations.corpus import (  # noqa: E402
     batch_from_corpus,
     generate_corpus,
@@ -55,7 +55,8 @@ def main() -> None:
             e2e, ev_t = [], []
             for _ in range(args.repeats):
                 t0 = time.perf_counter()
-                table, _ = read_corpus(path)
+                # Only the columns this policy reads, as `simulate run` does.
+                table, _ = read_corpus(path, columns=policy_columns(policy))
                 batch = batch_from_corpus(table)
                 t1 = time.perf_counter()
                 VectorizedPolicy(policy).evaluate(batch)

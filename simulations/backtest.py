@@ -30,7 +30,13 @@ import pyarrow as pa
 from engine import PolicyRepository, decide
 from engine.core.models import ACTIONS, Action, SecondPassObligation
 from engine.core.policy import Policy
-from simulations.corpus import batch_from_corpus, codes, corpus_metadata, requests_from_corpus
+from simulations.corpus import (
+    batch_from_corpus,
+    codes,
+    columns_for,
+    corpus_metadata,
+    requests_from_corpus,
+)
 from simulations.vectorized import SEVERITY, VectorizedPolicy
 
 __all__ = [
@@ -72,6 +78,14 @@ def _member(col: pa.ChunkedArray, allowed: list[str]) -> np.ndarray:
     values, idx = codes(col)
     ok = np.array([v in allowed for v in values] + [False])
     return ok[idx]
+
+
+def policy_columns(policy: Policy) -> list[str] | None:
+    """The corpus columns a YAML policy's vectorized backtest reads (None: all, for Rego)."""
+    if policy.spec is None:
+        return None
+    fields = set(policy.spec.condition_fields()) | set(policy.fields_read())
+    return columns_for(fields, set(policy.spec.fusion.weights))
 
 
 def in_scope(policy: Policy, table: pa.Table) -> np.ndarray:

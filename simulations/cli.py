@@ -181,6 +181,21 @@ def _print_metrics(m: dict[str, Any]) -> None:
         )
 
 
+def _columns(repo: PolicyRepository, *refs: str | None) -> list[str] | None:
+    """Corpus columns the named versions read together (None: every column, e.g. Rego)."""
+    from simulations.backtest import policy_columns
+
+    out: set[str] = set()
+    for ref in refs:
+        if ref is None:
+            continue
+        cols = policy_columns(repo.get(ref))
+        if cols is None:
+            return None
+        out |= set(cols)
+    return sorted(out)
+
+
 @simulate_app.command("run")
 @sim_errors
 def run_cmd(
@@ -205,8 +220,8 @@ def run_cmd(
     from simulations.corpus import read_corpus
     from simulations.diff import diff_versions
 
-    table, _ = read_corpus(corpus)
     repo = PolicyRepository(policies)
+    table, _ = read_corpus(corpus, columns=_columns(repo, policy, against))
     opts: dict[str, Any] = {
         "corpus_path": corpus,
         "jobs": jobs,
@@ -252,8 +267,9 @@ def sweep_cmd(
     from simulations.corpus import read_corpus
     from simulations.diff import parse_values, sweep
 
-    table, _ = read_corpus(corpus)
-    result = sweep(PolicyRepository(policies).get(policy), table, parameter, parse_values(values))
+    repo = PolicyRepository(policies)
+    table, _ = read_corpus(corpus, columns=_columns(repo, policy))
+    result = sweep(repo.get(policy), table, parameter, parse_values(values))
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return

@@ -287,7 +287,36 @@ def write_corpus(table: pa.Table, output: Path) -> None:
     write_atomically(table, output)
 
 
-def read_corpus(path: Path, *, max_sessions: int = MAX_SESSIONS) -> tuple[pa.Table, dict[str, Any]]:
+#: Columns a request cannot do without (its required fields) and the ground truth.
+ALWAYS_READ = (
+    "session",
+    "scenario",
+    "attack",
+    "attack_type",
+    "session.channel",
+    "session.kind",
+    "session.participant",
+    "session.consent.media_analysis",
+    "session.consent.raw_media_escalation",
+    "identity.assurance",
+    "identity.failed_attempts",
+)
+
+
+def columns_for(fields: set[str], signals: set[str]) -> list[str]:
+    """The corpus columns a policy reading ``fields`` and weighting ``signals`` needs: a
+    transaction or device part comes whole (a request has all of it or none)."""
+    cols = set(ALWAYS_READ) | {f for f in fields if f in REQUEST_FIELDS}
+    for part in ("transaction.", "device."):
+        if any(f.startswith(part) for f in cols):
+            cols |= {f for f in REQUEST_FIELDS if f.startswith(part)}
+    cols |= {f"{n}.{a}" for n in signals for a in ("score", "confidence")}
+    return sorted(cols)
+
+
+def read_corpus(
+    path: Path, *, max_sessions: int = MAX_SESSIONS, columns: list[str] | None = None
+) -> tuple[pa.Table, dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise CorpusError(f"--corpus: {path}: no such file")
@@ -306,7 +335,14 @@ def read_corpus(path: Path, *, max_sessions: int = MAX_SESSIONS) -> tuple[pa.Tab
         )
     # Strings as dictionaries: each distinct value decoded once, not once per session.
     strings = [f.name for f in pf.schema_arrow if pa.types.is_string(f.type)]
-    return pq.read_table(path, read_dictionary=strings), json.loads(raw)
+    meta = json.loads(raw)
+    if columns is not None:  # only what the policy reads: less to decode
+        columns = [c for c in columns if c in pf.schema_arrow.names]
+        meta["signals"] = [n for n in meta.get("signals", []) if f"{n}.score" in columns]
+    table = pq.read_table(path, columns=columns, read_dictionary=strings)
+    if columns is not None:
+        table = table.replace_schema_metadata({CORPUS_KEY: json.dumps(meta, sort_keys=True)})
+    return table, meta
 
 
 def corpus_metadata(table: pa.Table) -> dict[str, Any]:
@@ -315,8 +351,11 @@ def corpus_metadata(table: pa.Table) -> dict[str, Any]:
 
 
 def _strings(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """An object array of str/None (what ``compile_mask`` reads for categorical fields)."""
+    """Categorical values as ``compile_mask`` reads them: a fixed-width string array when no
+    session lacks the field (compares several times faster), else objects with None."""
     values, idx = codes(col)
+    if col.null_count == 0 and values:
+        return np.array(values, dtype=str)[idx]
     return np.array([*values, None], dtype=object)[idx]
 
 
@@ -390,9 +429,9 @@ def requests_from_corpus(
                 k: v
                 for k, v in {
                     "assurance": r["identity.assurance"],
-                    "method": r["identity.method"],
+                    "method": r.get("identity.method"),
                     "seconds_since_auth": None
-                    if r["identity.seconds_since_auth"] is None
+                    if r.get("identity.seconds_since_auth") is None
                     else int(r["identity.seconds_since_auth"]),
                     "failed_attempts": int(r["identity.failed_attempts"]),
                 }.items()
@@ -410,13 +449,13 @@ def requests_from_corpus(
                 if r[f"{name}.score"] is not None and not np.isnan(r[f"{name}.score"])
             ],
         }
-        if r["transaction.kind"] is not None:
+        if r.get("transaction.kind") is not None:
             raw["transaction"] = {
                 "kind": r["transaction.kind"],
                 "value": float(r["transaction.value"]),
                 "currency": r["transaction.currency"],
             }
-        if r["device.posture"] is not None:
+        if r.get("device.posture") is not None:
             raw["device"] = {
                 "posture": r["device.posture"],
                 "new_device": bool(r["device.new_device"]),

@@ -180,3 +180,16 @@ def test_cli_run_against_prints_json_with_diff(corpus_file):
     assert out.exit_code == 0, out.output
     doc = json.loads(out.stdout)
     assert doc["diff"]["changed"] > 0 and doc["run"]["policy"]["id"] == "payout-authorization"
+
+
+def test_reading_only_the_policy_columns_gives_the_same_metrics(corpus_file):
+    from simulations.backtest import policy_columns
+    from simulations.corpus import read_corpus
+
+    policy = PolicyRepository(POLICIES).get("payout-authorization")
+    full, _ = read_corpus(corpus_file)
+    pruned, _ = read_corpus(corpus_file, columns=policy_columns(policy))
+    assert pruned.num_columns < full.num_columns
+    a = metrics(evaluate(policy, full, timing=False), full)
+    b = metrics(evaluate(policy, pruned, timing=False), pruned)
+    assert a["overall"] == b["overall"] and a["scenarios"] == b["scenarios"]
