@@ -213,6 +213,10 @@ def run_cmd(
         bool,
         typer.Option("--any-scope", help="Count every session, not only those in applies_to."),
     ] = False,
+    dask: Annotated[
+        str | None,
+        typer.Option(help="Dask scheduler address: YAML row groups evaluated on the cluster."),
+    ] = None,
     policies: PoliciesOption = DEFAULT_POLICIES,
 ) -> None:
     """Backtest a policy version over a corpus (and diff it against another version)."""
@@ -227,6 +231,7 @@ def run_cmd(
         "jobs": jobs,
         "sessions_per_hour": sessions_per_hour,
         "any_scope": any_scope,
+        "dask": dask,
     }
     ev, m = backtest(repo, policy, table, **opts)
     doc: dict[str, Any] = {"run": m}

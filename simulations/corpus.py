@@ -283,8 +283,12 @@ def file_digest(path: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
+#: Sessions per Parquet row group: the unit parallel and Dask backtests hand to a worker.
+ROW_GROUP = 131_072
+
+
 def write_corpus(table: pa.Table, output: Path) -> None:
-    write_atomically(table, output)
+    write_atomically(table, output, row_group_size=ROW_GROUP)
 
 
 #: Columns a request cannot do without (its required fields) and the ground truth.
@@ -333,16 +337,40 @@ def read_corpus(
         raise CorpusError(
             f"--corpus: {path}: {pf.metadata.num_rows:,} sessions, more than {max_sessions:,}"
         )
+    return _read(pf, path, columns, None, json.loads(raw))
+
+
+def _read(
+    pf: pq.ParquetFile,
+    path: Path,
+    columns: list[str] | None,
+    row_groups: list[int] | None,
+    meta: dict[str, Any],
+) -> tuple[pa.Table, dict[str, Any]]:
     # Strings as dictionaries: each distinct value decoded once, not once per session.
     strings = [f.name for f in pf.schema_arrow if pa.types.is_string(f.type)]
-    meta = json.loads(raw)
     if columns is not None:  # only what the policy reads: less to decode
         columns = [c for c in columns if c in pf.schema_arrow.names]
         meta["signals"] = [n for n in meta.get("signals", []) if f"{n}.score" in columns]
-    table = pq.read_table(path, columns=columns, read_dictionary=strings)
-    if columns is not None:
-        table = table.replace_schema_metadata({CORPUS_KEY: json.dumps(meta, sort_keys=True)})
-    return table, meta
+    if row_groups is None:
+        table = pq.read_table(path, columns=columns, read_dictionary=strings)
+    else:
+        part = pq.ParquetFile(
+            path, read_dictionary=[c for c in strings if columns is None or c in columns]
+        )
+        table = part.read_row_groups(row_groups, columns=columns)
+    return table.replace_schema_metadata({CORPUS_KEY: json.dumps(meta, sort_keys=True)}), meta
+
+
+def read_row_groups(
+    path: Path, row_groups: list[int], columns: list[str] | None = None
+) -> tuple[pa.Table, dict[str, Any]]:
+    """Some row groups of a corpus (a worker's share of a parallel backtest)."""
+    pf = pq.ParquetFile(path)
+    raw = (pf.schema_arrow.metadata or {}).get(CORPUS_KEY)
+    if raw is None:
+        raise CorpusError(f"--corpus: {path}: not a liveguard corpus")
+    return _read(pf, Path(path), columns, row_groups, json.loads(raw))
 
 
 def corpus_metadata(table: pa.Table) -> dict[str, Any]:

@@ -193,3 +193,46 @@ def test_reading_only_the_policy_columns_gives_the_same_metrics(corpus_file):
     a = metrics(evaluate(policy, full, timing=False), full)
     b = metrics(evaluate(policy, pruned, timing=False), pruned)
     assert a["overall"] == b["overall"] and a["scenarios"] == b["scenarios"]
+
+
+def test_yaml_in_worker_processes_equals_the_local_run(tmp_path, catalog):
+    from simulations.corpus import ROW_GROUP, generate_corpus, read_corpus, write_corpus
+
+    path = tmp_path / "big.parquet"
+    write_corpus(generate_corpus(catalog, ROW_GROUP + 5_000, seed=3), path)  # two row groups
+    table, _ = read_corpus(path)
+    policy = PolicyRepository(POLICIES).get("executive-meeting")
+    local = evaluate(policy, table, timing=False)
+    parallel = evaluate(
+        policy,
+        table,
+        repo_root=POLICIES,
+        ref="executive-meeting",
+        corpus_path=path,
+        jobs=2,
+        timing=False,
+    )
+    assert parallel.mode.endswith("processes×2")
+    assert np.array_equal(local.action, parallel.action)
+    assert np.array_equal(local.escalated, parallel.escalated)
+
+
+def test_dask_local_cluster_equals_the_local_run(corpus, corpus_file):
+    distributed = pytest.importorskip("distributed")
+    policy = PolicyRepository(POLICIES).get("payout-authorization")
+    local = metrics(evaluate(policy, corpus, timing=False), corpus)
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        ev = evaluate(
+            policy,
+            corpus,
+            repo_root=POLICIES,
+            ref="payout-authorization",
+            corpus_path=corpus_file,
+            dask=cluster.scheduler_address,
+            timing=False,
+        )
+    on_dask = metrics(ev, corpus)
+    assert ev.mode.startswith("vectorized on dask")
+    assert on_dask["overall"] == local["overall"] and on_dask["scenarios"] == local["scenarios"]
