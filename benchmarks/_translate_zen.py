@@ -11,9 +11,9 @@ import itertools
 import json
 from typing import Any
 
-from engine.conditions import ORDINALS
-from engine.models import THRESHOLD_ACTIONS, Action
-from engine.policy_yaml import YamlPolicySpec
+from engine.backends.yaml_policy import YamlPolicySpec
+from engine.core.conditions import ORDINALS
+from engine.core.models import THRESHOLD_ACTIONS, Action
 
 
 def key(path: str) -> str:

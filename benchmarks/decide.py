@@ -2,7 +2,7 @@
 
 regopy runs each policy's Rego twin (``policies/<id>-rego``) through the full ``decide()``;
 a policy without a twin runs exported as data plus the generic Rego evaluator
-(``engine.yaml_export``), timed over view + fusion + input + regopy evaluation (marked
+(``engine.backends.export``), timed over view + fusion + input + regopy evaluation (marked
 ``regopy*``), so every policy gets a regopy figure. ZEN runs a graph translated from the YAML policy (``_translate_zen.py``), fed the same
 minimized context and fusion.
 
@@ -29,11 +29,12 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _translate_zen import graph, zen_input  # noqa: E402
 
 from engine import decide  # noqa: E402
-from engine.fusion import fuse  # noqa: E402
-from engine.models import DecisionRequest  # noqa: E402
-from engine.policy import Policy, PolicyRepository  # noqa: E402
-from engine.policy_tests import build_request, load_suite  # noqa: E402
-from engine.yaml_export import ExportedYamlEvaluator  # noqa: E402
+from engine.backends.export import ExportedYamlEvaluator  # noqa: E402
+from engine.core.fusion import fuse  # noqa: E402
+from engine.core.models import DecisionRequest  # noqa: E402
+from engine.core.policy import Policy  # noqa: E402
+from engine.policy.repository import PolicyRepository  # noqa: E402
+from engine.policy.testsuite import build_request, load_suite  # noqa: E402
 
 
 def requests_for(policy: Policy) -> list[DecisionRequest]:

@@ -73,19 +73,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.decide import decide  # noqa: E402
-from engine.fusion import fuse  # noqa: E402
-from engine.models import DecisionRequest  # noqa: E402
-from engine.opa_local import missing_message, opa_engine_class  # noqa: E402
-from engine.policy import PolicyRepository  # noqa: E402
-from engine.policy_rego import (  # noqa: E402
-    FastInput,
-    RegoEvaluator,
-    _lib,
-    compile_rego,
-    mount_data,
-    request_input,
-)
+from engine.backends.opa.local import missing_message, opa_engine_class  # noqa: E402
+from engine.backends.rego.embedded import FastInput, RegoEvaluator, _lib, compile_rego, mount_data  # noqa: E402
+from engine.backends.rego.input import request_input  # noqa: E402
+from engine.core.decide import decide  # noqa: E402
+from engine.core.fusion import fuse  # noqa: E402
+from engine.core.models import DecisionRequest  # noqa: E402
+from engine.policy.repository import PolicyRepository  # noqa: E402
 from tests.engine.rego import requests as gen  # noqa: E402
 
 TWINS = {

@@ -23,11 +23,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.fusion import fuse  # noqa: E402
-from engine.models import DecisionRequest  # noqa: E402
-from engine.opa_local import missing_message, opa_engine_class  # noqa: E402
-from engine.policy import PolicyRepository  # noqa: E402
-from engine.policy_rego import RegoEvaluator, compile_rego, mount_data  # noqa: E402
+from engine.backends.opa.local import missing_message, opa_engine_class  # noqa: E402
+from engine.backends.rego.embedded import RegoEvaluator, compile_rego, mount_data  # noqa: E402
+from engine.core.fusion import fuse  # noqa: E402
+from engine.core.models import DecisionRequest  # noqa: E402
+from engine.policy.repository import PolicyRepository  # noqa: E402
 from tests.engine.rego import requests as gen  # noqa: E402
 
 HEAD = "package liveguard.t\n\nimport rego.v1\n\n"

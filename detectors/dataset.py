@@ -1,8 +1,15 @@
-"""Labelled audio sets in the shared-data layout: DIR/manifest.csv with path,label[,system,speaker]."""
+"""Labelled audio sets in the shared-data layout: DIR/manifest.csv with path,label[,system,speaker].
+
+Several sets can be read together (`read_sets`): the shared `audio/` and `audio_neural/` sets
+share speakers (copy-synthesis and noise-suppressed clips keep their source's speaker), so
+speaker-disjoint splits group on the `speaker` column across all of them.
+"""
 
 from __future__ import annotations
 
 import csv
+import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -16,6 +23,17 @@ class Clip(BaseModel):
     system: str
     speaker: str
     corpus: str
+    origin: str = ""
+
+    @property
+    def pair_source(self) -> Path | None:
+        """The bona fide clip a copy-synthesis spoof was made from, when `origin` names it
+        ("... copy-synthesis of audio/<path>", as in `audio_neural`)."""
+        m = re.search(r"copy-synthesis of (audio/\S+\.flac)", self.origin)
+        if m:
+            # origin paths are relative to the folder holding both sets (`audio/...`)
+            return (self.path.parents[3] / m.group(1)).resolve()
+        return None
 
 
 def read_manifest(data_dir: Path) -> list[Clip]:
@@ -36,6 +54,41 @@ def read_manifest(data_dir: Path) -> list[Clip]:
                     system=(row.get("system") or ("spoof" if is_spoof else "bonafide")).strip(),
                     speaker=(row.get("speaker") or row["path"]).strip(),
                     corpus=(row.get("corpus") or "").strip(),
+                    origin=(row.get("origin") or "").strip(),
                 )
             )
     return clips
+
+
+def read_sets(data_dirs: Sequence[Path]) -> list[Clip]:
+    """Clips of several manifests, in order; a missing manifest is an error."""
+    out: list[Clip] = []
+    for d in data_dirs:
+        out.extend(read_manifest(d))
+    return out
+
+
+def pairs(clips: Sequence[Clip]) -> list[tuple[int, int]]:
+    """(spoof index, bona fide source index) for every copy-synthesis pair in `clips`.
+
+    Pairs come from `origin` (HiFi-GAN copy-synthesis) and, for WaveFake, from the LJSpeech
+    utterance id both file names start with (`LJ040-0073_gen_…` is `LJ040-0073_…`).
+    """
+    by_path = {c.path.resolve(): i for i, c in enumerate(clips)}
+    lj = {}
+    for i, c in enumerate(clips):
+        m = re.match(r"(LJ\d{3}-\d{4})_", c.path.name)
+        if m and c.label == 0:
+            lj[m.group(1)] = i
+    out = []
+    for i, c in enumerate(clips):
+        if c.label != 1:
+            continue
+        src = c.pair_source
+        if src is not None and src in by_path:
+            out.append((i, by_path[src]))
+            continue
+        m = re.match(r"(LJ\d{3}-\d{4})_gen_", c.path.name)
+        if m and m.group(1) in lj:
+            out.append((i, lj[m.group(1)]))
+    return out

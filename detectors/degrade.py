@@ -78,22 +78,115 @@ def drop_packets(
     return y
 
 
+def _ffmpeg_round_trip(x: np.ndarray, encode: list[str], fmt: list[str]) -> np.ndarray:
+    """Encode with ffmpeg (`encode` = codec options, `fmt` = container/rate) and decode back."""
+    ff = shutil.which("ffmpeg")
+    if ff is None:
+        raise RuntimeError("ffmpeg is not installed (apt-get install ffmpeg)")
+    raw = np.clip(x, -1, 1).astype("<f4").tobytes()
+    pcm = ["-f", "f32le", "-ar", str(SR), "-ac", "1"]
+    enc = _ffmpeg(ff, [*pcm, "-i", "pipe:0", *encode, *fmt, "pipe:1"], raw)
+    dec = _ffmpeg(ff, ["-i", "pipe:0", *pcm, "pipe:1"], enc)
+    y = np.frombuffer(dec, dtype="<f4").astype(np.float32)
+    out = np.zeros(len(x), dtype=np.float32)
+    out[: min(len(x), len(y))] = y[: len(x)]
+    return out
+
+
+def alaw_8k(x: np.ndarray) -> np.ndarray:
+    """G.711 A-law at 8 kHz (European telephony), through ffmpeg's pcm_alaw."""
+    return _ffmpeg_round_trip(x, ["-c:a", "pcm_alaw", "-ar", "8000"], ["-f", "wav"])
+
+
+def opus_low(x: np.ndarray) -> np.ndarray:
+    """Opus (libopus, VoIP mode) at 12 kbit/s: a congested WebRTC / conferencing leg."""
+    enc = ["-c:a", "libopus", "-b:a", "12k", "-application", "voip"]
+    return _ffmpeg_round_trip(x, enc, ["-f", "ogg"])
+
+
+def mp3_low(x: np.ndarray) -> np.ndarray:
+    """MP3 (LAME) at 24 kbit/s, 16 kHz: a re-encoded web or voicemail recording."""
+    return _ffmpeg_round_trip(x, ["-c:a", "libmp3lame", "-b:a", "24k"], ["-f", "mp3"])
+
+
+def band_limit(x: np.ndarray) -> np.ndarray:
+    """300-3400 Hz telephone band at 16 kHz sampling, without a codec."""
+    from scipy.signal import butter, sosfiltfilt
+
+    sos = butter(6, [300, 3400], "bandpass", fs=SR, output="sos")
+    return sosfiltfilt(sos, x).astype(np.float32)
+
+
+def gain_clip(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """An over-driven input: gain to a peak 6-12 dB above full scale, then hard clipping."""
+    rng = np.random.default_rng(seed)
+    peak = float(np.abs(x).max()) + 1e-9
+    g = 10 ** (rng.uniform(6.0, 12.0) / 20) / peak
+    return np.clip(x * g, -1.0, 1.0).astype(np.float32)
+
+
+def quiet(x: np.ndarray) -> np.ndarray:
+    """30 dB quieter: level must not carry the label (audio_neural is peak-normalised)."""
+    return (x * 10 ** (-30 / 20)).astype(np.float32)
+
+
+def reverb(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Room reverberation: exponentially decaying noise impulse response, RT60 0.3-0.8 s."""
+    from scipy.signal import fftconvolve
+
+    rng = np.random.default_rng(seed)
+    rt60 = rng.uniform(0.3, 0.8)
+    n = int(rt60 * SR)
+    t = np.arange(n) / SR
+    rir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60) * 0.3
+    rir[0] = 1.0
+    rir /= np.sqrt((rir**2).sum())
+    y = fftconvolve(x, rir)[: len(x)]
+    y *= np.sqrt(np.mean(x**2) / (np.mean(y**2) + 1e-12))
+    return np.clip(y, -1, 1).astype(np.float32)
+
+
 CONDITIONS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     "clean": lambda x, seed: x,
     "mulaw_8k": lambda x, seed: mulaw_8k(x),
+    "alaw_8k": lambda x, seed: alaw_8k(x),
     "gsm_codec": lambda x, seed: gsm_codec(x),
+    "opus_12k": lambda x, seed: opus_low(x),
+    "mp3_24k": lambda x, seed: mp3_low(x),
     "noise_10db": lambda x, seed: add_noise(x, 10.0, seed),
     "noise_20db": lambda x, seed: add_noise(x, 20.0, seed + 1),
     "packet_loss_10pct": lambda x, seed: drop_packets(x, 0.1, 20, seed),
+    "band_limit": lambda x, seed: band_limit(x),
+    "gain_clip": lambda x, seed: gain_clip(x, seed),
+    "quiet_30db": lambda x, seed: quiet(x),
+    "reverb": lambda x, seed: reverb(x, seed + 2),
 }
 
+#: Conditions that need ffmpeg (Debian's build: libgsm, libopus, libmp3lame, G.711).
+FFMPEG_CONDITIONS = frozenset({"alaw_8k", "gsm_codec", "opus_12k", "mp3_24k"})
+
+#: AMR-NB is not here: Debian's ffmpeg decodes AMR-NB but has no encoder (no
+#: libopencore-amrnb encoder in the build), and no PyPI package on this machine provides one.
 
 #: What `liveguard detectors evaluate` reports by default (noise_20db is for training).
-EVALUATION_CONDITIONS = ("clean", "mulaw_8k", "gsm_codec", "noise_10db", "packet_loss_10pct")
+EVALUATION_CONDITIONS = (
+    "clean",
+    "mulaw_8k",
+    "alaw_8k",
+    "gsm_codec",
+    "opus_12k",
+    "mp3_24k",
+    "noise_10db",
+    "packet_loss_10pct",
+    "band_limit",
+    "gain_clip",
+    "quiet_30db",
+    "reverb",
+)
 
 
 def available_conditions() -> list[str]:
-    return [c for c in EVALUATION_CONDITIONS if c != "gsm_codec" or ffmpeg_available()]
+    return [c for c in EVALUATION_CONDITIONS if c not in FFMPEG_CONDITIONS or ffmpeg_available()]
 
 
 def simulate_replay(x: np.ndarray, seed: int = 0) -> np.ndarray:

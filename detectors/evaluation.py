@@ -1,29 +1,44 @@
-"""Evaluation of audio.synthetic_voice on a labelled set (`liveguard detectors evaluate`).
+"""Evaluation of audio.synthetic_voice on labelled sets (`liveguard detectors evaluate`).
 
-Three views, from least to most honest about unseen attacks:
-- `shipped`: the shipped model on the set as is, per condition (in-sample if the set is
-  the training set — then it only shows calibration and degradation behaviour);
-- `cross_validation`: the shipped recipe retrained on speaker-disjoint folds and tested
-  on the held-out speakers, per condition;
-- `leave_one_system_out`: retrained without one generating system (and without the test
-  speakers), tested on that system against held-out bona fide speech.
+Views, from least to most honest about unseen attacks:
+- `shipped`: the shipped model on the sets as they are, per condition (in-sample where a set
+  is its training set: then it only shows calibration and degradation behaviour);
+- `cross_validation`: the shipped recipe retrained on speaker-disjoint folds (all systems in
+  training), tested on the held-out speakers, per condition, with false alarms per bona fide
+  corpus;
+- `leave_one_system_out`: per held-out system (flite's and espeak-ng's voices are held out
+  together: another voice of the same engine is not an unseen system), retrained without the
+  system, without its speakers and without the test fold's speakers (3 speaker folds over
+  all sets; `speaker` is shared across `audio/` and `audio_neural/`); tested on the system
+  against the held-out bona fide speech, per condition. Copy-synthesis pairs (HiFi-GAN vs its
+  source clip, WaveFake vs LJSpeech) are reported apart: only the vocoder differs there;
+- `leave_one_corpus_out`: per bona fide corpus, retrained without the corpus and its
+  speakers; its false-alarm rate at the operating point (how the model treats real speech
+  from a recording chain it has never heard).
+
+The operating point is the detector's verdict, calibrated score >= 0.5. For retrained models
+it is the logit where the recipe's Platt fit on speaker-disjoint out-of-fold scores crosses
+0.5 (what the shipped model does). Conditions the recipe does not train on are listed in
+`unseen_conditions` (a codec held out of training is reported apart there).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 from pydantic import BaseModel
 
-from detectors.dataset import Clip, read_manifest
+from detectors.dataset import Clip, pairs, read_sets
 from detectors.degrade import available_conditions
 from detectors.metrics_eval import eer, rates_at, roc_auc
-from detectors.synthetic_voice import SyntheticVoiceConfig, SyntheticVoiceDetector
-from detectors.training import recipe
-from detectors.training.featurize import featurize
+from detectors.training.featurize import featurize_many
+from detectors.training.mlp import balanced_platt
+from detectors.training.recipes import Recipe, get_recipe
 
 OPERATING_THRESHOLD = 0.5  # calibrated score; the detector's own "spoof" verdict
+N_FOLDS = 3
 
 
 class Metrics(BaseModel):
@@ -35,18 +50,31 @@ class Metrics(BaseModel):
     miss_at_op: float | None = None
 
 
+class PairMetrics(BaseModel):
+    n_pairs: int
+    eer: float  # spoofs vs their own source clips only
+    auc: float
+    pair_accuracy: float  # share of pairs where the copy-synthesis scores above its source
+
+
 class EvaluationReport(BaseModel):
-    data: str
+    data: list[str]
     model: str
+    recipe: str
     operating_threshold: float = OPERATING_THRESHOLD
+    operating_logit: float | None = None
+    train_conditions: list[str]
+    unseen_conditions: list[str]
     shipped: dict[str, dict[str, Metrics]]  # condition -> "overall" | system -> metrics
-    cross_validation: dict[str, Metrics]  # condition -> metrics
-    leave_one_system_out: dict[str, Metrics]  # system -> metrics (clean)
+    shipped_false_alarms: dict[str, dict[str, float]]  # condition -> bona fide corpus -> FA
+    cross_validation: dict[str, Metrics]
+    cv_false_alarms: dict[str, dict[str, float]]  # condition -> bona fide corpus -> FA
+    leave_one_system_out: dict[str, dict[str, Metrics]]  # group -> condition -> metrics
+    loso_pairs: dict[str, PairMetrics]  # group -> pairs (clean)
+    leave_one_corpus_out: dict[str, dict[str, float]]  # bona fide corpus -> condition -> FA
 
 
-def _metrics(
-    scores: np.ndarray, labels: np.ndarray, calibrated: np.ndarray | None = None
-) -> Metrics:
+def metrics(scores: np.ndarray, labels: np.ndarray, threshold: float | None = None) -> Metrics:
     ok = ~np.isnan(scores)
     s, y = scores[ok], labels[ok]
     m = Metrics(
@@ -55,68 +83,349 @@ def _metrics(
         eer=round(eer(s, y)[0], 4),
         auc=round(roc_auc(s, y), 4),
     )
-    if calibrated is not None:
-        fa, miss = rates_at(calibrated[ok], y, OPERATING_THRESHOLD)
+    if threshold is not None:
+        fa, miss = rates_at(s, y, threshold)
         m.false_alarm_at_op, m.miss_at_op = round(fa, 4), round(miss, 4)
     return m
 
 
-def _systems(clips: list[Clip]) -> np.ndarray:
-    return np.array([c.system if c.label else "bonafide" for c in clips])
+def holdout_group(system: str) -> str:
+    """Systems that are one engine's voices are held out together."""
+    if system.startswith("flite_"):
+        return "flite (4 voices)"
+    if system.startswith("espeakng_"):
+        return "espeak-ng (2 voices)"
+    return system
+
+
+def bonafide_corpus(clip: Clip) -> str:
+    return clip.corpus or "bonafide"
+
+
+def speaker_folds(speakers: Sequence[str], n_folds: int = N_FOLDS, seed: int = 0) -> np.ndarray:
+    """Fold index per clip with every speaker in exactly one fold."""
+    uniq = sorted(set(speakers))
+    rng = np.random.default_rng(seed)
+    fold_of = dict(zip(uniq, rng.permutation(len(uniq)) % n_folds, strict=True))
+    return np.array([fold_of[s] for s in speakers])
+
+
+class Splits:
+    """The index sets of every retraining the protocol needs, computed once."""
+
+    def __init__(self, clips: Sequence[Clip], n_folds: int = N_FOLDS) -> None:
+        self.clips = list(clips)
+        self.n = len(clips)
+        self.labels = np.array([c.label for c in clips])
+        self.speakers = np.array([c.speaker for c in clips])
+        self.groups = np.array([holdout_group(c.system) if c.label else "" for c in clips])
+        self.corpora = np.array([bonafide_corpus(c) if not c.label else "" for c in clips])
+        self.folds = speaker_folds(list(self.speakers), n_folds)
+        # what training balances: spoof system or bona fide corpus
+        self.strata = np.array([c.system if c.label else bonafide_corpus(c) for c in clips])
+        self.n_folds = n_folds
+
+    def group_names(self) -> list[str]:
+        return sorted(set(self.groups) - {""})
+
+    def corpus_names(self) -> list[str]:
+        return sorted(set(self.corpora) - {""})
+
+    def loso(self, group: str, fold: int) -> tuple[np.ndarray, np.ndarray]:
+        """(train mask, test mask) for a held-out group and speaker fold."""
+        in_group = self.groups == group
+        group_speakers = np.isin(self.speakers, np.unique(self.speakers[in_group]))
+        train = (self.folds != fold) & ~in_group & ~group_speakers
+        test = (self.folds == fold) & (in_group | (self.labels == 0))
+        return train, test
+
+    def corpus_out(self, corpus: str) -> tuple[np.ndarray, np.ndarray]:
+        in_corpus = self.corpora == corpus
+        speakers = np.isin(self.speakers, np.unique(self.speakers[in_corpus]))
+        return ~in_corpus & ~speakers, in_corpus
+
+    def cv(self, fold: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.folds != fold, self.folds == fold
+
+
+def false_alarms_by_corpus(
+    scores: np.ndarray, splits: Splits, threshold: float
+) -> dict[str, float]:
+    out = {}
+    for corpus in splits.corpus_names():
+        m = (splits.corpora == corpus) & ~np.isnan(scores)
+        if m.any():
+            out[corpus] = round(float((scores[m] >= threshold).mean()), 4)
+    return out
+
+
+def pair_metrics(scores: np.ndarray, pair_idx: list[tuple[int, int]]) -> PairMetrics | None:
+    ok = [(s, b) for s, b in pair_idx if not (np.isnan(scores[s]) or np.isnan(scores[b]))]
+    if not ok:
+        return None
+    sp = np.array([scores[s] for s, _ in ok])
+    bf = np.array([scores[b] for _, b in ok])
+    y = np.r_[np.ones(len(sp)), np.zeros(len(bf))]
+    return PairMetrics(
+        n_pairs=len(ok),
+        eer=round(eer(np.r_[sp, bf], y)[0], 4),
+        auc=round(roc_auc(np.r_[sp, bf], y), 4),
+        pair_accuracy=round(float((sp > bf).mean()), 4),
+    )
+
+
+def _nan_calibrate(fn, lg: np.ndarray) -> np.ndarray:
+    return np.array([fn(v) if not np.isnan(v) else np.nan for v in lg])
 
 
 def evaluate(
-    data_dir: Path,
+    data_dirs: Sequence[Path],
     conditions: list[str] | None = None,
     loso: bool = True,
     cross_validation: bool = True,
+    corpus_out: bool = True,
     variant: str = "fp32",
+    recipe_name: str | None = None,
+    progress: bool = True,
 ) -> EvaluationReport:
-    clips = read_manifest(data_dir)
-    labels = np.array([c.label for c in clips])
-    systems = _systems(clips)
-    conditions = conditions or available_conditions()
+    from detectors.synthetic_voice import SyntheticVoiceConfig, SyntheticVoiceDetector
+
+    clips = read_sets(data_dirs)
+    splits = Splits(clips)
+    labels = splits.labels
     det = SyntheticVoiceDetector(SyntheticVoiceConfig(variant=variant))  # type: ignore[arg-type]
     det.start()
-    views = {c: featurize(clips, c) for c in conditions}
+    rec: Recipe = get_recipe(recipe_name or det.recipe)
+    conditions = conditions or available_conditions()
+    train_conds = list(rec.train_conditions)
+    retrain = loso or cross_validation or corpus_out
+    needed = list(dict.fromkeys([*conditions, *(train_conds if retrain else [])]))
+    sets = list(dict.fromkeys([det.feature_set, rec.feature_set]))
+    feats = featurize_many(clips, needed, sets, progress=progress)
+    systems = np.array([c.system if c.label else "bonafide" for c in clips])
 
     shipped: dict[str, dict[str, Metrics]] = {}
-    for cond, (x, clip) in views.items():
-        lg = recipe.clip_logits(det.score_vectors(x), clip, len(clips))
-        cal = np.array([det.calibrated(v) if not np.isnan(v) else np.nan for v in lg])
-        per = {"overall": _metrics(lg, labels, cal)}
+    shipped_fa: dict[str, dict[str, float]] = {}
+    for cond in conditions:
+        x, clip = feats[(det.feature_set, cond)]
+        lg = det.clip_logits(x, clip, len(clips))
+        cal = _nan_calibrate(det.calibrated, lg)
+        per = {"overall": metrics(cal, labels, OPERATING_THRESHOLD)}
         for sys_name in sorted(set(systems) - {"bonafide"}):
             m = (systems == sys_name) | (labels == 0)
-            per[sys_name] = _metrics(lg[m], labels[m], cal[m])
+            per[sys_name] = metrics(cal[m], labels[m], OPERATING_THRESHOLD)
         shipped[cond] = per
+        shipped_fa[cond] = false_alarms_by_corpus(cal, splits, OPERATING_THRESHOLD)
 
-    folds = recipe.speaker_folds([c.speaker for c in clips])
-    train_views = [views.get(c) or featurize(clips, c) for c in ("clean", *recipe.AUG_CONDITIONS)]
-    cv: dict[str, Metrics] = {}
-    if cross_validation:
-        preds = {c: np.full(len(clips), np.nan) for c in conditions}
-        for k in range(recipe.N_FOLDS):
-            params = recipe.fit(train_views, labels, folds != k)
-            for cond, (x, clip) in views.items():
-                lg = recipe.clip_logits(params.logits(x), clip, len(clips))
-                preds[cond][folds == k] = lg[folds == k]
-        cv = {cond: _metrics(p, labels) for cond, p in preds.items()}
-
-    loso_out: dict[str, Metrics] = {}
-    if loso:
-        x, clip = views.get("clean") or featurize(clips, "clean")
-        for sys_name in sorted(set(systems) - {"bonafide"}):
-            pred = np.full(len(clips), np.nan)
-            for k in range(recipe.N_FOLDS):
-                params = recipe.fit(train_views, labels, (folds != k) & (systems != sys_name))
-                lg = recipe.clip_logits(params.logits(x), clip, len(clips))
-                test = (folds == k) & ((systems == sys_name) | (labels == 0))
-                pred[test] = lg[test]
-            loso_out[sys_name] = _metrics(pred, labels)
-    return EvaluationReport(
-        data=str(data_dir),
+    report = EvaluationReport(
+        data=[str(d) for d in data_dirs],
         model=f"{det.ref} ({variant}, {det.model_digest()})",
+        recipe=rec.name,
+        train_conditions=train_conds,
+        unseen_conditions=[c for c in conditions if c not in train_conds],
         shipped=shipped,
-        cross_validation=cv,
-        leave_one_system_out=loso_out,
+        shipped_false_alarms=shipped_fa,
+        cross_validation={},
+        cv_false_alarms={},
+        leave_one_system_out={},
+        loso_pairs={},
+        leave_one_corpus_out={},
     )
+    if retrain:
+        retrain_protocol(report, clips, rec, feats, conditions, loso, corpus_out, progress)
+    return report
+
+
+def retrain_protocol(
+    report: EvaluationReport,
+    clips: Sequence[Clip],
+    rec: Recipe,
+    feats: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]],
+    conditions: list[str],
+    loso: bool = True,
+    corpus_out: bool = True,
+    progress: bool = True,
+) -> np.ndarray:
+    """Fill the retrained views of `report`; returns the clean speaker-disjoint CV logits."""
+    from detectors.progress import progress_bar
+
+    splits = Splits(clips)
+    labels = splits.labels
+    train_conds = list(rec.train_conditions)
+    prepared = {}
+    for c in dict.fromkeys([*conditions, *train_conds]):
+        x, clip = feats[(rec.feature_set, c)]
+        prepared[c] = (rec.prepare(x), clip)
+    train_views = [prepared[c] for c in train_conds]
+    jobs: list[tuple[str, str, int, np.ndarray, np.ndarray]] = []
+    for k in range(splits.n_folds):
+        jobs.append(("cv", "", k, *splits.cv(k)))  # always: it sets the operating point
+    if loso:
+        for g in splits.group_names():
+            for k in range(splits.n_folds):
+                jobs.append(("loso", g, k, *splits.loso(g, k)))
+    if corpus_out:
+        for c in splits.corpus_names():
+            jobs.append(("corpus", c, 0, *splits.corpus_out(c)))
+
+    # out-of-fold clip logits: (kind, name) -> condition -> logits
+    preds: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    with progress_bar(progress) as bar:
+        task = bar.add_task("retraining", total=len(jobs))
+        for kind, name, k, train, test in jobs:
+            bar.update(task, description=f"retraining {kind} {name[:30]} fold {k}")
+            model = rec.fit(train_views, labels, train, seed=k, groups=splits.strata)
+            slot = preds.setdefault((kind, name), {})
+            for cond in conditions:
+                x, clip = prepared[cond]
+                lg = rec.clip_logits(model, x, clip, len(clips))
+                p = slot.setdefault(cond, np.full(len(clips), np.nan))
+                p[test] = lg[test]
+            bar.advance(task)
+
+    cv_clean = preds[("cv", "")].get("clean", next(iter(preds[("cv", "")].values())))
+    ok = ~np.isnan(cv_clean)
+    a, b = balanced_platt(cv_clean[ok], labels[ok])
+    t_op = -b / a if a > 0 else 0.0  # logit where the calibrated score is 0.5
+    report.operating_logit = round(float(t_op), 4)
+    for cond, p in preds[("cv", "")].items():
+        report.cross_validation[cond] = metrics(p, labels, t_op)
+        report.cv_false_alarms[cond] = false_alarms_by_corpus(p, splits, t_op)
+    pair_idx = pairs(clips)
+    for g in splits.group_names() if loso else []:
+        report.leave_one_system_out[g] = {
+            cond: metrics(p, labels, t_op) for cond, p in preds[("loso", g)].items()
+        }
+        in_g = [(s, src) for s, src in pair_idx if splits.groups[s] == g]
+        pm = pair_metrics(preds[("loso", g)][conditions[0]], in_g) if in_g else None
+        if pm is not None:
+            report.loso_pairs[g] = pm
+    for c in splits.corpus_names() if corpus_out else []:
+        m = splits.corpora == c
+        report.leave_one_corpus_out[c] = {
+            cond: round(float((p[m] >= t_op).mean()), 4) for cond, p in preds[("corpus", c)].items()
+        }
+    return report
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None or np.isnan(v) else f"{100 * v:.1f}"
+
+
+def format_report(rep: EvaluationReport) -> str:
+    """Markdown tables of a report (what the CLI prints and the model cards quote)."""
+    lines = [
+        f"model {rep.model}",
+        f"recipe {rep.recipe}",
+        f"data {', '.join(rep.data)}",
+        f"trained on conditions: {', '.join(rep.train_conditions)}; "
+        f"unseen in training: {', '.join(rep.unseen_conditions) or 'none'}",
+        f"operating point: calibrated score >= {rep.operating_threshold}"
+        + (f" (retrained models: logit >= {rep.operating_logit})" if rep.operating_logit else ""),
+        "",
+    ]
+    conds = list(rep.shipped or rep.cross_validation)
+    if rep.leave_one_system_out:
+        lines += [
+            "### Leave-one-system-out (retrained without the system and the test speakers)",
+            "",
+            "EER % / AUC per held-out system and condition (`*` = condition unseen in training):",
+            "",
+        ]
+        head = [c + ("*" if c in rep.unseen_conditions else "") for c in conds]
+        lines.append("| held-out system | n | " + " | ".join(head) + " |")
+        lines.append("|---|---|" + "---|" * len(conds))
+        for g, per in rep.leave_one_system_out.items():
+            n = next(iter(per.values())).n_spoof
+            cells = [f"{_pct(per[c].eer)} / {per[c].auc:.2f}" for c in conds if c in per]
+            lines.append(f"| {g[:44]} | {n} | " + " | ".join(cells) + " |")
+        lines += [
+            "",
+            "False alarm / miss % at the operating point (held-out system vs held-out bona fide):",
+            "",
+            "| held-out system | " + " | ".join(head) + " |",
+            "|---|" + "---|" * len(conds),
+        ]
+        for g, per in rep.leave_one_system_out.items():
+            cells = [
+                f"{_pct(per[c].false_alarm_at_op)} / {_pct(per[c].miss_at_op)}"
+                for c in conds
+                if c in per
+            ]
+            lines.append(f"| {g[:44]} | " + " | ".join(cells) + " |")
+        neural_eer = [
+            per["clean"].eer
+            for g, per in rep.leave_one_system_out.items()
+            if "clean" in per and not g.startswith(("flite", "espeak"))
+        ]
+        if neural_eer:
+            lines += [
+                "",
+                f"Mean clean EER over the {len(neural_eer)} neural systems: "
+                f"{_pct(float(np.mean(neural_eer)))} %; worst {_pct(max(neural_eer))} %.",
+            ]
+    if rep.loso_pairs:
+        lines += [
+            "",
+            "### Copy-synthesis pairs, held out (spoof vs its own source clip, clean)",
+            "",
+            "| held-out system | pairs | EER % | AUC | spoof above its source |",
+            "|---|---|---|---|---|",
+        ]
+        for g, pm in rep.loso_pairs.items():
+            lines.append(
+                f"| {g[:44]} | {pm.n_pairs} | {_pct(pm.eer)} | {pm.auc:.2f} | {_pct(pm.pair_accuracy)} % |"
+            )
+    if rep.leave_one_corpus_out:
+        lines += [
+            "",
+            "### False alarms % per bona fide corpus, corpus and its speakers held out of training",
+            "",
+            "| corpus | " + " | ".join(conds) + " |",
+            "|---|" + "---|" * len(conds),
+        ]
+        for c, per in rep.leave_one_corpus_out.items():
+            lines.append(f"| {c} | " + " | ".join(_pct(per.get(k)) for k in conds) + " |")
+    if rep.cross_validation:
+        lines += [
+            "",
+            "### Speaker-disjoint 3-fold CV (all systems in training): EER % / AUC, and false alarms % per bona fide corpus",
+            "",
+            "| condition | EER | AUC | FA@op | miss@op | "
+            + " | ".join(rep.cv_false_alarms.get("clean", {}))
+            + " |",
+            "|---|---|---|---|---|" + "---|" * len(rep.cv_false_alarms.get("clean", {})),
+        ]
+        for c, m in rep.cross_validation.items():
+            fa = rep.cv_false_alarms.get(c, {})
+            lines.append(
+                f"| {c} | {_pct(m.eer)} | {m.auc:.3f} | {_pct(m.false_alarm_at_op)} | {_pct(m.miss_at_op)} | "
+                + " | ".join(_pct(v) for v in fa.values())
+                + " |"
+            )
+    if not rep.shipped:
+        return "\n".join(lines)
+    lines += [
+        "",
+        "### Shipped model as is (in-sample on its own training data)",
+        "",
+        "| condition | EER | AUC | FA@op | miss@op | "
+        + " | ".join(rep.shipped_false_alarms.get(conds[0], {}))
+        + " |",
+        "|---|---|---|---|---|" + "---|" * len(rep.shipped_false_alarms.get(conds[0], {})),
+    ]
+    for c in conds:
+        m = rep.shipped[c]["overall"]
+        fa = rep.shipped_false_alarms.get(c, {})
+        lines.append(
+            f"| {c} | {_pct(m.eer)} | {m.auc:.3f} | {_pct(m.false_alarm_at_op)} | {_pct(m.miss_at_op)} | "
+            + " | ".join(_pct(v) for v in fa.values())
+            + " |"
+        )
+    lines += ["", "per system, clean: EER % / AUC / miss % at op", ""]
+    for name, m in rep.shipped[conds[0]].items():
+        if name != "overall":
+            lines.append(
+                f"- {name[:60]}: {_pct(m.eer)} / {m.auc:.2f} / {_pct(m.miss_at_op)} (n={m.n_spoof})"
+            )
+    return "\n".join(lines)

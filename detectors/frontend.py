@@ -320,3 +320,96 @@ def compute_features(
         stats=window_stats(power),
         quality=quality_report(x, power, db, vad_probs, noise_floor_db),
     )
+
+
+# --- synthetic_voice 2.x input: log linear-band energies per frame of each window ----------
+
+N_BANDS = 64
+WINDOW_FRAMES = (SR - WIN) // HOP + 1  # 98 frames in a 1 s window (no centering)
+
+
+def log_bands(power: np.ndarray) -> np.ndarray:
+    """Natural-log energies of N_BANDS linear triangular bands, 0-8 kHz (frames x N_BANDS)."""
+    return np.log(power @ linear_filterbank(N_BANDS) + EPS).astype(np.float32)
+
+
+def window_frames(power: np.ndarray) -> np.ndarray:
+    """(WINDOW_FRAMES, N_BANDS + 2): log bands, frame dB and a valid flag, zero-padded.
+
+    The same array the runtime builds from each window's power spectrogram; training caches it.
+    """
+    out = np.zeros((WINDOW_FRAMES, N_BANDS + 2), dtype=np.float32)
+    n = min(len(power), WINDOW_FRAMES)
+    if n:
+        out[:n, :N_BANDS] = log_bands(power[:n])
+        out[:n, N_BANDS] = frame_db(power[:n])
+        out[:n, N_BANDS + 1] = 1.0
+    return out
+
+
+def window_bands(x: np.ndarray, hop_s: float = 1.0) -> np.ndarray:
+    """Per-window frame arrays exactly as the streaming runtime would see them (float16).
+
+    Full 1 s windows, plus the final partial window when it is at least 0.25 s long (the
+    runtime scores such a tail when the session closes).
+    """
+    hop = int(hop_s * SR)
+    out = []
+    for start in range(0, len(x), hop):
+        chunk = x[start : start + hop]
+        if len(chunk) < SR // 4:
+            break
+        out.append(window_frames(power_spectrogram(chunk)))
+    if not out:
+        return np.zeros((0, WINDOW_FRAMES, N_BANDS + 2), dtype=np.float16)
+    return np.stack(out).astype(np.float16)
+
+
+N_CEPS = 20
+#: synthetic_voice 2.x window statistics, in this order
+STATS_V2_PARTS = ("band_std", "band_flux", "cep_std", "dcep_std", "shape")
+
+
+def speech_mask_frames(windows: np.ndarray, range_db: float = 35.0) -> np.ndarray:
+    """Speech frames of window arrays (N, T, N_BANDS + 2): valid, within `range_db` of the
+    window's loudest frame and above -75 dB (level-invariant, like `speech_frame_mask`)."""
+    db = windows[:, :, N_BANDS].astype(np.float32)
+    valid = windows[:, :, N_BANDS + 1] > 0
+    top = np.where(valid, db, -1e4).max(axis=1, keepdims=True)
+    return valid & (db > top - range_db) & (db > -75.0)
+
+
+def window_stats_v2(windows: np.ndarray, parts: tuple[str, ...] = STATS_V2_PARTS) -> np.ndarray:
+    """Per-window statistics of the gain-normalised log bands over speech frames (N, D).
+
+    band_std: each band's spread over time (the window's mean spectrum removed, so a fixed
+    channel or loudness adds nothing); band_flux: mean |frame-to-frame change| per band;
+    cep_std / dcep_std: spread of the first 20 cepstra of the normalised bands and of their
+    deltas; shape: the mean normalised spectrum (carries channel: measured with and without).
+    """
+    w = windows.astype(np.float32)
+    m = speech_mask_frames(w).astype(np.float32)[:, :, None]  # (N, T, 1)
+    n = np.maximum(m.sum(axis=1), 1.0)  # (N, 1)
+    bands = w[:, :, :N_BANDS]
+    x = bands - bands.mean(axis=2, keepdims=True)  # frame gain out
+    mu = (x * m).sum(axis=1) / n
+    xc = (x - mu[:, None, :]) * m
+    out = []
+    if "band_std" in parts:
+        out.append(np.sqrt((xc**2).sum(axis=1) / n))
+    both = m[:, 1:] * m[:, :-1]
+    nb = np.maximum(both.sum(axis=1), 1.0)
+    dx = (x[:, 1:] - x[:, :-1]) * both
+    if "band_flux" in parts:
+        out.append(np.abs(dx).sum(axis=1) / nb)
+    dct = dct_matrix(N_BANDS, N_CEPS)
+    if "cep_std" in parts:
+        cep = xc @ dct
+        out.append(np.sqrt((cep**2).sum(axis=1) / n))
+    if "dcep_std" in parts:
+        dcep = dx @ dct
+        dmu = dcep.sum(axis=1) / nb
+        out.append(np.sqrt((((dcep - dmu[:, None]) * both) ** 2).sum(axis=1) / nb))
+    if "shape" in parts:
+        out.append(mu)
+    return np.concatenate(out, axis=1).astype(np.float32)

@@ -56,6 +56,9 @@ class SyntheticVoiceDetector(BaseDetector):
     modality: ClassVar[Modality] = Modality.audio
     consumes: ClassVar[tuple[str, ...]] = ("raw_audio", "features.spectral_statistics")
     config_model: ClassVar[type[BaseModel]] = SyntheticVoiceConfig
+    #: what the evaluation featurizes and retrains for this model (training/recipes.py)
+    feature_set: ClassVar[str] = "hops_v1"
+    recipe: ClassVar[str] = "v1"
 
     _model: OnnxModel | None = None
 
@@ -86,6 +89,12 @@ class SyntheticVoiceDetector(BaseDetector):
         assert self._model is not None
         logit, _ = self._model.session.run(None, {"features": vectors.astype(np.float32)})
         return logit[:, 0]
+
+    def clip_logits(self, x: np.ndarray, clip: np.ndarray, n_clips: int) -> np.ndarray:
+        """Clip score = mean hop logit, what the streaming detector reports at the end."""
+        from detectors.training.recipe import clip_logits
+
+        return clip_logits(self.score_vectors(x), clip, n_clips)
 
     def calibrated(self, logit: float) -> float:
         a, b = self._platt

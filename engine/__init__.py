@@ -1,8 +1,9 @@
 """liveguard engine: request/decision model, fusion, policies and the decision function."""
 
-from engine.decide import decide
-from engine.models import Action, Decision, DecisionRequest
-from engine.policy import Policy, PolicyRepository, load_policy
+from engine.core.decide import decide
+from engine.core.models import Action, Decision, DecisionRequest
+from engine.core.policy import Policy
+from engine.policy.repository import PolicyRepository, load_policy
 
 __all__ = [
     "Action",

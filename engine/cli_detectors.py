@@ -101,7 +101,7 @@ def analyze(
     final = latest_signals(emissions)
     decision = None
     if policy is not None:
-        from engine.errors import LiveguardError
+        from engine.core.errors import LiveguardError
 
         session_id = re.sub(r"[^A-Za-z0-9._:\-]", "-", f"analyze-{audio.stem}")[:128]
         try:
@@ -125,7 +125,7 @@ def analyze(
         msg = s.evidence[0].message if s.evidence else ""
         typer.echo(f"  {s.name:<24} score {s.score:.2f}  conf {s.confidence:.2f}  {msg}")
     if decision is not None:
-        from engine.cli import render
+        from engine.cli.main import render
 
         typer.echo("")
         typer.echo(render(decision))  # type: ignore[arg-type]

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     shared_data: Path = Field(default=Path("../shared/data"))
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
-    # The decision service (engine.api / engine.runtime).
+    # The decision service (engine.api / engine.service.runtime).
     host: str = "127.0.0.1"
     port: int = Field(default=8181, ge=1, le=65535)
     insecure_dev: bool = Field(

@@ -28,7 +28,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic_core import to_json
 
-from engine.models import Decision, DecisionRequest, SecondPassObligation
+from engine.core.models import Decision, DecisionRequest, SecondPassObligation
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 _UNIT_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)

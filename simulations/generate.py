@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from engine.models import DecisionRequest
+from engine.core.models import DecisionRequest
 
 SIGNALS = (
     "audio.synthetic_voice",

@@ -1,6 +1,6 @@
 """A YAML policy evaluated over many sessions at once with numpy.
 
-Same semantics as the serving path (``engine.decide``): manifest minimization, consent,
+Same semantics as the serving path (``engine.core.decide``): manifest minimization, consent,
 confidence-weighted log-odds fusion with caps, degraded bounds, threshold adjustments and
 rules in order — but over column arrays, for backtests and simulations of millions of
 sessions. Each session carries at most one window per signal.
@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.conditions import ORDINALS, REQUEST_FIELDS, Mask, compile_mask
-from engine.models import ACTIONS, THRESHOLD_ACTIONS
-from engine.policy import Policy
+from engine.core.conditions import ORDINALS, REQUEST_FIELDS, Mask, compile_mask
+from engine.core.models import ACTIONS, THRESHOLD_ACTIONS
+from engine.core.policy import Policy
 from governance.minimize import is_declared
 from signals import MEDIA_MODALITIES
 from signals.calibration import EPS

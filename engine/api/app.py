@@ -33,8 +33,8 @@ from engine.api.middleware import (
     Send,
 )
 from engine.api.routes import decisions, opa, ops, policies, reviews, shadow
-from engine.errors import LiveguardError
-from engine.runtime import Runtime
+from engine.core.errors import LiveguardError
+from engine.service.runtime import Runtime
 from engine.settings import Settings, get_settings
 from engine.telemetry import configure_logging
 

@@ -14,8 +14,8 @@ import structlog
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from engine.errors import LiveguardError
-from engine.runtime import Runtime
+from engine.core.errors import LiveguardError
+from engine.service.runtime import Runtime
 from engine.store.keys import Principal, key_id_of
 
 log = structlog.get_logger("liveguard.auth")

@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from engine.errors import LiveguardError
+from engine.core.errors import LiveguardError
 
 log = structlog.get_logger("liveguard.api")
 

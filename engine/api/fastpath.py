@@ -30,9 +30,9 @@ from engine.api.auth import authorize, bearer_key
 from engine.api.errors import error_body, liveguard_error_response, validation_error_response
 from engine.api.middleware import ASGIApp, Message, Receive, Scope, Send
 from engine.api.schemas import OpaQuery, opa_result_json
-from engine.errors import LiveguardError
-from engine.models import DecisionRequest
-from engine.runtime import Runtime
+from engine.core.errors import LiveguardError
+from engine.core.models import DecisionRequest
+from engine.service.runtime import Runtime
 
 DECISIONS = "/v1/decisions"
 OPA_DECISION = "/v1/data/liveguard/{package}/decision"

@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.errors import RequestInvalid
-from engine.models import Decision, DecisionRequest
+from engine.core.errors import RequestInvalid
+from engine.core.models import Decision, DecisionRequest
 from engine.store.events import DecisionEventV1
 
 _OUT = ConfigDict(frozen=True)

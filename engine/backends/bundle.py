@@ -15,7 +15,7 @@ compact, key-sorted form, which is how they are written here); HS256 with a secr
 file, or RS256/ES256 with a PEM private key (verified with the matching public key).
 
 YAML policies are exported as data plus the generic evaluator module
-(``engine.yaml_export``): ``liveguard/<package>/yaml_policy.rego`` and their data.json,
+(``engine.backends.export``): ``liveguard/<package>/yaml_policy.rego`` and their data.json,
 so OPA decides them given the engine's fusion in ``input.fused``. A policy beyond the
 evaluator's limits (condition depth, rule count) is refused with a clear error.
 """
@@ -33,10 +33,10 @@ from typing import Any
 
 import jwt
 
-from engine.errors import BundleInvalid
-from engine.policy import Policy
-from engine.policy_rego import DATA_ROOT
-from engine.yaml_export import MODULE_FILE, export_yaml_policy, package_of
+from engine.backends.export import MODULE_FILE, export_yaml_policy, package_of
+from engine.backends.rego.embedded import DATA_ROOT
+from engine.core.errors import BundleInvalid
+from engine.core.policy import Policy
 
 MANIFEST = ".manifest"
 SIGNATURES = ".signatures.json"
@@ -67,7 +67,7 @@ def _policy_sources(policy: Policy) -> tuple[str, dict[str, str], dict[str, Any]
         return compiled.package, dict(compiled.modules), compiled.data
     if policy.spec is None:
         raise BundleInvalid(f"{policy.id}: engine {policy.manifest.engine!r} cannot be bundled")
-    # A YAML policy: its data plus the generic evaluator module (engine/rego/yaml_policy.rego).
+    # A YAML policy: its data plus the generic evaluator module (engine/backends/yaml_policy.rego).
     module, data = export_yaml_policy(policy)
     return package_of(policy.id), {MODULE_FILE: module}, data
 

@@ -1,7 +1,7 @@
 """Export a YAML policy as data plus a generic Rego evaluator, so it runs on OPA too.
 
 ``export_yaml_policy(policy)`` returns ``(module, data)``: ``module`` is the generic
-evaluator ``engine/rego/yaml_policy.rego`` with its package set to
+evaluator ``engine/backends/yaml_policy.rego`` with its package set to
 ``liveguard.<id with - as _>``; ``data`` is the policy's data document, mounted (like a Rego
 twin's ``data.json``) at ``data.liveguard_data.<package>``. Given the engine's fusion in
 ``input.fused`` (what the embedded and the remote backends send), its ``decision`` is the
@@ -26,10 +26,16 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from engine.conditions import ORDINALS, SIGNAL_FIELD, ConditionError, compile_condition
-from engine.errors import BundleInvalid
-from engine.fusion import FusionConfig
-from engine.models import (
+from engine.backends.rego.document import to_outcome
+from engine.backends.rego.embedded import CompiledRego, RegoEvaluator, compile_rego, mount_data
+from engine.backends.rego.input import request_input
+from engine.backends.rego.plan import ANY, Projector
+from engine.backends.rego.plan import Path as InputPath
+from engine.backends.yaml_policy import YamlPolicySpec
+from engine.core.conditions import ORDINALS, SIGNAL_FIELD, ConditionError, compile_condition
+from engine.core.errors import BundleInvalid
+from engine.core.fusion import FusionConfig
+from engine.core.models import (
     ACTIONS,
     THRESHOLD_ACTIONS,
     Action,
@@ -38,18 +44,7 @@ from engine.models import (
     ReviewObligation,
     StepUpObligation,
 )
-from engine.policy import Policy, PolicyView
-from engine.policy_rego import (
-    CompiledRego,
-    RegoEvaluator,
-    compile_rego,
-    mount_data,
-    request_input,
-    to_outcome,
-)
-from engine.policy_yaml import Outcome, YamlPolicySpec
-from engine.rego_plan import ANY, Projector
-from engine.rego_plan import Path as InputPath
+from engine.core.policy import Outcome, Policy, PolicyView
 
 #: Combinator levels the module evaluates (``held1`` … ``held4``).
 MAX_DEPTH = 4
@@ -66,7 +61,7 @@ class ExportError(BundleInvalid):
 
 def template() -> str:
     """The generic evaluator module as shipped in the package."""
-    return resources.files("engine.rego").joinpath(MODULE_FILE).read_text(encoding="utf-8")
+    return resources.files("engine.backends").joinpath(MODULE_FILE).read_text(encoding="utf-8")
 
 
 def package_of(policy_id: str) -> str:
@@ -174,7 +169,7 @@ def _data(policy_id: str, spec: YamlPolicySpec, fusion: FusionConfig | None) -> 
 
 
 def _obligations(spec: YamlPolicySpec) -> dict[str, list[dict[str, Any]]]:
-    """Per action, the obligations the engine's plan attaches (engine.decide._plan)."""
+    """Per action, the obligations the engine's plan attaches (engine.core.decide._plan)."""
     ob = spec.obligations
     out: dict[str, list[dict[str, Any]]] = {}
     if ob.step_up:
@@ -366,12 +361,12 @@ class ExportedYamlEvaluator(RegoEvaluator):
 
 
 class OpaExportedEvaluator:
-    """A YAML policy's export, run in OPA's own Go evaluator (``engine.opa_local``)."""
+    """A YAML policy's export, run in OPA's own Go evaluator (``engine.backends.opa.local``)."""
 
     engine = "opa"
 
     def __init__(self, policy: Policy) -> None:
-        from engine.opa_local import missing_message, opa_engine_class
+        from engine.backends.opa.local import missing_message, opa_engine_class
 
         cls = opa_engine_class()
         if cls is None:

@@ -7,15 +7,18 @@ thresholds, picks the action, applies rules and the degraded cap, and attaches o
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from engine.conditions import ConditionError, compile_condition, data_field, fields_in
-from engine.construct import build
-from engine.fusion import FusionConfig
-from engine.models import THRESHOLD_ACTIONS, Action, Fused, Obligation, Reason, ReasonKind
+from engine.core.conditions import ConditionError, compile_condition, data_field, fields_in
+from engine.core.construct import build
+from engine.core.fusion import FusionConfig
+from engine.core.manifest import PolicyManifest
+from engine.core.models import THRESHOLD_ACTIONS, Action, Fused, Reason, ReasonKind
+from engine.core.policy import Outcome, PolicyView
+from governance.folder import validate_file
 
 _STRICT = ConfigDict(frozen=True, extra="forbid")
 
@@ -202,19 +205,6 @@ class YamlPolicySpec(BaseModel):
         return fields
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What a policy backend returns before the engine turns it into a Decision."""
-
-    action: Action
-    thresholds: dict[Action, float]
-    reasons: tuple[Reason, ...]
-    context_phrases: tuple[str, ...] = ()
-    #: Backends that decide obligations themselves (Rego) set this; YAML leaves it None and
-    #: the engine derives obligations from the policy's ``obligations`` section.
-    obligations: tuple[Obligation, ...] | None = None
-
-
 Predicate = Callable[[Mapping[str, Any]], bool]
 
 
@@ -326,3 +316,30 @@ def _compile(spec: Any, where: str, problems: list[str]) -> Predicate:
     except ConditionError as exc:
         problems.extend(exc.problems)
         return lambda ctx: False
+
+
+class YamlEvaluator:
+    def __init__(self, spec: YamlPolicySpec) -> None:
+        self.spec = spec
+        self.compiled = CompiledYamlPolicy(spec)
+
+    def evaluate(self, view: PolicyView, fused: Fused, degraded: bool) -> Outcome:
+        return self.compiled.evaluate(view.ctx, fused, degraded)
+
+    def fields_read(self) -> set[str]:
+        return self.spec.fields_read()
+
+
+def load_yaml_backend(
+    folder: Path, manifest: PolicyManifest | None, problems: list[str]
+) -> tuple[FusionConfig, YamlEvaluator] | None:
+    """``policy.yaml`` of ``folder`` as (fusion, evaluator), or None with problems added."""
+    path = folder / "policy.yaml"
+    spec = validate_file(YamlPolicySpec, path, problems)
+    if spec is None:
+        return None
+    try:
+        return spec.fusion, YamlEvaluator(spec)
+    except ConditionError as exc:
+        problems.extend(f"{path}: {p}" for p in exc.problems)
+        return None

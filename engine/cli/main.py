@@ -9,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from engine.cli_groups import app, governance_app, policy_app
-from engine.cli_support import (
+from engine.cli.groups import app, governance_app, policy_app
+from engine.cli.support import (
     DEFAULT_POLICIES,
     EXIT_FAILURE,
     PoliciesOption,
@@ -19,12 +19,13 @@ from engine.cli_support import (
     parse_request,
     read_json,
 )
-from engine.decide import decide
-from engine.errors import PolicyInvalid, PolicyNotApplicable
-from engine.models import Decision
-from engine.policy import Policy, PolicyRepository
-from engine.policy_tests import TESTS_FILE, load_suite, run_suite
-from engine.selection import ensure_applies
+from engine.core.decide import decide
+from engine.core.errors import PolicyInvalid, PolicyNotApplicable
+from engine.core.models import Decision
+from engine.core.policy import Policy
+from engine.policy.repository import PolicyRepository
+from engine.policy.selection import ensure_applies
+from engine.policy.testsuite import TESTS_FILE, load_suite, run_suite
 from governance.checks import check_policy_dir
 
 
@@ -236,7 +237,7 @@ def governance_check(
 
 
 #: Feature modules that add commands; each exposes ``register(app)``.
-FEATURE_MODULES = ("engine.cli_detectors", "engine.cli_rego", "engine.cli_service")
+FEATURE_MODULES = ("engine.cli_detectors", "engine.cli.rego", "engine.cli.service")
 
 
 #: Command groups from other packages (``register(app)`` callables): the layers above the

@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from engine.cli_groups import policy_app
-from engine.cli_support import DEFAULT_POLICIES, EXIT_FAILURE, PoliciesOption, cli_errors
-from engine.policy import PolicyRepository
+from engine.cli.groups import policy_app
+from engine.cli.support import DEFAULT_POLICIES, EXIT_FAILURE, PoliciesOption, cli_errors
+from engine.policy.repository import PolicyRepository
 
 bundle_app = typer.Typer(help="OPA bundles of liveguard policies.", no_args_is_help=True)
 
@@ -27,7 +27,7 @@ def bundle_build(
     policies: PoliciesOption = DEFAULT_POLICIES,
 ) -> None:
     """Write an OPA bundle (.manifest, .rego, data.json; optionally .signatures.json)."""
-    from engine.bundle import write_bundle
+    from engine.backends.bundle import write_bundle
 
     repo = PolicyRepository(policies)
     # YAML policies are exported as data plus the generic evaluator, so every policy bundles.
@@ -47,7 +47,7 @@ def bundle_verify(
     ] = None,
 ) -> None:
     """Check a bundle's manifest roots and, with a key, its signature."""
-    from engine.bundle import verify_bundle
+    from engine.backends.bundle import verify_bundle
 
     problems = verify_bundle(path, verification_key.read_bytes() if verification_key else None)
     for line in problems:
@@ -64,7 +64,7 @@ def policy_history(
     policies: PoliciesOption = DEFAULT_POLICIES,
 ) -> None:
     """The versions of a policy in Git: semver, digest, commit, date (newest first)."""
-    from engine.policy_git import history
+    from engine.policy.git import history
 
     for v in history(policies, policy_id):
         typer.echo(f"{v.version:<10} {v.digest}  {v.commit[:12]}  {v.date}")
@@ -88,7 +88,7 @@ def rule_coverage(policy: object) -> list[str]:
 
 def opa_compile_problems(repo: PolicyRepository, ids: list[str]) -> list[str]:
     """With OPA's evaluator present: Rego that rego-cpp accepts but OPA would reject."""
-    from engine.opa_local import opa_engine_class
+    from engine.backends.opa.local import opa_engine_class
 
     cls = opa_engine_class()
     problems: list[str] = []
@@ -106,8 +106,8 @@ def opa_compile_problems(repo: PolicyRepository, ids: list[str]) -> list[str]:
 
 
 def register(app: typer.Typer) -> None:
-    from engine import cli
-    from engine.policy_git import lint_versions
+    from engine.cli import main as cli
+    from engine.policy.git import lint_versions
 
     app.add_typer(bundle_app, name="bundle")
     for extra, hooks in (

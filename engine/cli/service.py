@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from engine.cli_support import EXIT_BAD_INPUT, cli_errors, fail
+from engine.cli.support import EXIT_BAD_INPUT, cli_errors, fail
 from engine.settings import Settings, get_settings
 
 keys_app = typer.Typer(help="API keys (stored hashed; shown once).", no_args_is_help=True)
@@ -197,7 +197,7 @@ def serve(
     keys = count_keys(engine)
     engine.dispose()
     if settings.insecure_dev:
-        from engine.runtime import insecure_mode_problems
+        from engine.service.insecure import insecure_mode_problems
 
         problems = insecure_mode_problems(settings, keys)
         if problems:

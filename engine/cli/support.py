@@ -12,8 +12,8 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import typer
 from pydantic import ValidationError
 
-from engine.errors import LiveguardError, RequestInvalid
-from engine.models import DecisionRequest
+from engine.core.errors import LiveguardError, RequestInvalid
+from engine.core.models import DecisionRequest
 from governance.errors import format_validation_error
 
 P = ParamSpec("P")

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.models import ASSURANCE_LEVELS, POSTURE_LEVELS
+from engine.core.models import ASSURANCE_LEVELS, POSTURE_LEVELS
 
 Context = Mapping[str, Any]
 Predicate = Callable[[Context], bool]

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from time import perf_counter_ns, thread_time_ns
 
-from engine.construct import build
-from engine.errors import PolicyEvalTimeout
-from engine.fusion import fuse
-from engine.models import (
+from engine.core.construct import build
+from engine.core.errors import PolicyEvalTimeout
+from engine.core.fusion import fuse
+from engine.core.models import (
     Action,
     Decision,
     Fused,
@@ -29,9 +29,8 @@ from engine.models import (
     SecondPassObligation,
     StepUpObligation,
 )
-from engine.policy import Policy, PolicyView
-from engine.policy_yaml import Outcome
-from engine.summary import signal_phrase, summarize
+from engine.core.policy import Outcome, Policy, PolicyView
+from engine.core.summary import signal_phrase, summarize
 
 #: A signal moves the decision when it adds at least this much log-odds.
 REASON_MIN_LOG_ODDS = 0.4

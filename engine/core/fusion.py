@@ -14,8 +14,8 @@ from math import log
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from engine.construct import build
-from engine.models import Contribution, Fused
+from engine.core.construct import build
+from engine.core.models import Contribution, Fused
 from signals import Signal, logit, sigmoid
 from signals.calibration import EPS
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
-from engine.models import Action, Reason, ReasonKind
+from engine.core.models import Action, Reason, ReasonKind
 
 ACTION_PHRASES: dict[Action, str] = {
     Action.log: "Continue",

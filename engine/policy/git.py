@@ -16,9 +16,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.errors import PolicyNotFound
-from engine.policy import MANIFEST, POLICY_ID, Policy, folder_digest, load_policy_folder
+from engine.core.errors import PolicyNotFound
+from engine.core.manifest import POLICY_ID
+from engine.core.policy import Policy
+from engine.policy.loader import load_policy_folder
 from governance.files import FileRefused, load_yaml
+from governance.folder import MANIFEST, folder_digest
 
 CACHE = Path(tempfile.gettempdir()) / "liveguard-git"
 

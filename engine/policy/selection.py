@@ -10,9 +10,9 @@ with shadow mode or on corpora with simulations, never by choosing a policy per 
 
 from __future__ import annotations
 
-from engine.errors import PolicyNotApplicable
-from engine.models import DecisionRequest
-from engine.policy import PolicyManifest
+from engine.core.errors import PolicyNotApplicable
+from engine.core.manifest import PolicyManifest
+from engine.core.models import DecisionRequest
 
 
 def ensure_applies(manifest: PolicyManifest, request: DecisionRequest) -> None:

@@ -27,11 +27,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engine.decide import decide
-from engine.errors import PolicyInvalid
-from engine.models import Action, Decision, DecisionRequest
-from engine.policy import Policy, read_yaml
+from engine.core.decide import decide
+from engine.core.errors import PolicyInvalid
+from engine.core.models import Action, Decision, DecisionRequest
+from engine.core.policy import Policy
 from governance.errors import format_validation_error
+from governance.folder import read_yaml
 
 TESTS_FILE = "tests.yaml"
 

@@ -9,34 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
-import os
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from datetime import datetime
-from time import monotonic, perf_counter_ns, time_ns
+from time import monotonic, perf_counter_ns
 from typing import Any
 
 import structlog
 from sqlalchemy import Engine
 
-from engine.decide import decide, failed_decision, timeout_message
-from engine.errors import LiveguardError, PolicyEvalTimeout, PolicyInvalid, RequestInvalid
-from engine.models import Action, Decision, DecisionRequest, PolicyRef, Reason, ReasonKind
-from engine.policy import (
-    MANIFEST,
-    Policy,
-    PolicyManifest,
-    PolicyRepository,
-    folder_digest,
-    folder_problems,
-)
-from engine.policy import validate_file as validate_policy_file
-from engine.selection import ensure_applies
+from engine.core.decide import decide, failed_decision, timeout_message
+from engine.core.errors import PolicyEvalTimeout, PolicyInvalid, RequestInvalid
+from engine.core.manifest import PolicyManifest
+from engine.core.models import Action, Decision, DecisionRequest, PolicyRef, Reason, ReasonKind
+from engine.core.policy import Policy, seen_by
+from engine.policy.repository import PolicyRepository
+from engine.policy.selection import ensure_applies
+from engine.service.ids import new_decision_id
+from engine.service.insecure import InsecureModeRefused, insecure_mode_problems
+from engine.service.shadow import ShadowRunner, load_candidate, parse_shadow
 from engine.settings import Settings
-from engine.shadow import ShadowRunner, load_candidate, parse_shadow
 from engine.store import keys as keystore
 from engine.store import retention as retention_mod
 from engine.store.db import make_engine, prepare_store
@@ -53,6 +46,8 @@ from engine.store.shadowlog import shadow_row
 from engine.store.writer import GroupCommitWriter, WriteSet
 from engine.store.writer_process import ProcessCommitWriter
 from engine.telemetry import Metrics, log_info
+from governance.folder import MANIFEST, folder_digest, folder_problems
+from governance.folder import validate_file as validate_policy_file
 
 log = structlog.get_logger("liveguard")
 
@@ -461,92 +456,3 @@ class Runtime:
             error=f"{exc.code}: {exc.message}",
             decided_at=now.isoformat(),
         )
-
-
-class InsecureModeRefused(LiveguardError):
-    code = "insecure_mode_refused"
-    exit_code = 2
-
-
-def insecure_mode_problems(settings: Settings, key_count: int) -> list[str]:
-    """Why insecure dev mode (no authentication) may not run here, if it may not.
-
-    It is for a developer's own machine: never beside real keys (it would make every
-    caller admin over a store that has real callers) and never on an address other
-    machines can reach.
-    """
-    problems = []
-    if key_count:
-        problems.append(
-            f"{key_count} API key(s) exist in the store: insecure mode would make every "
-            "caller admin over them; use a key instead"
-        )
-    if not is_loopback(settings.host):
-        problems.append(
-            f"host {settings.host!r} is not a loopback address: insecure mode serves "
-            "127.0.0.1, ::1 or localhost only"
-        )
-    return problems
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def seen_by(policy: Policy, request: DecisionRequest) -> DecisionRequest:
-    """``request`` with only the signals ``policy`` may see: media-derived signals need the
-    session's consent to media analysis, and every signal must be declared in the policy's
-    data-flow manifest. The same rule as ``Policy.view``; the request itself when nothing
-    is set aside (the common case: no copy)."""
-    consented = request.session.consent.media_analysis
-    kept = tuple(
-        s
-        for s in request.signals
-        if (consented or not s.media_derived) and policy.signal_allowed(s.name)
-    )
-    if len(kept) == len(request.signals):
-        return request
-    return request.model_copy(update={"signals": kept})
-
-
-class _RandomPool:
-    """Random hex ids from the OS generator, drawn 4 KiB at a time.
-
-    ``os.urandom`` per id is a syscall that also lets go of the GIL; on the serving thread
-    each such release can hand the interpreter to the writer thread for a whole switch
-    interval. Same randomness, one syscall per ~256 ids.
-    """
-
-    def __init__(self, size: int = 4096) -> None:
-        self._size = size
-        self._buf = b""
-        self._pos = 0
-        self._lock = threading.Lock()
-
-    def hex(self, nbytes: int) -> str:
-        with self._lock:
-            if self._pos + nbytes > len(self._buf):
-                self._buf, self._pos = os.urandom(self._size), 0
-            out = self._buf[self._pos : self._pos + nbytes]
-            self._pos += nbytes
-        return out.hex()
-
-
-random_hex = _RandomPool().hex
-
-
-def new_decision_id() -> str:
-    """32 hex digits: the Unix time in milliseconds (12), then 80 random bits (20).
-
-    Time-ordered like a UUIDv7, so new rows land at the right edge of the primary-key
-    index instead of on a random page of it: each group commit then rewrites one index
-    page instead of one per decision, about a quarter fewer bytes written per decision
-    and a fifth less writer CPU on SQLite (``benchmarks/http.py``). 80 random bits keep
-    ids unguessable; the time they reveal is the ``decided_at`` already in the answer.
-    """
-    return f"{time_ns() // 1_000_000:012x}{random_hex(10)}"

@@ -12,10 +12,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from engine.decide import decide
-from engine.errors import LiveguardError, PolicyInvalid, PolicyNotFound
-from engine.models import Decision, DecisionRequest
-from engine.policy import MANIFEST, POLICY_ID, Policy, PolicyRepository, load_policy_folder
+from engine.core.decide import decide
+from engine.core.errors import LiveguardError, PolicyInvalid, PolicyNotFound
+from engine.core.manifest import POLICY_ID
+from engine.core.models import Decision, DecisionRequest
+from engine.core.policy import Policy
+from engine.policy.loader import load_policy_folder
+from engine.policy.repository import PolicyRepository
+from governance.folder import MANIFEST
 
 
 class ShadowConfigInvalid(LiveguardError):

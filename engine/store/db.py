@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import DatabaseError
 
-from engine.errors import LiveguardError
+from engine.core.errors import LiveguardError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 #: Any constant: replicas starting together take turns migrating.

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from engine.models import Decision, DecisionRequest, PolicyRef
+from engine.core.models import Decision, DecisionRequest, PolicyRef
 from engine.store.tables import DecisionEventRow
 from governance.minimize import Projection
 

@@ -14,8 +14,8 @@ from typing import Any, Literal
 from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlmodel import Session
 
-from engine.errors import LiveguardError
-from engine.models import Action, Decision, ReviewObligation
+from engine.core.errors import LiveguardError
+from engine.core.models import Action, Decision, ReviewObligation
 from engine.store.events import utcnow
 from engine.store.tables import ReviewItemRow
 from governance.minimize import Projection

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session
 
-from engine.models import Decision
+from engine.core.models import Decision
 from engine.store.tables import ShadowResultRow
 
 

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from detectors.audio_io import load_audio, shared_data_dir
 from detectors.frontend import envelope
-from engine.cli import app
+from engine.cli.main import app
 
 from .helpers import SR, clip_path, manifest
 

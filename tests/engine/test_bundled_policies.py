@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.policy import PolicyRepository
-from engine.policy_tests import load_suite, run_suite
+from engine.policy.repository import PolicyRepository
+from engine.policy.testsuite import load_suite, run_suite
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
 IDS = PolicyRepository(POLICIES).ids()

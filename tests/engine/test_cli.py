@@ -6,7 +6,7 @@ import shutil
 import yaml
 from typer.testing import CliRunner
 
-from engine.cli import app
+from engine.cli.main import app
 from tests.conftest import POLICIES, request_dict
 
 runner = CliRunner()

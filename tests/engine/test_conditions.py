@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.conditions import ConditionError, compile_condition, compile_mask, fields_in
+from engine.core.conditions import ConditionError, compile_condition, compile_mask, fields_in
 
 
 def test_scalar_means_equals_and_list_means_one_of():

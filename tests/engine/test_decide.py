@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from engine import Action, DecisionRequest, decide, load_policy
-from engine.models import ReasonKind, SecondPassObligation
-from engine.policy_yaml import Outcome
+from engine.core.models import ReasonKind, SecondPassObligation
+from engine.core.policy import Outcome
 from tests.conftest import request_dict, signal
 
 

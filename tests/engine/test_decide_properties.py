@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import Decision, DecisionRequest, decide
-from engine.policy import PolicyRepository
+from engine.policy.repository import PolicyRepository
 from simulations.generate import SIGNALS
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"

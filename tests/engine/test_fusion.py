@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.fusion import FusionConfig, fuse
+from engine.core.fusion import FusionConfig, fuse
 from signals import Signal, logit
 
 CONFIG = FusionConfig(

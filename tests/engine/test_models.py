@@ -5,7 +5,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
-from engine.models import ACTIONS, Action, DecisionRequest
+from engine.core.models import ACTIONS, Action, DecisionRequest
 from tests.conftest import request_dict
 
 

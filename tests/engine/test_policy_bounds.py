@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.errors import PolicyInvalid
-from engine.policy import PolicyRepository, folder_digest, load_policy_folder
+from engine.core.errors import PolicyInvalid
+from engine.policy.loader import load_policy_folder
+from engine.policy.repository import PolicyRepository
 from governance.files import LIMITS, FileRefused, load_json, load_yaml
+from governance.folder import folder_digest
 from governance.loading import load_governance
 from tests.conftest import ROOT, request_dict
 from tests.engine.bounds import BOMB_PID as PID

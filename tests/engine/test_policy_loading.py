@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from engine.errors import PolicyAmbiguous, PolicyInvalid, PolicyNotFound
-from engine.models import DecisionRequest
-from engine.policy import PolicyRepository, folder_digest, load_policy
+from engine.core.errors import PolicyAmbiguous, PolicyInvalid, PolicyNotFound
+from engine.core.models import DecisionRequest
+from engine.policy.repository import PolicyRepository, load_policy
+from governance.folder import folder_digest
 from tests.conftest import request_dict
 
 

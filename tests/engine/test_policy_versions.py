@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from engine.policy_git import history, version_bump_problems
+from engine.policy.git import history, version_bump_problems
 from tests.conftest import POLICIES
 
 

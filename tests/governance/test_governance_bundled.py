@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from engine.policy.repository import PolicyRepository
 from governance.checks import check_policy_dir
 
 POLICIES = Path(__file__).resolve().parents[2] / "policies"
@@ -20,8 +21,7 @@ BUNDLED = sorted(p.name for p in POLICIES.glob("*") if (p / "policy.yaml").is_fi
 
 @pytest.mark.parametrize("policy_id", BUNDLED)
 def test_bundled_policy_passes_governance_check(policy_id: str) -> None:
-    engine_policy = pytest.importorskip("engine.policy")
-    policy = engine_policy.PolicyRepository(POLICIES).get(policy_id)
+    policy = PolicyRepository(POLICIES).get(policy_id)
     version = yaml.safe_load((POLICIES / policy_id / "manifest.yaml").read_text())["version"]
     problems = check_policy_dir(
         POLICIES / policy_id,

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engine import decide
-from engine.policy import PolicyRepository
+from engine.policy.repository import PolicyRepository
 from simulations import SEVERITY, VectorizedPolicy, batch_from_requests
 from simulations.generate import random_requests
 

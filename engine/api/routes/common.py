@@ -8,7 +8,7 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from engine.api.schemas import ErrorBody
-from engine.errors import LiveguardError
+from engine.core.errors import LiveguardError
 
 
 class NotFound(LiveguardError):

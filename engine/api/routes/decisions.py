@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from engine.api.auth import require, runtime
 from engine.api.routes.common import NotFound, errors, json_response, request_id
 from engine.api.schemas import EXAMPLE_DECISION, EventPage
-from engine.models import Decision, DecisionRequest
+from engine.core.models import Decision, DecisionRequest
 from engine.store import audit
 from engine.store.events import DecisionEventV1
 from engine.store.keys import Principal

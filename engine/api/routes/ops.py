@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from engine.api.auth import runtime
 from engine.api.routes.common import errors
 from engine.api.schemas import Health
-from engine.errors import LiveguardError
+from engine.core.errors import LiveguardError
 from engine.store.db import StoreUnavailable
 
 router = APIRouter(tags=["operations"])

@@ -10,9 +10,11 @@ from fastapi.concurrency import run_in_threadpool
 from engine.api.auth import require, runtime
 from engine.api.routes.common import NotFound, errors
 from engine.api.schemas import PolicyDetail, PolicyList, PolicySummary
-from engine.errors import LiveguardError
-from engine.policy import MANIFEST, POLICY_ID, PolicyManifest, PolicyRepository, validate_file
+from engine.core.errors import LiveguardError
+from engine.core.manifest import POLICY_ID, PolicyManifest
+from engine.policy.repository import PolicyRepository
 from engine.store.keys import Principal
+from governance.folder import MANIFEST, validate_file
 from governance.loading import load_governance
 from governance.report import summarize
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 FETCH_SCRIPT = "scripts/fetch_opa_evaluator.sh"
-_ROOT = Path(__file__).resolve().parents[1]
+_ROOT = Path(__file__).resolve().parents[3]  # the project root (engine/backends/opa/local.py)
 
 
 def evaluator_dir() -> Path:

@@ -22,13 +22,14 @@ import structlog
 from opa_client import OpaClient
 from prometheus_client import Counter
 
-from engine.errors import PolicyEvalError
-from engine.models import Action, Fused
-from engine.policy_rego import RegoEvaluator, to_outcome
-from engine.policy_yaml import Outcome
+from engine.backends.rego.document import to_outcome
+from engine.backends.rego.embedded import RegoEvaluator
+from engine.core.errors import PolicyEvalError
+from engine.core.models import Action, Fused
+from engine.core.policy import Outcome
 
 if TYPE_CHECKING:
-    from engine.policy import PolicyView
+    from engine.core.policy import PolicyView
     from engine.settings import Settings
 
 log = structlog.get_logger("liveguard.opa_remote")

@@ -17,7 +17,7 @@ A Rego policy folder holds, next to ``manifest.yaml`` (``engine: rego``), ``data
 are given to 6 decimal places (``INPUT_DECIMALS``: what rego-cpp's input API keeps). The bundle is
 compiled once per folder digest; per request the evaluator only converts the input, sets
 it and runs the compiled entrypoint. The input is further pruned to the paths the compiled
-plan can read (``engine.rego_plan``), which keeps conversion cheap and tells governance
+plan can read (``engine.backends.rego.plan``), which keeps conversion cheap and tells governance
 which fields the policy reads.
 """
 
@@ -30,164 +30,24 @@ import threading
 from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 from regopy import Input, Interpreter, LogLevel
 from regopy import rego_shared as _rs
 
-from engine.errors import PolicyEvalError
-from engine.fusion import FusionConfig
-from engine.models import Action, Fused, Obligation, Reason, ReasonKind
-from engine.policy import BACKENDS, PolicyManifest, PolicyView, folder_digest, validate_file
-from engine.policy_yaml import Outcome
-from engine.rego_lint import regopy_errors
-from engine.rego_plan import ANY, PlanShapeError, Projector, input_reads
-from engine.rego_plan import Path as InputPath
-from engine.rego_worker import RegoWorker
+from engine.backends.rego.document import DATA_FILE, REGO_FILE, to_outcome
+from engine.backends.rego.input import fields_read, request_input
+from engine.backends.rego.lint import regopy_errors
+from engine.backends.rego.plan import Path as InputPath
+from engine.backends.rego.plan import PlanShapeError, Projector, input_reads
+from engine.backends.rego.worker import RegoWorker
+from engine.core.errors import PolicyEvalError
+from engine.core.fusion import FusionConfig
+from engine.core.manifest import PolicyManifest
+from engine.core.models import Fused
+from engine.core.policy import Outcome, PolicyView
 from governance.files import FileRefused, load_json, read_text
-
-REGO_FILE = "policy.rego"
-DATA_FILE = "data.json"
-FUSION_FILE = "fusion.yaml"
-
-
-class FusionFile(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    fusion: FusionConfig
-    signal_phrases: dict[str, str] = Field(
-        default_factory=dict,
-        description="Signal name → plain words for the summary ('the caller's voice shows …').",
-    )
-
-
-# --- the decision document a Rego policy returns ------------------------------------------
-
-
-class RegoReason(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    code: str = Field(min_length=1)
-    message: str = Field(min_length=1)
-    kind: ReasonKind = ReasonKind.rule
-    signals: tuple[str, ...] = ()
-    value: float | None = None
-    action: Action | None = Field(default=None, description="For rules: the action asked for.")
-
-
-class RegoDecision(BaseModel):
-    """What ``decision`` must evaluate to; anything else is a policy_eval_error."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-    action: Action
-    reasons: tuple[RegoReason, ...]
-    thresholds: dict[Literal["warn", "step_up", "review", "block"], float] | None = None
-    obligations: tuple[Obligation, ...] | None = None
-    context: tuple[str, ...] = Field(default=(), description="Phrases for the summary.")
-    fired: tuple[str, ...] = Field(default=(), description="Ids of the rules that fired.")
-
-
-_DECISION = TypeAdapter(RegoDecision)
-
-
-def to_outcome(raw: Any) -> tuple[Outcome, tuple[str, ...]]:
-    """Validate a decision document exactly like the engine treats any backend's outcome."""
-    try:
-        d = _DECISION.validate_python(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "decision"
-        raise PolicyEvalError(
-            f"decision is not a valid outcome: {where}: {first['msg']} "
-            f"({exc.error_count()} problem(s))"
-        ) from None
-    reasons = tuple(
-        Reason(
-            code=r.code,
-            message=r.message,
-            kind=r.kind,
-            signals=r.signals,
-            value=r.value,
-            action=r.action,
-        )
-        for r in d.reasons
-    )
-    thresholds = {Action(k): v for k, v in (d.thresholds or {}).items()}
-    outcome = Outcome(
-        action=d.action,
-        thresholds=thresholds,
-        reasons=reasons,
-        context_phrases=d.context,
-        obligations=d.obligations if d.obligations is not None else (),
-    )
-    return outcome, d.fired
-
-
-# --- input ----------------------------------------------------------------------------------
-
-
-#: Decimal places of every non-integer number in ``input``. rego-cpp's C input API
-#: (``regoInputFloat``) keeps 6 decimal places (it formats doubles like ``%f``), and its
-#: text input (``set_input_term``) is ~10× slower. Rounding here, once, gives every backend
-#: (regopy, the OPA oracle, a remote OPA) the very same numbers, so they cannot disagree on
-#: a comparison that only the lost digits would decide.
-INPUT_DECIMALS = 6
-
-
-def _q(value: float) -> float:
-    return round(value, INPUT_DECIMALS)
-
-
-def request_input(view: PolicyView, fused: Fused, degraded: bool) -> dict[str, Any]:
-    """The full ``input`` document: minimized request fields, kept signals, the fusion."""
-    doc: dict[str, Any] = {}
-    for key, value in view.ctx.items():
-        if value is None or key.startswith(("signals.", "fused.")):
-            continue
-        parts = key.split(".")
-        node = doc
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = _q(value) if type(value) is float else value
-    doc.setdefault("session", {})["id"] = view.request.session.id
-    doc["signals"] = [_signal(s) for s in view.signals]
-    doc["fused"] = {
-        "risk": _q(fused.risk),
-        "log_odds": _q(fused.log_odds),
-        "prior_log_odds": _q(fused.prior_log_odds),
-        "evidence_mass": _q(fused.evidence_mass),
-        "signal_count": len(fused.contributions),
-        "degraded": degraded,
-        "contributions": [
-            {
-                "signal": c.signal,
-                "detector": c.detector,
-                "score": _q(c.score),
-                "confidence": _q(c.confidence),
-                "weight": _q(c.weight),
-                "log_odds": _q(c.log_odds),
-                "capped": c.capped,
-            }
-            for c in fused.contributions
-        ],
-    }
-    return doc
-
-
-def _signal(s: Any) -> dict[str, Any]:
-    return {
-        "name": s.name,
-        "modality": str(s.modality),
-        "score": _q(s.score),
-        "confidence": _q(s.confidence),
-        "detector": s.detector,
-        "window_ms": s.window_ms,
-        "evidence": [
-            {"code": e.code, "message": e.message}
-            | ({} if e.value is None else {"value": _q(e.value)})
-            for e in s.evidence
-        ],
-    }
-
+from governance.folder import folder_digest
 
 _lib = _rs.rego
 _S, _I, _F, _B, _N = (
@@ -534,53 +394,3 @@ class RegoEvaluator:
         fired = sorted(self.coverage)
         never = [r for r in self.compiled.rule_ids if r not in self.coverage]
         return fired, never
-
-
-def fields_read(reads: frozenset[InputPath], fusion: FusionConfig) -> set[str]:
-    """Data-flow fields behind the input paths a policy can read.
-
-    ``input.signals`` holds only signals the manifest declares; reading it means reading
-    the signals the policy fuses. ``input.fused`` is engine output, not personal data.
-    """
-    out = {f"signals.{name}" for name in fusion.weights}
-    for path in reads:
-        if not path:
-            out |= {"session", "identity", "transaction", "device"}
-            continue
-        head = path[0]
-        if head in ("fused", "signals"):
-            continue
-        if head == ANY:
-            out |= {"session", "identity", "transaction", "device"}
-            continue
-        steps = []
-        for step in path:
-            if step == ANY:
-                break
-            steps.append(step)
-        if steps != ["session", "id"]:  # the correlation key, always kept
-            out.add(".".join(steps))
-    return out
-
-
-def _load_rego_backend(
-    folder: Path, manifest: PolicyManifest, problems: list[str]
-) -> tuple[FusionConfig, Any] | None:
-    fusion_file = validate_file(FusionFile, folder / FUSION_FILE, problems)
-    compiled = compiled_for(folder, manifest, problems)
-    if fusion_file is None or compiled is None:
-        return None
-    evaluator: Any = RegoEvaluator(compiled, fusion_file.fusion, fusion_file.signal_phrases)
-    from engine.settings import get_settings
-
-    settings = get_settings()
-    if settings.opa_url:
-        from engine.opa_remote import RemoteOpaEvaluator
-
-        evaluator = RemoteOpaEvaluator(
-            evaluator, settings, fail_mode=manifest.fail_mode, policy_id=manifest.id
-        )
-    return fusion_file.fusion, evaluator
-
-
-BACKENDS["rego"] = _load_rego_backend

@@ -23,7 +23,7 @@ on generated requests:
   per-key values at the top level instead,
   ``shifts := {k: sum([x.s[k] | some x in xs]) | some k in keys}``;
 * ``regoInputFloat`` keeps 6 decimal places (1e-7 becomes 0): the engine rounds every
-  number in ``input`` to 6 places for all backends (``engine.policy_rego.INPUT_DECIMALS``);
+  number in ``input`` to 6 places for all backends (``engine.backends.rego.input.INPUT_DECIMALS``);
 * rego-cpp still accepts Rego v0 rule bodies without ``if``; OPA 1.x does not (reported
   by the OPA compile check below when the evaluator is available).
 """

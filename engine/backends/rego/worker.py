@@ -30,14 +30,14 @@ import threading
 from time import monotonic
 from typing import Any
 
-from engine.errors import PolicyEvalError, PolicyEvalTimeout
+from engine.core.errors import PolicyEvalError, PolicyEvalTimeout
 
 _HEADER = struct.Struct("<I")
 
 #: The child: compile once, then evaluate input documents until stdin closes.
 _CHILD = r"""
 import json, struct, sys
-import regopy  # first: see engine.policy_rego._plan
+import regopy  # first: see engine.backends.rego.embedded._plan
 from regopy import Input, Interpreter, LogLevel
 from regopy import rego_shared as rs
 H = struct.Struct("<I")

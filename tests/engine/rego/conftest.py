@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from engine.opa_local import missing_message, opa_engine_class
-from engine.policy import PolicyRepository
+from engine.backends.opa.local import missing_message, opa_engine_class
+from engine.policy.repository import PolicyRepository
 
 ROOT = Path(__file__).resolve().parents[3]
 POLICIES = ROOT / "policies"

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from engine.bundle import read_bundle, verify_bundle, write_bundle
-from engine.decide import decide
-from engine.models import DecisionRequest
-from engine.policy import PolicyRepository
-from engine.policy_git import history, load_policy_at_ref
+from engine.backends.bundle import read_bundle, verify_bundle, write_bundle
+from engine.core.decide import decide
+from engine.core.models import DecisionRequest
+from engine.policy.git import history, load_policy_at_ref
+from engine.policy.repository import PolicyRepository
 from tests.conftest import request_dict
 from tests.engine.rego.conftest import POLICIES
 
@@ -45,7 +45,7 @@ def test_opa_evaluates_the_bundle_contents(
     request = DecisionRequest.model_validate(request_dict())
     ours = decide(request, policy)
     view = policy.view(request)
-    from engine.fusion import fuse
+    from engine.core.fusion import fuse
 
     fused = fuse(view.signals, policy.fusion)
     doc = policy.evaluator.input_for(view, fused, fused.evidence_mass < policy.fusion.min_evidence)

@@ -19,11 +19,12 @@ from typing import Any
 
 import pytest
 
-from engine.decide import decide
-from engine.models import Action, DecisionRequest
-from engine.opa_remote import FAILURES, RemoteOpaEvaluator
-from engine.policy import Policy, PolicyRepository
-from engine.policy_rego import mount_data
+from engine.backends.opa.remote import FAILURES, RemoteOpaEvaluator
+from engine.backends.rego.embedded import mount_data
+from engine.core.decide import decide
+from engine.core.models import Action, DecisionRequest
+from engine.core.policy import Policy
+from engine.policy.repository import PolicyRepository
 from engine.settings import Settings
 from tests.conftest import request_dict
 

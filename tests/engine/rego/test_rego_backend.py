@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from engine.decide import decide
-from engine.errors import PolicyInvalid
-from engine.models import Action, DecisionRequest
-from engine.policy import load_policy_folder
-from engine.policy_rego import RegoEvaluator
+from engine.backends.rego.embedded import RegoEvaluator
+from engine.core.decide import decide
+from engine.core.errors import PolicyInvalid
+from engine.core.models import Action, DecisionRequest
+from engine.policy.loader import load_policy_folder
 from tests.conftest import request_dict
 from tests.engine.rego.conftest import POLICIES, write_policy
 
@@ -116,7 +116,7 @@ def test_policy_sees_only_the_paths_it_reads(tmp_path: Path) -> None:
         'decision := {"action": "log", "reasons": []} if input.identity.assurance == "low"',
     )
     view = policy.view(_request())
-    from engine.fusion import fuse
+    from engine.core.fusion import fuse
 
     fused = fuse(view.signals, policy.fusion)
     sent = policy.evaluator.input_for(view, fused, False)

@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from engine.fusion import fuse
-from engine.models import DecisionRequest
-from engine.policy import Policy, PolicyRepository
-from engine.policy_rego import RegoEvaluator, mount_data, request_input
+from engine.backends.rego.embedded import RegoEvaluator, mount_data
+from engine.backends.rego.input import request_input
+from engine.core.fusion import fuse
+from engine.core.models import DecisionRequest
+from engine.core.policy import Policy
+from engine.policy.repository import PolicyRepository
 from tests.engine.rego import requests as gen
 
 EXAMPLES = 2000
@@ -94,7 +96,7 @@ def test_oracle_reports_a_disagreement_with_the_input(
         'decision := {"warn": shift("warn"), "block": shift("block")}\n'
     )
     data = {"adj": [{"shift": {"warn": 1, "block": 10}}, {"shift": {"warn": 2, "block": 20}}]}
-    from engine.policy_rego import compile_rego
+    from engine.backends.rego.embedded import compile_rego
 
     problems: list[str] = []
     compiled = compile_rego(

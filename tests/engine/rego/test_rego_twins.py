@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from engine.decide import decide
-from engine.models import DecisionRequest
-from engine.policy import PolicyRepository
-from engine.policy_tests import run_suite
+from engine.core.decide import decide
+from engine.core.models import DecisionRequest
+from engine.policy.repository import PolicyRepository
+from engine.policy.testsuite import run_suite
 from tests.engine.rego import requests as gen
 from tests.engine.rego import twin_tables
 from tests.engine.rego.conftest import POLICIES, TWINS

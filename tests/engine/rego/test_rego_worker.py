@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from engine.decide import decide
-from engine.models import Action, DecisionRequest
-from engine.policy import load_policy_folder
+from engine.core.decide import decide
+from engine.core.models import Action, DecisionRequest
+from engine.policy.loader import load_policy_folder
 from tests.conftest import request_dict
 from tests.engine.rego.conftest import POLICIES, write_policy
 from tests.engine.service.test_eval_budget import ATTEMPTS, SLOW, SLOW_RULE

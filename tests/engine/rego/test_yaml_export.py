@@ -1,6 +1,6 @@
 """YAML policies exported as data plus the generic Rego evaluator decide like the engine.
 
-The reference is ``engine.decide`` with the policy's own YAML evaluator. The export runs
+The reference is ``engine.core.decide`` with the policy's own YAML evaluator. The export runs
 inside the very same ``decide`` (same PolicyView, fusion and ``request_input``), with only
 the evaluator swapped: OPA's own Go evaluator on ≥ 2,000 generated requests per bundled
 policy, regopy (rego-cpp) on a smaller sample. Every disagreement is listed with its input.
@@ -18,20 +18,22 @@ from typing import Any
 import pytest
 import yaml
 
-from engine.bundle import read_bundle, verify_bundle, write_bundle
-from engine.decide import decide
-from engine.errors import BundleInvalid
-from engine.fusion import fuse
-from engine.models import Decision, DecisionRequest, ReasonKind
-from engine.policy import Policy, PolicyRepository, load_policy_folder
-from engine.policy_rego import request_input
-from engine.yaml_export import (
+from engine.backends.bundle import read_bundle, verify_bundle, write_bundle
+from engine.backends.export import (
     MAX_DEPTH,
     MAX_RULES,
     ExportedYamlEvaluator,
     OpaExportedEvaluator,
     export_yaml_policy,
 )
+from engine.backends.rego.input import request_input
+from engine.core.decide import decide
+from engine.core.errors import BundleInvalid
+from engine.core.fusion import fuse
+from engine.core.models import Decision, DecisionRequest, ReasonKind
+from engine.core.policy import Policy
+from engine.policy.loader import load_policy_folder
+from engine.policy.repository import PolicyRepository
 from simulations.generate import random_requests
 from tests.engine.rego.conftest import POLICIES
 

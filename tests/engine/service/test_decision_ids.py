@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 
-from engine.runtime import new_decision_id
+from engine.service.ids import new_decision_id
 
 
 def test_decision_ids_are_32_lowercase_hex_digits() -> None:

@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from engine.runtime import InsecureModeRefused, Runtime, insecure_mode_problems
+from engine.service.insecure import InsecureModeRefused, insecure_mode_problems
+from engine.service.runtime import Runtime
 from tests.engine.service.conftest import ROOT, make_keys, make_settings
 
 

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session, select
 
 from engine.api import create_app
-from engine.runtime import Runtime
-from engine.shadow import ShadowConfigInvalid, parse_shadow
+from engine.service.runtime import Runtime
+from engine.service.shadow import ShadowConfigInvalid, parse_shadow
 from engine.store.db import make_engine
 from engine.store.tables import DecisionEventRow, ShadowResultRow
 from tests.engine.service.conftest import (

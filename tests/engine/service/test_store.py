@@ -15,8 +15,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import Session, select
 
-from engine.models import DecisionRequest
-from engine.runtime import Runtime
+from engine.core.models import DecisionRequest
+from engine.service.runtime import Runtime
 from engine.store import reviews
 from engine.store.db import current_revision, make_engine, migrate
 from engine.store.events import REDACTED_SUMMARY
@@ -236,8 +236,8 @@ def test_fast_event_row_equals_the_domain_event_adapted(tmp_path) -> None:
     """The serving path's row is exactly what adapting a DecisionEventV1 gives."""
     import json
 
-    from engine.decide import decide
-    from engine.policy import PolicyRepository
+    from engine.core.decide import decide
+    from engine.policy.repository import PolicyRepository
     from engine.store.events import (
         RetentionPlan,
         adapt_event_to_row,

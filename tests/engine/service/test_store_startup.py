@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from engine.runtime import Runtime
+from engine.service.runtime import Runtime
 from engine.store.db import StoreDamaged, alembic_config, make_engine, prepare_store
 from tests.engine.service.conftest import ROOT, make_keys, make_settings
 

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
-from engine.decide import decide
-from engine.models import DecisionRequest
-from engine.runtime import Runtime
+from engine.core.decide import decide
+from engine.core.models import DecisionRequest
+from engine.service.runtime import Runtime
 from engine.store.db import StoreUnavailable, make_engine, migrate
 from engine.store.events import RetentionPlan, event_row, retention_map, utcnow
 from engine.store.tables import DecisionEventRow

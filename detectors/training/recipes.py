@@ -1,0 +1,78 @@
+"""Training recipes that the evaluation can retrain per split (leave-one-system-out, CV).
+
+A recipe names its feature set (see `featurize.FEATURE_SETS`), the call conditions it trains
+on, and how it fits a model on a mask of clips. The evaluation retrains exactly the recipe
+that produced a shipped model, so its table measures that recipe on unseen systems.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from detectors.training import recipe as v1
+
+
+class Model(Protocol):
+    def logits(self, x: np.ndarray) -> np.ndarray: ...
+
+
+class Recipe(Protocol):
+    name: str
+    feature_set: str
+    train_conditions: tuple[str, ...]
+
+    def prepare(self, x: np.ndarray) -> np.ndarray:
+        """Cached features -> what `fit` and `clip_logits` take (once per condition view)."""
+        ...
+
+    def fit(
+        self,
+        views: Sequence[tuple[np.ndarray, np.ndarray]],
+        labels: np.ndarray,
+        clip_mask: np.ndarray,
+        seed: int = 0,
+        groups: np.ndarray | None = None,
+    ) -> Model: ...
+
+    def clip_logits(
+        self, model: Model, x: np.ndarray, clip: np.ndarray, n_clips: int
+    ) -> np.ndarray: ...
+
+
+class LinearV1:
+    """synthetic_voice 1.x: logistic regression on 4 s mean/std hop vectors."""
+
+    name = "synthetic_voice 1.x (logistic regression on LFCC/MFCC statistics)"
+    feature_set = "hops_v1"
+    train_conditions: tuple[str, ...] = ("clean", *v1.AUG_CONDITIONS)
+
+    def prepare(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def fit(
+        self,
+        views: Sequence[tuple[np.ndarray, np.ndarray]],
+        labels: np.ndarray,
+        clip_mask: np.ndarray,
+        seed: int = 0,
+        groups: np.ndarray | None = None,
+    ) -> Model:
+        return v1.fit(views, labels, clip_mask)
+
+    def clip_logits(
+        self, model: Model, x: np.ndarray, clip: np.ndarray, n_clips: int
+    ) -> np.ndarray:
+        return v1.clip_logits(model.logits(x), clip, n_clips)
+
+
+def get_recipe(name: str) -> Recipe:
+    if name == "v1":
+        return LinearV1()
+    if name == "v2":
+        from detectors.training.stats_v2 import StatsV2
+
+        return StatsV2()
+    raise ValueError(f"unknown recipe {name!r} (v1 or v2)")

@@ -1,0 +1,122 @@
+"""The synthetic-voice training and evaluation machinery, on tiny made-up data (no model is
+trained on real data here), and the shipped model files against their card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from detectors.dataset import Clip, pairs
+from detectors.degrade import alaw_8k, band_limit
+from detectors.evaluation import Splits, holdout_group
+from detectors.frontend import N_BANDS, WINDOW_FRAMES, window_bands, window_stats_v2
+from detectors.training.stats_v2 import StatsV2
+
+SR = 16_000
+
+
+def clip(name: str, label: int, system: str, speaker: str, corpus: str, origin: str = "") -> Clip:
+    return Clip(
+        path=Path(f"/data/set/{corpus}/x/{name}.flac"),
+        label=label,
+        system=system,
+        speaker=speaker,
+        corpus=corpus,
+        origin=origin,
+    )
+
+
+def toy_clips() -> list[Clip]:
+    out = []
+    for s in range(12):
+        out.append(clip(f"b{s}", 0, "Libri", f"spk{s}", "librispeech"))
+        out.append(clip(f"v{s}", 1, "VocoderA", f"spk{s}", "voc"))
+        out.append(clip(f"t{s}", 1, "TtsB", f"tts{s % 2}", "tts"))
+    return out
+
+
+def test_loso_trains_without_the_system_its_speakers_and_the_test_fold() -> None:
+    sp = Splits(toy_clips())
+    for k in range(sp.n_folds):
+        train, test = sp.loso("VocoderA", k)
+        held_speakers = {c.speaker for c in sp.clips if c.system == "VocoderA"}
+        assert not any(sp.clips[i].system == "VocoderA" for i in np.flatnonzero(train))
+        assert not any(sp.clips[i].speaker in held_speakers for i in np.flatnonzero(train))
+        assert not set(sp.speakers[train]) & set(sp.speakers[test])
+        assert {sp.clips[i].system for i in np.flatnonzero(test)} <= {"VocoderA", "Libri"}
+
+
+def test_every_clip_of_a_held_out_system_is_tested_once() -> None:
+    sp = Splits(toy_clips())
+    seen = np.zeros(sp.n, int)
+    for k in range(sp.n_folds):
+        seen += sp.loso("TtsB", k)[1]
+    assert (seen[sp.groups == "TtsB"] == 1).all()
+
+
+def test_voices_of_one_engine_are_held_out_together() -> None:
+    assert holdout_group("flite_awb") == holdout_group("flite_slt")
+    assert holdout_group("espeakng_en-us") != holdout_group("flite_awb")
+
+
+def test_copy_synthesis_is_paired_with_its_source_clip() -> None:
+    src = Clip(
+        path=Path("/d/audio/librispeech/bonafide/1-2-3_ab.flac"),
+        label=0,
+        system="Libri",
+        speaker="1",
+        corpus="librispeech",
+    )
+    fake = Clip(
+        path=Path("/d/audio_neural/hifigan_resynth/spoof/hfu_1.flac"),
+        label=1,
+        system="HiFi-GAN",
+        speaker="1",
+        corpus="hifigan_resynth",
+        origin="vocoder copy-synthesis of audio/librispeech/bonafide/1-2-3_ab.flac",
+    )
+    lj = clip("LJ040-0073_5114c8cc26", 0, "LJSpeech", "LJ", "ljspeech_wavefake")
+    wf = clip("LJ040-0073_gen_c1623c2213", 1, "WaveFake", "LJ", "ljspeech_wavefake")
+    assert pairs([src, fake, lj, wf]) == [(1, 0), (3, 2)]
+
+
+def test_window_statistics_ignore_loudness() -> None:
+    rng = np.random.default_rng(0)
+    t = np.arange(2 * SR) / SR
+    x = (0.2 * np.sin(2 * np.pi * 220 * t * (1 + 0.1 * np.sin(3 * t)))).astype(np.float32)
+    x += 0.01 * rng.standard_normal(len(x)).astype(np.float32)
+    loud = window_stats_v2(window_bands(x))
+    quiet = window_stats_v2(window_bands(x * 0.01))
+    assert np.allclose(loud, quiet, atol=1e-3)
+
+
+def test_telephone_conditions_remove_the_upper_band() -> None:
+    rng = np.random.default_rng(1)
+    x = (0.1 * rng.standard_normal(2 * SR)).astype(np.float32)
+    for y in (band_limit(x), alaw_8k(x)):
+        spec = np.abs(np.fft.rfft(y)) ** 2
+        f = np.fft.rfftfreq(len(y), 1 / SR)
+        assert len(y) == len(x)
+        assert spec[f > 5000].sum() < 0.01 * spec[(f > 500) & (f < 3000)].sum()
+
+
+def test_stats_recipe_fits_a_separable_toy_set_reproducibly() -> None:
+    rng = np.random.default_rng(2)
+    n = 60
+    windows = np.zeros((n, WINDOW_FRAMES, N_BANDS + 2), np.float32)
+    labels = np.r_[np.zeros(n // 2), np.ones(n // 2)].astype(int)
+    # spoof windows: frame-to-frame changes half as large (an over-smooth vocoder)
+    jitter = np.where(labels[:, None, None] == 1, 0.5, 1.0)
+    windows[:, :, :N_BANDS] = rng.standard_normal((n, WINDOW_FRAMES, N_BANDS)) * jitter
+    windows[:, :, N_BANDS] = -20.0
+    windows[:, :, N_BANDS + 1] = 1.0
+    rec = StatsV2()
+    x = rec.prepare(windows)
+    clip_idx = np.arange(n)
+    views = [(x, clip_idx)]
+    a = rec.fit(views, labels, np.ones(n, bool), seed=0)
+    b = rec.fit(views, labels, np.ones(n, bool), seed=0)
+    lg = rec.clip_logits(a, x, clip_idx, n)
+    assert np.array_equal(lg, rec.clip_logits(b, x, clip_idx, n))
+    assert lg[labels == 1].min() > lg[labels == 0].max()
