@@ -89,6 +89,7 @@ def rule_coverage(policy: object) -> list[str]:
 def opa_compile_problems(repo: PolicyRepository, ids: list[str]) -> list[str]:
     """With OPA's evaluator present: Rego that rego-cpp accepts but OPA would reject."""
     from engine.backends.opa.local import opa_engine_class
+    from governance.files import FileRefused, read_text
 
     cls = opa_engine_class()
     problems: list[str] = []
@@ -99,9 +100,30 @@ def opa_compile_problems(repo: PolicyRepository, ids: list[str]) -> list[str]:
         for rego in sorted((repo.root / pid).glob("*.rego")):
             engine = cls()
             try:
-                engine.add_policy(str(rego), rego.read_text(encoding="utf-8"))
+                source = read_text(rego)  # size cap, no symlinks (loading reports refusals)
+            except FileRefused:
+                continue
+            try:
+                engine.add_policy(str(rego), source)
             except Exception as exc:  # OpaError: OPA's compile error text names file:line
                 problems.append(f"{rego}: OPA rejects this module: {exc}")
+    return problems
+
+
+def input_sized_problems(repo: PolicyRepository, ids: list[str]) -> list[str]:
+    """Rego whose cost the request sets (``numbers.range(1, input.x)``); see engine.backends.rego.lint."""
+    from engine.backends.rego.lint import input_sized_work
+    from governance.files import FileRefused, read_text
+
+    problems: list[str] = []
+    for pid in ids:
+        sources: dict[str, str] = {}
+        for rego in sorted((repo.root / pid).glob("*.rego")):
+            try:
+                sources[rego.name] = read_text(rego)  # bounded; loading reports refusals
+            except FileRefused:
+                continue
+        problems += [f"{repo.root / pid}/{issue}" for issue in input_sized_work(sources)]
     return problems
 
 
@@ -113,6 +135,7 @@ def register(app: typer.Typer) -> None:
     for extra, hooks in (
         (lint_versions, cli.LINTERS),
         (opa_compile_problems, cli.LINTERS),
+        (input_sized_problems, cli.LINTERS),
         (rule_coverage, getattr(cli, "TEST_REPORTS", [])),
     ):
         if extra not in hooks:

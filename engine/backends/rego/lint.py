@@ -110,3 +110,77 @@ def regopy_errors(error_text: str, sources: Mapping[str, str]) -> list[LintIssue
         first = error_text.strip().splitlines()[0]
         issues.append(LintIssue(next(iter(sources), "policy.rego"), 1, 1, f"rego-cpp: {first}"))
     return issues
+
+
+# --- input-sized work ------------------------------------------------------------------------
+
+#: Built-ins whose cost is set by their arguments: sized by the request, the caller chooses
+#: how long an evaluation takes.
+SIZED_BUILTINS = ("numbers.range_step", "numbers.range")
+_ASSIGN = re.compile(r"^\s*(?:default\s+)?(?P<name>[A-Za-z_]\w*)\s*(?::=|=)\s*(?P<expr>.+)$")
+_LOCAL = re.compile(r"(?P<name>[A-Za-z_]\w*)\s*:=\s*(?P<expr>[^;\n]+)")
+
+
+def _args(text: str, start: int) -> str:
+    """The argument text of the call whose ``(`` is at ``start`` (to its closing paren)."""
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] == "(":
+            depth += 1
+        elif text[i] == ")":
+            depth -= 1
+            if depth == 0:
+                return text[start + 1 : i]
+    return text[start + 1 :]
+
+
+def _tainted(sources: Mapping[str, str]) -> set[str]:
+    """Names whose value derives from ``input`` (rules and local assignments), to a fixpoint."""
+    assigns: list[tuple[str, str]] = []
+    for src in sources.values():
+        for line in src.splitlines():
+            for m in (_ASSIGN.match(line), *_LOCAL.finditer(line)):
+                if m is not None:
+                    assigns.append((m["name"], m["expr"]))
+    tainted: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for name, expr in assigns:
+            if name in tainted:
+                continue
+            words = set(re.findall(r"[A-Za-z_]\w*", expr))
+            if "input" in words or words & tainted:
+                tainted.add(name)
+                changed = True
+    return tainted
+
+
+def input_sized_work(sources: Mapping[str, str]) -> list[LintIssue]:
+    """Calls like ``numbers.range(1, input.x * 30)`` whose size the request sets.
+
+    A heuristic over the source text (names assigned from ``input`` are followed through
+    other assignments); it complements, never replaces, the evaluation budget. A bound the
+    author wrote, ``min([…, N])`` in the arguments, is accepted.
+    """
+    tainted = _tainted(sources)
+    issues: list[LintIssue] = []
+    call = re.compile(r"\b(" + "|".join(re.escape(b) for b in SIZED_BUILTINS) + r")\s*\(")
+    for file, src in sources.items():
+        for m in call.finditer(src):
+            args = _args(src, m.end() - 1)
+            words = set(re.findall(r"[A-Za-z_]\w*", args))
+            if not ("input" in words or words & tainted) or "min" in words:
+                continue
+            line, col = line_col(src, m.start())
+            issues.append(
+                LintIssue(
+                    file,
+                    line,
+                    col,
+                    f"{m[1]}({args.strip()}) is sized by the request: the caller chooses how "
+                    "long evaluation takes",
+                    f"bound it, e.g. {m[1]}(1, min([n, 100]))",
+                )
+            )
+    return issues

@@ -131,3 +131,23 @@ def test_fields_read_come_from_the_compiled_plan(tmp_path: Path) -> None:
     reads = policy.fields_read()
     assert "device.posture" in reads
     assert "identity.assurance" not in reads
+
+
+def test_lint_reports_a_range_sized_by_the_request(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from engine.cli.main import app
+    from tests.engine.service.test_eval_budget import SLOW, SLOW_RULE
+
+    write_policy(tmp_path, SLOW, SLOW_RULE)
+    result = CliRunner().invoke(app, ["policy", "lint", SLOW, "--policies", str(tmp_path)])
+    assert result.exit_code == 1
+    assert f"{tmp_path / SLOW}/policy.rego:7:" in result.output
+    assert "numbers.range(1, n) is sized by the request" in result.output
+
+
+def test_lint_accepts_a_range_the_author_bounded() -> None:
+    from engine.backends.rego.lint import input_sized_work
+
+    src = "n := input.identity.failed_attempts * 30\nr := numbers.range(1, min([n, 100]))\n"
+    assert input_sized_work({"policy.rego": src}) == []
