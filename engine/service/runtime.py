@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
@@ -32,7 +33,7 @@ from engine.service.shadow import ShadowRunner, load_candidate, parse_shadow
 from engine.settings import Settings
 from engine.store import keys as keystore
 from engine.store import retention as retention_mod
-from engine.store.db import make_engine, prepare_store
+from engine.store.db import make_engine, prepare_store, sqlite_path
 from engine.store.events import (
     CORRELATION,
     RetentionPlan,
@@ -62,6 +63,9 @@ class Runtime:
             settings.database_url, sqlite_synchronous=settings.sqlite_synchronous
         )
         self.metrics = Metrics()
+        path = sqlite_path(self.db)
+        #: SQLite: keys read inline (microseconds); PostgreSQL: through the pool in a thread.
+        self._keys = keystore.SqliteKeyReader(path) if path is not None else None
         self.writer: GroupCommitWriter | ProcessCommitWriter
         if settings.writer == "process":
             self.writer = ProcessCommitWriter(
@@ -165,6 +169,9 @@ class Runtime:
         if not key:
             return None
         # No cache: a revocation must hold from the next request on, on every replica.
+        if self._keys is not None:
+            with contextlib.suppress(sqlite3.Error):  # busy: ask through the pool instead
+                return self._keys.resolve(key)
         return await asyncio.to_thread(keystore.resolve_key, self.db, key)
 
     # --- policies ------------------------------------------------------------------------

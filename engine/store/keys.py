@@ -10,8 +10,11 @@ import hashlib
 import hmac
 import re
 import secrets
+import sqlite3
+import threading
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Literal, get_args
 
 from sqlalchemy import Engine, bindparam, func, select
@@ -82,6 +85,40 @@ def resolve_key(engine: Engine, key: str) -> Principal | None:
     if row is None or not hmac.compare_digest(row.key_hash, hash_key(key)):
         return None
     return Principal(key_id=m.group(1), role=row.role)
+
+
+class SqliteKeyReader:
+    """Key lookups straight from a SQLite log, cheap enough for the event loop.
+
+    A read-only connection per thread in WAL mode never waits on the writer; a lookup is a
+    primary-key read of a few microseconds (SQLAlchemy's pool costs ~10x that), so every
+    request can be checked against the store and a revocation holds from the next request
+    on. A busy store answers ``sqlite3.OperationalError`` within ``busy_ms``: the caller
+    then asks through the pool in a thread instead.
+    """
+
+    _SQL = "SELECT key_hash, role FROM api_keys WHERE key_id = ? AND revoked_at IS NULL"
+
+    def __init__(self, path: Path, *, busy_ms: int = 20) -> None:
+        self.uri = f"file:{path}?mode=ro"
+        self.busy_ms = busy_ms
+        self._local = threading.local()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.uri, uri=True, timeout=self.busy_ms / 1000)
+            self._local.conn = conn
+        return conn
+
+    def resolve(self, key: str) -> Principal | None:
+        m = _KEY.match(key)
+        if m is None:
+            return None
+        row = self._conn().execute(self._SQL, (m.group(1),)).fetchone()
+        if row is None or not hmac.compare_digest(row[0], hash_key(key)):
+            return None
+        return Principal(key_id=m.group(1), role=row[1])
 
 
 def revoke_key(engine: Engine, key_id: str) -> tuple[str, datetime | None] | None:
