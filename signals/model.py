@@ -79,6 +79,7 @@ class Signal(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(
+        max_length=64,
         description="'modality.what', e.g. 'audio.synthetic_voice'.",
         json_schema_extra={"pattern": SIGNAL_NAME.pattern},
     )
@@ -90,6 +91,7 @@ class Signal(BaseModel):
     evidence: tuple[Evidence, ...] = ()
     detector: str = Field(
         default="unknown@0.0.0",
+        max_length=128,
         description="'name@semver' of the detector.",
         json_schema_extra={"pattern": DETECTOR_REF.pattern},
     )

@@ -21,6 +21,9 @@ from governance.dataflow import DataFlowManifest
 from governance.minimize import is_declared
 from signals import Signal
 
+#: How many distinct signal names a policy remembers the verdict for.
+_SIGNAL_CACHE_MAX = 1024
+
 if TYPE_CHECKING:  # the YAML backend's spec type; the core never imports a backend
     from engine.backends.yaml_policy import YamlPolicySpec
 
@@ -122,7 +125,10 @@ class Policy:
     def signal_allowed(self, name: str) -> bool:
         ok = self._signal_allowed.get(name)
         if ok is None:
-            ok = self._signal_allowed[name] = is_declared(f"signals.{name}", self._allowed)
+            ok = is_declared(f"signals.{name}", self._allowed)
+            # Names come from callers: remember a bounded number, never every one sent.
+            if len(self._signal_allowed) < _SIGNAL_CACHE_MAX:
+                self._signal_allowed[name] = ok
         return ok
 
     def view(self, request: DecisionRequest) -> PolicyView:

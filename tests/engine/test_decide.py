@@ -227,3 +227,10 @@ def test_unknown_action_from_a_backend_fails_safe(policies_dir):
     policy.evaluator = _UnknownAction()
     d = decide(_req(policy="conference-default"), policy)
     assert d.action is Action.warn and d.error
+
+
+def test_a_policy_remembers_a_bounded_number_of_signal_names(spr):
+    for i in range(3000):
+        spr.signal_allowed(f"audio.probe_{i}")
+    assert len(spr._signal_allowed) <= 1024
+    assert spr.signal_allowed("audio.synthetic_voice") is True

@@ -87,3 +87,16 @@ def test_platt_fit_orders_scores_and_stays_calibrated_on_separable_data():
     assert probs == sorted(probs)
     # Smoothed targets keep a perfectly separable set away from 0 and 1.
     assert 0.02 < probs[0] < 0.3 and 0.7 < probs[-1] < 0.98
+
+
+def test_signal_name_and_detector_ref_are_length_bounded():
+    with pytest.raises(ValidationError):
+        Signal(name="audio." + "x" * 100, modality="audio", score=0.5, confidence=0.5)
+    with pytest.raises(ValidationError):
+        Signal(
+            name="audio.x",
+            modality="audio",
+            score=0.5,
+            confidence=0.5,
+            detector="d" * 200 + "@1.0.0",
+        )
