@@ -392,9 +392,29 @@ def render_board_packet(packet: dict[str, Any], out_dir: Path) -> tuple[Path, Pa
         rows = [
             [x["signal"], x["condition"], x["bonafide"], x["spoof"], _pct(x["auc"])] for x in limits
         ]
-        parts.append(_table(["signal", "condition", "bona fide clips", "spoof clips", "AUC"], rows))
+        parts.append(
+            _table(
+                [
+                    "signal",
+                    "condition",
+                    "negatives (bona fide; clean)",
+                    "positives (spoof; replayed)",
+                    "AUC",
+                ],
+                rows,
+            )
+        )
         md += [
-            *_md_table(["signal", "condition", "bona fide clips", "spoof clips", "AUC"], rows),
+            *_md_table(
+                [
+                    "signal",
+                    "condition",
+                    "negatives (bona fide; clean)",
+                    "positives (spoof; replayed)",
+                    "AUC",
+                ],
+                rows,
+            ),
             "",
         ]
     hand = {k: v for k, v in (ev.get("hand_set_signals") or {}).items() if v}

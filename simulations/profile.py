@@ -293,6 +293,20 @@ def measured_limits(table: pa.Table) -> list[dict[str, Any]]:
                     "auc": _auc(b, s),
                 }
             )
+        # A replay is a genuine voice through a loudspeaker: what separates it is the
+        # condition, not the label. Bona fide clips replayed vs the same clips clean.
+        clean = scores[(conds == "clean") & (labels == "bonafide") & ~np.isnan(scores)]
+        replayed = scores[(conds == "replay") & (labels == "bonafide") & ~np.isnan(scores)]
+        if clean.size and replayed.size:
+            out.append(
+                {
+                    "signal": col.removesuffix(".score"),
+                    "condition": "replay vs clean",
+                    "bonafide": int(clean.size),
+                    "spoof": int(replayed.size),
+                    "auc": _auc(clean, replayed),
+                }
+            )
     return out
 
 

@@ -57,12 +57,18 @@ def test_profile_has_a_row_per_clip_and_condition(profile_file):
     assert meta["conditions"] == ["clean", "mulaw_8k"]
 
 
+def _emitted(table) -> list[str]:
+    return sorted(c.removesuffix(".score") for c in table.column_names if c.endswith(".score"))
+
+
 def test_profile_scores_come_from_named_detector_versions(profile_file):
     table, _ = load_profile(profile_file)
-    scores = table.column("audio.synthetic_voice.score").to_numpy()
-    assert np.all((scores >= 0) & (scores <= 1))
-    detectors = table.column("audio.synthetic_voice.detector").to_pylist()
-    assert all(d.startswith("synthetic_voice@") for d in detectors)
+    assert _emitted(table), "no detector emitted a signal"
+    for name in _emitted(table):
+        scores = table.column(f"{name}.score").to_numpy()
+        assert np.all(np.isnan(scores) | ((scores >= 0) & (scores <= 1)))
+        detectors = [d for d in table.column(f"{name}.detector").to_pylist() if d]
+        assert all(d.startswith(name.split(".", 1)[1] + "@") for d in detectors)
 
 
 def test_selection_covers_both_labels_first(data_dir):
@@ -97,7 +103,20 @@ def test_generate_draws_audio_signals_from_the_profile(profile_file, tmp_path):
     assert res.exit_code == 0, res.output
     table, meta = read_corpus(out)
     profiled, _ = load_profile(profile_file)
-    measured = set(profiled.column("audio.synthetic_voice.score").to_pylist())
-    drawn = {x for x in table.column("audio.synthetic_voice.score").to_pylist() if x == x}
-    assert drawn and drawn <= measured
+    drawn_from_profile = {"audio.synthetic_voice", "audio.replay", "audio.voice_consistency"}
+    names = [n for n in _emitted(profiled) if n in drawn_from_profile]
+    assert names, "the profile holds none of the scenarios' audio signals"
+    for name in names:
+        measured = set(profiled.column(f"{name}.score").to_pylist())
+        drawn = {x for x in table.column(f"{name}.score").to_pylist() if x == x}
+        assert drawn and drawn <= measured, name
     assert meta["profile"]["sha256"].startswith("sha256:")
+
+
+def test_profile_states_auc_per_signal_and_condition(profile_file):
+    table, meta = load_profile(profile_file)
+    rows = {(x["signal"], x["condition"]): x for x in meta["limits"]}
+    for name in _emitted(table):
+        got = rows[(name, "mulaw_8k")]
+        assert got["bonafide"] + got["spoof"] <= 2
+        assert got["auc"] is None or 0.0 <= got["auc"] <= 1.0
