@@ -15,6 +15,9 @@ On the wire, outermost first:
 
 Headers are bounded before any of this runs, by the HTTP protocol (``engine.api.protocol``:
 header size → 431, header time → 408 or a closed connection).
+
+Slightly over ~400 lines on purpose: the three middlewares share the gates, the refusal
+answers and the body-deadline sweep, and their order on the wire is the design.
 """
 
 from __future__ import annotations

@@ -3,6 +3,11 @@
 The API, the CLI and the benchmarks build a ``Runtime`` from ``Settings``; nothing here is
 created at import time and nothing reads the environment except through the settings
 handed in. ``start()`` does the I/O (migrations, shadow loading, the writer thread).
+
+Longer than our ~400-line norm on purpose: the decision path (authenticate, select,
+evaluate within its budget, minimize, log, record) is read and reviewed as one piece, and
+splitting it would scatter the order in which privacy and durability guarantees apply.
+Ids and insecure mode, which stand alone, live beside it (``ids``, ``insecure``).
 """
 
 from __future__ import annotations

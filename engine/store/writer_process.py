@@ -15,6 +15,9 @@ were ever inherited by another process.
 
 Frames both ways: a 4-byte big-endian length, then a pickle. The first frame to the
 writer is its configuration (the database URL travels here, never on a command line).
+
+Over ~400 lines on purpose: both ends of one wire protocol (the loop's side and the
+writer's) are kept in one module so a framing change cannot land on one side only.
 """
 
 from __future__ import annotations
