@@ -387,6 +387,11 @@ def render_board_packet(packet: dict[str, Any], out_dir: Path) -> tuple[Path, Pa
         )
     parts.append(f"<p{' class=warn' if not prof else ''}>{_e(line)}</p>")
     md += [line, ""]
+    models = (prof or {}).get("models") or {}
+    if models:
+        rows = [[ref, digest or "(no model file)"] for ref, digest in sorted(models.items())]
+        parts.append(_table(["detector", "model digest"], rows))
+        md += [*_md_table(["detector", "model digest"], rows), ""]
     limits = (prof or {}).get("limits") or []
     if limits:
         rows = [

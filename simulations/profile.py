@@ -189,6 +189,11 @@ def _run_one(job: _Job) -> dict[str, Any]:
     return row
 
 
+def _models(hop_ms: int) -> dict[str, str | None]:
+    """Each detector's name@version and its model file's digest (what the evidence rests on)."""
+    return {d.ref: d.status().model_digest for d in _runtime(hop_ms).detectors}
+
+
 def _run_batch(jobs: list[_Job]) -> list[dict[str, Any]]:
     return [_run_one(j) for j in jobs]
 
@@ -237,11 +242,13 @@ def run_profile(
             for j in work:
                 rows[j.index] = _run_one(j)
                 bar.advance(task)
+            models = _models(hop_ms)
         else:
             # Small batches per task: each worker keeps its runtime; results come back in
             # any order and are put back in job order, so the file does not depend on timing.
             batches = [work[i : i + 4] for i in range(0, len(work), 4)]
             with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+                models = pool.submit(_models, hop_ms).result()
                 futures = {pool.submit(_run_batch, b): b for b in batches}
                 for fut in as_completed(futures):
                     for j, row in zip(futures[fut], fut.result(), strict=True):
@@ -258,6 +265,7 @@ def run_profile(
         "seed": seed,
         "data_sets": sorted({Path(d).name for d, _ in clips}),
         "detectors": detectors,
+        "models": models,
     }
     table = table.replace_schema_metadata({METADATA_KEY: json.dumps(meta, sort_keys=True)})
     write_atomically(table, output)

@@ -26,7 +26,7 @@ PLOTS = {"action_mix", "fpr", "catch", "review_load", "cost", "flow", "sweep"}
 
 
 @pytest.fixture(scope="module")
-def packet(tmp_path_factory, corpus_file) -> Path:
+def packet(tmp_path_factory, corpus_file, history) -> Path:
     """A packet for a stricter, costed support-password-reset against the bundled one."""
     tmp = tmp_path_factory.mktemp("board")
     root = tmp / "policies"
@@ -55,6 +55,8 @@ def packet(tmp_path_factory, corpus_file) -> Path:
             str(corpus_file),
             "--sweep",
             "thresholds.review=0.3:0.8:0.1",
+            "--history",
+            str(history[0]),
             "-o",
             str(out),
             "--policies",
@@ -72,6 +74,9 @@ def test_summary_has_the_board_sections(packet):
         "PIA and data-flow manifest",
         "Governance check",
         "Evidence the backtest rests on",
+        "Sessions whose action changes",
+        "Threshold sweep",
+        "Replay of history",
         "Sign-off",
     ):
         assert f"## {section}" in text

@@ -120,3 +120,8 @@ def test_profile_states_auc_per_signal_and_condition(profile_file):
         got = rows[(name, "mulaw_8k")]
         assert got["bonafide"] + got["spoof"] <= 2
         assert got["auc"] is None or 0.0 <= got["auc"] <= 1.0
+
+
+def test_profile_records_each_detector_model_digest(profile_file):
+    _, meta = load_profile(profile_file)
+    assert meta["models"] and all("@" in ref for ref in meta["models"])
