@@ -39,6 +39,7 @@ from simulations.corpus import (
     read_row_groups,
     requests_from_corpus,
 )
+from simulations.progress import progress_bar
 from simulations.vectorized import SEVERITY, VectorizedPolicy
 
 __all__ = [
@@ -272,18 +273,28 @@ def evaluate(
     latency = []
     risks: list[float] = []
     escalated: list[bool] = []
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-        for a, lat, r, e in pool.map(
-            _rego_chunk,
-            [str(repo_root)] * len(chunks),
-            [ref] * len(chunks),
-            [str(corpus_path)] * len(chunks),
+    with (
+        ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool,
+        progress_bar() as bar,
+    ):
+        task = bar.add_task(f"{policy.id}: decide() per session", total=len(rows))
+        # map() yields in submission order: the result does not depend on worker timing.
+        for chunk, (a, lat, r, e) in zip(
             chunks,
+            pool.map(
+                _rego_chunk,
+                [str(repo_root)] * len(chunks),
+                [ref] * len(chunks),
+                [str(corpus_path)] * len(chunks),
+                chunks,
+            ),
+            strict=True,
         ):
             actions += a
             latency += lat
             risks += r
             escalated += e
+            bar.advance(task, len(chunk))
     seconds = time.perf_counter() - t0
     return Evaluated(
         policy,
