@@ -41,9 +41,11 @@ __all__ = [
     "SIGNOFF_DIR",
     "BoardKey",
     "Keyring",
+    "ServingCheck",
     "SignOffError",
     "SignOffRecord",
     "SignOffStatus",
+    "check_serving",
     "generate_key",
     "load_keyring",
     "load_private_key",
@@ -247,7 +249,9 @@ def verify_signoff(
     service can log them and refuse, and ``governance check`` can list them.
     """
 
-    def no(*problems: str, record: SignOffRecord | None = None, path: Path | None = None) -> SignOffStatus:  # fmt: skip
+    def no(
+        *problems: str, record: SignOffRecord | None = None, path: Path | None = None
+    ) -> SignOffStatus:
         return SignOffStatus(policy_id, digest, False, record, path, list(problems))
 
     try:
@@ -276,8 +280,11 @@ def verify_signoff(
         )
     member = ring.get(record.key_id)
     if member is None:
-        return no(f"{path}: key_id {record.key_id!r} is not in the board's keyring",
-                  record=record, path=path)  # fmt: skip
+        return no(
+            f"{path}: key_id {record.key_id!r} is not in the board's keyring",
+            record=record,
+            path=path,
+        )
     try:
         member.key().verify(base64.b64decode(record.signature, validate=True), record.payload())
     except (InvalidSignature, ValueError):
@@ -288,8 +295,11 @@ def verify_signoff(
             path=path,
         )
     if record.role != member.role:
-        return no(f"{path}: role {record.role!r} differs from the keyring's {member.role!r}",
-                  record=record, path=path)  # fmt: skip
+        return no(
+            f"{path}: role {record.role!r} differs from the keyring's {member.role!r}",
+            record=record,
+            path=path,
+        )
     return SignOffStatus(policy_id, digest, True, record, path, [])
 
 
@@ -305,3 +315,34 @@ def unsigned(policies_root: Path, live: list[tuple[str, str]]) -> list[SignOffSt
         if not status.valid:
             out.append(status)
     return out
+
+
+@dataclass(frozen=True)
+class ServingCheck:
+    """What ``serve`` decides from the sign-offs of the versions it would serve."""
+
+    allowed: bool
+    override: bool
+    unsigned: list[SignOffStatus]
+
+    def health(self) -> dict[str, Any]:
+        """For ``/health``: whether sign-off is enforced, and what is served without one."""
+        return {
+            "signoff": "override" if self.override and self.unsigned else "enforced",
+            "unsigned": [f"{s.policy} {s.digest}" for s in self.unsigned],
+        }
+
+    def problems(self) -> list[str]:
+        return [line for s in self.unsigned for line in s.problems]
+
+
+def check_serving(
+    policies_root: Path, live: list[tuple[str, str]], *, allow_unsigned: bool = False
+) -> ServingCheck:
+    """May these (policy id, digest) versions be served? Only if every one is signed off,
+    unless the operator started the service with the explicit override (then it serves,
+    and the override is logged and shown on /health)."""
+    missing = unsigned(policies_root, live)
+    return ServingCheck(
+        allowed=not missing or allow_unsigned, override=allow_unsigned, unsigned=missing
+    )

@@ -173,3 +173,24 @@ def test_cli_sign_off_then_sign_offs_reports_it_valid(board, tmp_path):
     assert after.exit_code == 0 and "0 without a valid sign-off" in after.output
     # The record lies outside the policy folder: signing did not change the digest.
     assert PolicyRepository(root).get("conference-default").digest == digest
+
+
+def test_serving_an_unsigned_digest_is_refused_without_override(board):
+    from governance.signoff import check_serving
+
+    root, key = board
+    _sign(root, key)
+    check = check_serving(root, [("payout-authorization", DIGEST), ("conference-default", OTHER)])
+    assert not check.allowed and check.health()["signoff"] == "enforced"
+    assert any("conference-default" in p for p in check.problems())
+
+
+def test_override_serves_unsigned_and_says_so_on_health(board):
+    from governance.signoff import check_serving
+
+    root, _ = board
+    check = check_serving(root, [("conference-default", OTHER)], allow_unsigned=True)
+    assert check.allowed and check.health() == {
+        "signoff": "override",
+        "unsigned": [f"conference-default {OTHER}"],
+    }
