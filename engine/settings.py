@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     # The decision service (engine.api / engine.service.runtime).
     host: str = "127.0.0.1"
     port: int = Field(default=8181, ge=1, le=65535)
+    allow_unsigned: bool = Field(
+        default=False,
+        description="Serve policy versions without a board sign-off (logged at startup, "
+        "shown on /health). Off: serve refuses to start on an unsigned digest.",
+    )
     insecure_dev: bool = Field(
         default=False, description="No authentication: every caller is admin. Never in production."
     )
@@ -117,6 +122,12 @@ class Settings(BaseSettings):
         le=1000,
         description="Policies evaluated off the event loop (Rego): how much longer than the "
         "budget a decision waits for a worker thread to pick the evaluation up and answer.",
+    )
+    rego_engine: Literal["regorus", "regopy"] = Field(
+        default="regorus",
+        description="The embedded Rego engine for policies whose manifest names none: "
+        "regorus (its bytecode VM when the policy is provably fail-safe there, else its "
+        "tree-walking Engine) or regopy (rego-cpp).",
     )
     rego_isolation: Literal["process", "thread"] = Field(
         default="process",

@@ -127,6 +127,31 @@ def input_sized_problems(repo: PolicyRepository, ids: list[str]) -> list[str]:
     return problems
 
 
+def rego_engine_paths(repo: PolicyRepository, ids: list[str]) -> list[str]:
+    """Which embedded engine (and regorus path) each Rego policy took at load, and why.
+
+    Information, not problems: printed here, nothing returned (a policy off the VM is
+    slower, never less safe)."""
+    for pid in ids:
+        try:
+            policy = repo.get(pid)
+        except Exception:  # PolicyInvalid: the main lint pass reports it
+            continue
+        evaluator = policy.evaluator
+        engine = getattr(evaluator, "engine", None)
+        if engine == "regorus":
+            compiled = evaluator.compiled  # type: ignore[attr-defined]
+            if compiled.path == "vm":
+                typer.echo(f"{pid}: regorus VM (nothing in it can fail on some values only)")
+                continue
+            typer.echo(f"{pid}: regorus Engine, not the VM (it would not fail safe there):")
+            for why in compiled.why:
+                typer.echo(f"  {policy.path}/{why}")
+        elif engine == "regopy":
+            typer.echo(f"{pid}: regopy (rego-cpp)")
+    return []
+
+
 def register(app: typer.Typer) -> None:
     from engine.cli import main as cli
     from engine.policy.git import lint_versions
@@ -136,6 +161,7 @@ def register(app: typer.Typer) -> None:
         (lint_versions, cli.LINTERS),
         (opa_compile_problems, cli.LINTERS),
         (input_sized_problems, cli.LINTERS),
+        (rego_engine_paths, cli.LINTERS),
         (rule_coverage, getattr(cli, "TEST_REPORTS", [])),
     ):
         if extra not in hooks:

@@ -10,7 +10,7 @@ import re
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from engine.core.models import Action
 
@@ -52,6 +52,11 @@ class PolicyManifest(BaseModel):
     entrypoint: str | None = Field(
         default=None, description="Rego rule to query, e.g. data.liveguard.x.decision"
     )
+    rego_engine: Literal["regorus", "regopy"] | None = Field(
+        default=None,
+        description="engine: rego only. Which embedded Rego engine evaluates this policy; "
+        "default: the service's LIVEGUARD_REGO_ENGINE (regorus).",
+    )
     fail_mode: Action = Field(
         description="Action when evaluation fails: fail safe, never silently allow."
     )
@@ -86,6 +91,12 @@ class PolicyManifest(BaseModel):
                 "expected warn, step_up, review or block: failing must never allow silently"
             )
         return v
+
+    @model_validator(mode="after")
+    def _rego_engine_for_rego(self) -> PolicyManifest:
+        if self.rego_engine is not None and self.engine != "rego":
+            raise ValueError("rego_engine: only for engine: rego")
+        return self
 
     @property
     def package(self) -> str:

@@ -1,13 +1,15 @@
 """Loading one policy folder into a ``Policy``, every problem reported at once.
 
-The backends are chosen by the manifest's ``engine``; a Rego policy is evaluated by a
-remote OPA instead when ``LIVEGUARD_OPA_URL`` is set.
+The backends are chosen by the manifest's ``engine``; a Rego policy is evaluated by the
+embedded engine its manifest's ``rego_engine`` names, else ``LIVEGUARD_REGO_ENGINE`` (or the
+caller's ``rego_engine``), and by a remote OPA instead when ``LIVEGUARD_OPA_URL`` is set.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from engine.backends.yaml_policy import YamlEvaluator, load_yaml_backend
 from engine.core.errors import PolicyInvalid, PolicyNotFound
@@ -23,17 +25,23 @@ BackendLoader = Callable[[Path, PolicyManifest, list[str]], tuple[FusionConfig, 
 
 
 def _rego_backend(
-    folder: Path, manifest: PolicyManifest, problems: list[str]
+    folder: Path,
+    manifest: PolicyManifest,
+    problems: list[str],
+    *,
+    rego_engine: Literal["regorus", "regopy"] | None = None,
 ) -> tuple[FusionConfig, Evaluator] | None:
     # Imported on the first Rego policy: regopy loads a native library, and a repository of
     # YAML policies never needs it.
     from engine.backends.rego.loader import load_rego_backend
 
-    loaded = load_rego_backend(folder, manifest, problems)
+    settings = get_settings()
+    loaded = load_rego_backend(
+        folder, manifest, problems, default_engine=rego_engine or settings.rego_engine
+    )
     if loaded is None:
         return None
     fusion, evaluator = loaded
-    settings = get_settings()
     if settings.opa_url:
         from engine.backends.opa.remote import RemoteOpaEvaluator
 
@@ -46,8 +54,16 @@ def _rego_backend(
 BACKENDS: dict[str, BackendLoader] = {"yaml": load_yaml_backend, "rego": _rego_backend}
 
 
-def load_policy_folder(folder: Path, *, git_ref: str | None = None) -> Policy:
-    """Load one policy folder, reporting every problem at once."""
+def load_policy_folder(
+    folder: Path,
+    *,
+    git_ref: str | None = None,
+    rego_engine: Literal["regorus", "regopy"] | None = None,
+) -> Policy:
+    """Load one policy folder, reporting every problem at once.
+
+    ``rego_engine``: the embedded Rego engine when the manifest names none (default: the
+    setting); tests and benchmarks use it to run one policy on each engine."""
     folder = Path(folder)
     if not (folder / MANIFEST).is_file():
         raise PolicyNotFound(f"{folder}: no policy here (missing {MANIFEST})")
@@ -68,6 +84,8 @@ def load_policy_folder(folder: Path, *, git_ref: str | None = None) -> Policy:
             problems.append(
                 f"{folder / MANIFEST}: engine: the {manifest.engine!r} backend is not available"
             )
+        elif manifest.engine == "rego":
+            loaded = _rego_backend(folder, manifest, problems, rego_engine=rego_engine)
         else:
             loaded = backend(folder, manifest, problems)
         if dataflow is not None and dataflow.policy != manifest.id:

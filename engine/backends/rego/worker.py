@@ -14,13 +14,19 @@ in its own child process (``RegoWorker``), one evaluation at a time, over a pipe
 * the child reads frames until its stdin closes: it never outlives the service.
 
 Frames are a 4-byte little-endian length and a JSON document; the child answers with one
-status byte (``1`` ok, ``0`` error) and a framed text (rego-cpp's output or its error).
+status byte (``1`` ok, ``0`` error) and a framed text (the engine's output or its error).
+
+The job names the engine (``regopy``, or ``regorus`` with ``vm`` true for its bytecode VM,
+false for its Engine); a regorus child never imports regopy, and answers the decision as
+JSON text, or status ``0`` for an error, a panic or an undefined decision (fail-safe: the
+parent turns every ``0`` into ``policy_eval_error``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import signal
 import struct
@@ -28,11 +34,25 @@ import subprocess
 import sys
 import threading
 from time import monotonic
-from typing import Any
+from typing import Any, Literal
 
 from engine.core.errors import PolicyEvalError, PolicyEvalTimeout
 
 _HEADER = struct.Struct("<I")
+_WHERE = re.compile(r"-->\s*(?P<file>[^\s:]+):(?P<line>\d+):(?P<col>\d+)")
+_ERROR = re.compile(r"^error:\s*(?P<msg>.+)$", re.MULTILINE)
+
+
+def describe(error: BaseException | str) -> str:
+    """A regorus error as one line, ``file:line:col: message`` (its text has a backtrace)."""
+    text = str(error)
+    where, msg = _WHERE.search(text), _ERROR.search(text)
+    head = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    message = msg.group("msg").strip() if msg else head
+    if where:
+        return f"{where['file']}:{where['line']}:{where['col']}: {message}"
+    return message[:300]
+
 
 #: The child: compile once, then evaluate input documents until stdin closes.
 _CHILD = r"""
@@ -75,14 +95,79 @@ while True:
 """
 
 
+#: The regorus child: same framing; the decision as JSON text, every failure as status 0.
+_CHILD_REGORUS = r"""
+import json, struct, sys
+import regorus
+H = struct.Struct("<I")
+src, dst = sys.stdin.buffer, sys.stdout.buffer
+def read():
+    head = src.read(4)
+    if len(head) < 4:
+        sys.exit(0)
+    return src.read(H.unpack(head)[0])
+def write(status, text):
+    body = text.encode()
+    dst.write(bytes([status]) + H.pack(len(body)) + body)
+    dst.flush()
+job = json.loads(read())
+modules, data, rule = job["modules"], job["data"], "data." + job["entrypoint"].replace("/", ".")
+if job["vm"]:
+    program = regorus.Program.compile_from_modules(json.dumps(data), list(modules.items()), [rule])
+    vm = regorus.Rvm()
+    vm.load_program(program)
+    vm.set_data_json(json.dumps(data))
+engine = regorus.Engine()
+for name, source in modules.items():
+    engine.add_policy(name, source)
+engine.add_data(data)
+dst.write(b"R")
+dst.flush()
+while True:
+    doc = read().decode()
+    try:
+        text = None
+        if job["vm"]:
+            vm.set_input_json(doc)
+            try:
+                text = str(vm.execute())
+            except RuntimeError as exc:  # past the VM's instruction limit: on in the Engine
+                if "exceeded maximum instruction limit" not in str(exc):
+                    raise
+        if text is None:
+            engine.set_input_json(doc)
+            text = str(engine.eval_rule_as_json(rule))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # RuntimeError, or a Rust panic
+        write(0, str(exc))
+        continue
+    if text.strip() == '"<undefined>"':
+        write(0, rule + " is undefined for this input")
+    else:
+        write(1, text)
+"""
+
+
 class RegoWorker:
     """One Rego bundle evaluated in a killable child process, one evaluation at a time."""
 
     def __init__(
-        self, modules: dict[str, str], data: dict[str, Any], entrypoint: str, *, label: str
+        self,
+        modules: dict[str, str],
+        data: dict[str, Any],
+        entrypoint: str,
+        *,
+        label: str,
+        engine: Literal["regopy", "regorus"] = "regopy",
+        vm: bool = False,
     ) -> None:
-        self._job = json.dumps({"modules": modules, "data": data, "entrypoint": entrypoint})
+        self._job = json.dumps(
+            {"modules": modules, "data": data, "entrypoint": entrypoint, "vm": vm}
+        )
         self.label = label
+        self.engine = engine
+        self._script = _CHILD_REGORUS if engine == "regorus" else _CHILD
         self._proc: subprocess.Popen[bytes] | None = None
         self._ready = False
         self._lock = threading.Lock()
@@ -94,7 +179,7 @@ class RegoWorker:
     def start(self) -> None:
         """Start a child (compiling in the background); returns at once."""
         self._proc = subprocess.Popen(
-            [sys.executable, "-c", _CHILD],
+            [sys.executable, "-c", self._script],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -135,7 +220,7 @@ class RegoWorker:
     # --- evaluation --------------------------------------------------------------------
 
     def evaluate_text(self, doc: dict[str, Any], *, timeout_s: float, kill_after_s: float) -> str:
-        """rego-cpp's output text for ``doc``.
+        """The engine's output text for ``doc``.
 
         No answer within ``timeout_s`` is a ``PolicyEvalTimeout``; the child is given until
         ``kill_after_s`` (≥ ``timeout_s``) to finish, then killed and replaced, so a
@@ -168,6 +253,8 @@ class RegoWorker:
                 f"budget is {timeout_s * 1000:g} ms (eval_budget_ms)"
             )
         if not status:
+            if self.engine == "regorus":
+                raise PolicyEvalError(f"regorus: {describe(text)}")
             raise PolicyEvalError(f"rego-cpp: {text.strip()[:300]}")
         return text
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from engine.backends.opa.local import missing_message, opa_engine_class
+from engine.core.policy import Policy
+from engine.policy.loader import load_policy_folder
 from engine.policy.repository import PolicyRepository
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -16,6 +19,15 @@ TWINS = {
     "support-password-reset-rego": "support-password-reset",
     "payout-authorization-rego": "payout-authorization",
 }
+
+#: The embedded Rego engines the oracle and twin suites run on.
+REGO_ENGINES = ("regorus", "regopy")
+
+
+@functools.cache
+def rego_policy(policy_id: str, engine: str) -> Policy:
+    """A bundled Rego policy loaded on one embedded engine (loaded once per engine)."""
+    return load_policy_folder(POLICIES / policy_id, rego_engine=engine)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

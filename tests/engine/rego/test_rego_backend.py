@@ -19,7 +19,7 @@ HEADER = "package liveguard.{pkg}\n\nimport rego.v1\n\n"
 
 def _policy(tmp_path: Path, body: str, data: str = "{}"):
     folder = write_policy(tmp_path, "probe", HEADER.format(pkg="probe") + body, data)
-    return load_policy_folder(folder)
+    return load_policy_folder(folder, rego_engine="regopy")
 
 
 def _request() -> DecisionRequest:
@@ -27,14 +27,14 @@ def _request() -> DecisionRequest:
 
 
 def test_rego_twin_loads_with_the_regopy_evaluator() -> None:
-    policy = load_policy_folder(POLICIES / "support-password-reset-rego")
+    policy = load_policy_folder(POLICIES / "support-password-reset-rego", rego_engine="regopy")
     assert policy.ref.engine == "rego"
     assert isinstance(policy.evaluator, RegoEvaluator)
 
 
 def test_same_digest_reuses_the_compiled_bundle() -> None:
-    a = load_policy_folder(POLICIES / "support-password-reset-rego")
-    b = load_policy_folder(POLICIES / "support-password-reset-rego")
+    a = load_policy_folder(POLICIES / "support-password-reset-rego", rego_engine="regopy")
+    b = load_policy_folder(POLICIES / "support-password-reset-rego", rego_engine="regopy")
     assert a.evaluator.compiled is b.evaluator.compiled
 
 
@@ -43,7 +43,7 @@ def test_changed_content_compiles_a_new_bundle(tmp_path: Path) -> None:
     (first.path / "policy.rego").write_text(
         HEADER.format(pkg="probe") + 'decision := {"action": "block", "reasons": []}'
     )
-    second = load_policy_folder(first.path)
+    second = load_policy_folder(first.path, rego_engine="regopy")
     assert second.evaluator.compiled is not first.evaluator.compiled
     assert decide(_request(), second).action == Action.block
 

@@ -1,6 +1,7 @@
-"""OPA's own evaluator as the oracle for rego-cpp: every bundled Rego policy decides alike.
+"""OPA's own evaluator as the oracle for the embedded engines (regorus and regopy): every
+bundled Rego policy decides alike.
 
-regopy gets what the engine really sends (the input pruned to the paths the compiled plan
+The embedded engine gets what the engine really sends (the input pruned to the paths the compiled plan
 reads); OPA gets the full minimized input. A difference is either a rego-cpp gap or an
 unsound pruning analysis; either way the failing input is printed.
 """
@@ -20,6 +21,7 @@ from engine.core.models import DecisionRequest
 from engine.core.policy import Policy
 from engine.policy.repository import PolicyRepository
 from tests.engine.rego import requests as gen
+from tests.engine.rego.conftest import REGO_ENGINES, rego_policy
 
 EXAMPLES = 2000
 
@@ -39,7 +41,7 @@ def _both(policy: Policy, opa: Any, raw: dict[str, Any]) -> tuple[Any, Any, dict
     view = policy.view(request)
     fused = fuse(view.signals, policy.fusion)
     degraded = fused.evidence_mass < policy.fusion.min_evidence
-    evaluator: RegoEvaluator = policy.evaluator  # type: ignore[assignment]
+    evaluator: RegoEvaluator = policy.evaluator  # type: ignore[assignment]  # or Regorus…
     full = request_input(view, fused, degraded)
     ours = evaluator.evaluate_document(evaluator.input_for(view, fused, degraded))
     theirs = opa.eval_document(evaluator.compiled.query_path, full)
@@ -51,11 +53,12 @@ def _canonical(value: Any) -> Any:
     return json.loads(json.dumps(value), parse_int=float)
 
 
+@pytest.mark.parametrize("engine", REGO_ENGINES)
 @pytest.mark.parametrize("policy_id", ["support-password-reset-rego", "payout-authorization-rego"])
-def test_regopy_and_opa_decide_alike_on_generated_requests(
-    policy_id: str, repo: PolicyRepository, opa_engine_cls: Any
+def test_embedded_engine_and_opa_decide_alike_on_generated_requests(
+    policy_id: str, engine: str, opa_engine_cls: Any
 ) -> None:
-    policy = repo.get(policy_id)
+    policy = rego_policy(policy_id, engine)
     opa = _opa_for(policy, opa_engine_cls)
     kind = "payout_authorization" if "payout" in policy_id else "password_reset"
     seen = 0
@@ -73,8 +76,8 @@ def test_regopy_and_opa_decide_alike_on_generated_requests(
         ours, theirs, full = _both(policy, opa, raw)
         seen += 1
         assert _canonical(ours) == _canonical(theirs), (
-            f"regopy and OPA disagree for {policy_id}\ninput: {json.dumps(full)}\n"
-            f"regopy: {json.dumps(ours)}\nopa:    {json.dumps(theirs)}"
+            f"{engine} and OPA disagree for {policy_id}\ninput: {json.dumps(full)}\n"
+            f"{engine}: {json.dumps(ours)}\nopa:    {json.dumps(theirs)}"
         )
 
     check()

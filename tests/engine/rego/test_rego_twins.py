@@ -1,6 +1,6 @@
-"""The YAML and Rego twins are the same policy: same tests.yaml, same action on 10,000+
-generated requests each (numpy-generated in bulk: hypothesis' per-example cost would
-dominate at this count)."""
+"""The YAML and Rego twins are the same policy, on every embedded Rego engine: same
+tests.yaml, same action on 10,000+ generated requests each (numpy-generated in bulk:
+hypothesis' per-example cost would dominate at this count)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from engine.policy.repository import PolicyRepository
 from engine.policy.testsuite import run_suite
 from tests.engine.rego import requests as gen
 from tests.engine.rego import twin_tables
-from tests.engine.rego.conftest import POLICIES, TWINS
+from tests.engine.rego.conftest import POLICIES, REGO_ENGINES, TWINS, rego_policy
 
 N = 10_000
 
@@ -26,15 +26,21 @@ def test_twins_share_identical_policy_tests(rego_id: str) -> None:
     assert ours == theirs
 
 
+@pytest.mark.parametrize("engine", REGO_ENGINES)
 @pytest.mark.parametrize("rego_id", sorted(TWINS))
-def test_rego_twin_passes_the_policy_tests(rego_id: str, repo: PolicyRepository) -> None:
-    failed = [(r.name, r.failures) for r in run_suite(repo.get(rego_id)) if not r.passed]
+def test_rego_twin_passes_the_policy_tests(
+    rego_id: str, engine: str, repo: PolicyRepository
+) -> None:
+    failed = [(r.name, r.failures) for r in run_suite(rego_policy(rego_id, engine)) if not r.passed]
     assert failed == []
 
 
+@pytest.mark.parametrize("engine", REGO_ENGINES)
 @pytest.mark.parametrize("rego_id", sorted(TWINS))
-def test_yaml_and_rego_twins_choose_the_same_action(rego_id: str, repo: PolicyRepository) -> None:
-    rego, yaml_twin = repo.get(rego_id), repo.get(TWINS[rego_id])
+def test_yaml_and_rego_twins_choose_the_same_action(
+    rego_id: str, engine: str, repo: PolicyRepository
+) -> None:
+    rego, yaml_twin = rego_policy(rego_id, engine), repo.get(TWINS[rego_id])
     kind = "payout_authorization" if "payout" in rego_id else "password_reset"
     mismatches = []
     for raw in gen.bulk(N, seed=7, kind=kind):
@@ -56,12 +62,13 @@ def test_derived_tables_match_the_authored_data(folder: str) -> None:
     )
 
 
+@pytest.mark.parametrize("engine", REGO_ENGINES)
 @pytest.mark.parametrize("rego_id", sorted(TWINS))
 def test_twins_give_the_same_reasons_with_the_action_each_rule_asks_for(
-    rego_id: str, repo: PolicyRepository
+    rego_id: str, engine: str, repo: PolicyRepository
 ) -> None:
     """Rule reasons carry their action in both engines, so both summaries lead alike."""
-    rego, yaml_twin = repo.get(rego_id), repo.get(TWINS[rego_id])
+    rego, yaml_twin = rego_policy(rego_id, engine), repo.get(TWINS[rego_id])
     kind = "payout_authorization" if "payout" in rego_id else "password_reset"
     rules_seen = 0
     for raw in gen.bulk(2_000, seed=11, kind=kind):
@@ -73,10 +80,11 @@ def test_twins_give_the_same_reasons_with_the_action_each_rule_asks_for(
     assert rules_seen > 0
 
 
+@pytest.mark.parametrize("engine", REGO_ENGINES)
 @pytest.mark.parametrize("rego_id", sorted(TWINS))
-def test_twins_write_the_same_summary(rego_id: str, repo: PolicyRepository) -> None:
+def test_twins_write_the_same_summary(rego_id: str, engine: str, repo: PolicyRepository) -> None:
     """Same reasons, same context and the same signal phrases (fusion.yaml): same sentence."""
-    rego, yaml_twin = repo.get(rego_id), repo.get(TWINS[rego_id])
+    rego, yaml_twin = rego_policy(rego_id, engine), repo.get(TWINS[rego_id])
     assert rego.signal_phrases == yaml_twin.signal_phrases
     kind = "payout_authorization" if "payout" in rego_id else "password_reset"
     differ = []

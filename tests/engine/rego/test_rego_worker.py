@@ -5,11 +5,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from engine.core.decide import decide
 from engine.core.models import Action, DecisionRequest
 from engine.policy.loader import load_policy_folder
 from tests.conftest import request_dict
-from tests.engine.rego.conftest import POLICIES, write_policy
+from tests.engine.rego.conftest import POLICIES, REGO_ENGINES, write_policy
 from tests.engine.service.test_eval_budget import ATTEMPTS, SLOW, SLOW_RULE
 
 
@@ -19,9 +21,10 @@ def _request(attempts: int = 1) -> DecisionRequest:
     return DecisionRequest.model_validate(raw)
 
 
-def test_isolated_evaluation_decides_like_the_in_process_one() -> None:
-    inproc = load_policy_folder(POLICIES / "support-password-reset-rego")
-    isolated = load_policy_folder(POLICIES / "support-password-reset-rego")
+@pytest.mark.parametrize("engine", REGO_ENGINES)
+def test_isolated_evaluation_decides_like_the_in_process_one(engine: str) -> None:
+    inproc = load_policy_folder(POLICIES / "support-password-reset-rego", rego_engine=engine)
+    isolated = load_policy_folder(POLICIES / "support-password-reset-rego", rego_engine=engine)
     worker = isolated.evaluator.isolate(timeout_s=5.0, kill_after_s=10.0)
     try:
         assert worker.wait_ready(60)
@@ -32,8 +35,9 @@ def test_isolated_evaluation_decides_like_the_in_process_one() -> None:
         worker.close()
 
 
-def test_runaway_evaluation_is_killed_and_the_worker_replaced(tmp_path: Path) -> None:
-    policy = load_policy_folder(write_policy(tmp_path, SLOW, SLOW_RULE))
+@pytest.mark.parametrize("engine", REGO_ENGINES)
+def test_runaway_evaluation_is_killed_and_the_worker_replaced(engine: str, tmp_path: Path) -> None:
+    policy = load_policy_folder(write_policy(tmp_path, SLOW, SLOW_RULE), rego_engine=engine)
     worker = policy.evaluator.isolate(timeout_s=0.05, kill_after_s=0.2)
     try:
         assert worker.wait_ready(60)
@@ -46,5 +50,26 @@ def test_runaway_evaluation_is_killed_and_the_worker_replaced(tmp_path: Path) ->
         assert worker.kills == 1
         assert worker.wait_ready(60)  # a fresh worker, compiled again
         assert decide(_request(1), policy).error is None
+    finally:
+        worker.close()
+
+
+@pytest.mark.parametrize("path", ["vm", "engine"])
+def test_regorus_worker_runs_the_policy_on_its_chosen_path(path: str, tmp_path: Path) -> None:
+    """The child evaluates on the path chosen at load and fails safe in the same framing."""
+    body = (
+        "package liveguard.probe\n\nimport rego.v1\n\n"
+        + ("d := 1 / input.identity.failed_attempts\n\n" if path == "engine" else "d := 1\n\n")
+        + 'decision := {"action": "warn", "reasons": [{"code": "x", "message": sprintf("%v", [d])}]}\n'
+    )
+    policy = load_policy_folder(write_policy(tmp_path, "probe", body), rego_engine="regorus")
+    assert policy.evaluator.path == path
+    worker = policy.evaluator.isolate(timeout_s=5.0, kill_after_s=10.0)
+    try:
+        assert worker.wait_ready(60)
+        assert decide(_request(1), policy).action == Action.warn
+        failed = decide(_request(0), policy)
+        expected = ("review", "policy_eval_error") if path == "engine" else ("warn", None)
+        assert (failed.action, failed.error and failed.error.split(":")[0]) == expected
     finally:
         worker.close()
