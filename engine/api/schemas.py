@@ -123,8 +123,17 @@ class OpaResult(BaseModel):
 
 
 class Health(BaseModel):
-    model_config = ConfigDict(frozen=True, json_schema_extra={"examples": [{"status": "ok"}]})
+    model_config = ConfigDict(
+        frozen=True,
+        json_schema_extra={
+            "examples": [{"status": "ok", "signoff": {"signoff": "enforced", "unsigned": []}}]
+        },
+    )
     status: Literal["ok"] = "ok"
+    signoff: dict[str, Any] = Field(
+        default_factory=dict,
+        description="'enforced', or 'override' with the unsigned versions being served.",
+    )
 
 
 class PolicySummary(BaseModel):

@@ -27,6 +27,7 @@ from engine.policy.repository import PolicyRepository
 from engine.policy.selection import ensure_applies
 from engine.policy.testsuite import TESTS_FILE, load_suite, run_suite
 from governance.checks import check_policy_dir
+from governance.signoff import unsigned
 
 
 def render(decision: Decision) -> str:
@@ -206,14 +207,25 @@ def governance_check(
     today: Annotated[
         str | None, typer.Option(help="Check as of this date (YYYY-MM-DD); default: today.")
     ] = None,
+    require_signoff: Annotated[
+        bool,
+        typer.Option(
+            "--require-signoff",
+            help="Count live versions without a board sign-off as problems (default: "
+            "reported as warnings; serve refuses them either way).",
+        ),
+    ] = False,
 ) -> None:
-    """Check every policy's PIA and data-flow manifest; one line per problem, exit 1 if any."""
+    """Check every policy's PIA and data-flow manifest; one line per problem, exit 1 if any.
+
+    Live versions without a valid board sign-off are reported too (``warning:`` lines, or
+    problems with ``--require-signoff``)."""
     try:
         as_of = date.fromisoformat(today) if today else date.today()
     except ValueError:
         raise fail(f"--today: expected a date like 2026-11-25, got {today!r}") from None
     repo = PolicyRepository(policies)
-    count = 0
+    count = warnings = 0
     chosen = ids or repo.ids()
     for pid in chosen:
         lines: list[str] = []
@@ -226,12 +238,22 @@ def governance_check(
                 today=as_of,
             )
             lines = [str(p) for p in found]
+            for status in unsigned(repo.root, [(pid, policy.digest)]):
+                for problem in status.problems:
+                    if require_signoff:
+                        lines.append(problem)
+                    else:
+                        typer.echo(f"warning: {problem}")
+                        warnings += 1
         except PolicyInvalid as exc:
             lines = exc.problems or [exc.message]
         count += len(lines)
         for line in lines:
             typer.echo(line)
-    typer.echo(f"{len(chosen)} policies checked, {count} problems")
+    typer.echo(
+        f"{len(chosen)} policies checked, {count} problems"
+        + (f", {warnings} without a board sign-off (warnings)" if warnings else "")
+    )
     if count:
         raise typer.Exit(EXIT_FAILURE)
 

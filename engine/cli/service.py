@@ -178,6 +178,13 @@ def serve(
         bool,
         typer.Option("--insecure-dev", help="Serve without API keys (everyone is admin)."),
     ] = False,
+    allow_unsigned: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsigned",
+            help="Serve policy versions without a board sign-off (logged, shown on /health).",
+        ),
+    ] = False,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error.")] = None,
 ) -> None:
     """Serve decisions over HTTP (FastAPI + uvicorn)."""
@@ -191,6 +198,7 @@ def serve(
         port=port,
         database_url=database_url,
         insecure_dev=insecure_dev or None,
+        allow_unsigned=allow_unsigned or None,
         log_level=log_level,
     )
     engine = _engine(settings.database_url)
@@ -220,6 +228,7 @@ def serve(
             ],
             EXIT_BAD_INPUT,
         )
+    _check_signoffs(settings)
     app = create_app(settings)
     from engine.api.protocol import front_door_protocol
 
@@ -236,6 +245,30 @@ def serve(
         limit_concurrency=settings.max_connections,
         timeout_graceful_shutdown=10,
     )
+
+
+def _check_signoffs(settings: Settings) -> None:
+    """Refuse in one clear line before the server starts (``Runtime.start`` checks again)."""
+    from engine.policy.repository import PolicyRepository
+    from governance.signoff import check_serving
+
+    repo = PolicyRepository(settings.policies)
+    failed = repo.preload()
+    live = [(pid, repo.get(pid).digest) for pid in repo.ids() if pid not in failed]
+    check = check_serving(settings.policies, live, allow_unsigned=settings.allow_unsigned)
+    if not check.allowed:
+        raise fail(
+            ["refusing to serve policy versions without a board sign-off (sign them off "
+             "with 'liveguard governance sign-off', or pass --allow-unsigned, which is "
+             "logged and shown on /health):", *(f"  {p}" for p in check.problems())],
+            EXIT_BAD_INPUT,
+        )  # fmt: skip
+    if check.unsigned:
+        typer.echo(
+            f"WARNING: serving {len(check.unsigned)} policy version(s) without a board "
+            "sign-off (--allow-unsigned)",
+            err=True,
+        )
 
 
 def register(app: typer.Typer) -> None:

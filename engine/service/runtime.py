@@ -26,7 +26,7 @@ import structlog
 from sqlalchemy import Engine
 
 from engine.core.decide import decide, failed_decision, timeout_message
-from engine.core.errors import PolicyEvalTimeout, PolicyInvalid, RequestInvalid
+from engine.core.errors import LiveguardError, PolicyEvalTimeout, PolicyInvalid, RequestInvalid
 from engine.core.manifest import PolicyManifest
 from engine.core.models import Action, Decision, DecisionRequest, PolicyRef, Reason, ReasonKind
 from engine.core.policy import Policy, seen_by
@@ -54,6 +54,7 @@ from engine.store.writer_process import ProcessCommitWriter
 from engine.telemetry import Metrics, log_info
 from governance.folder import MANIFEST, folder_digest, folder_problems
 from governance.folder import validate_file as validate_policy_file
+from governance.signoff import check_serving
 
 log = structlog.get_logger("liveguard")
 
@@ -86,6 +87,8 @@ class Runtime:
                 self.db, batch_max=settings.commit_batch_max, observe=self.metrics.observe_commit
             )
         self.shadow: ShadowRunner | None = None
+        #: For /health: whether sign-off is enforced, and what is served without one.
+        self.signoff: dict[str, Any] = {"signoff": "enforced", "unsigned": []}
         self._scope: dict[tuple[str, str], str] | None = None
         self._retention: dict[str, RetentionPlan] = {}
         self._expected: dict[str, frozenset[str]] = {}
@@ -119,6 +122,7 @@ class Runtime:
                 host=self.settings.host,
             )
         self._load_policies()
+        self._check_signoffs()
         if self.settings.shadow:
             spec = parse_shadow(self.settings.shadow)
             self.shadow = ShadowRunner(spec, load_candidate(spec, self.repo))
@@ -180,6 +184,32 @@ class Runtime:
         return await asyncio.to_thread(keystore.resolve_key, self.db, key)
 
     # --- policies ------------------------------------------------------------------------
+
+    def _check_signoffs(self) -> None:
+        """Serve only versions the governance board signed off (``governance sign-off``),
+        unless started with the explicit override, which is logged and shown on /health."""
+        live = [
+            (pid, self.repo.get(pid).digest)
+            for pid in self.repo.ids()
+            if pid not in self._failed_policies  # those decide with fail_mode only
+        ]
+        check = check_serving(self.repo.root, live, allow_unsigned=self.settings.allow_unsigned)
+        if not check.allowed:
+            for worker in self._workers:
+                worker.close()
+            raise SignOffMissing(
+                "refusing to serve policy versions without a board sign-off "
+                "(sign them off with 'liveguard governance sign-off', or start with "
+                "--allow-unsigned / LIVEGUARD_ALLOW_UNSIGNED=true to override, logged)",
+                problems=check.problems(),
+            )
+        self.signoff = check.health()
+        if check.unsigned:
+            log.warning(
+                "signoff.override",
+                reason="serving policy versions without a board sign-off (--allow-unsigned)",
+                unsigned=self.signoff["unsigned"],
+            )
 
     def _load_policies(self) -> None:
         """Every policy is loaded (parsed, compiled) here, before serving: never on the
@@ -257,7 +287,8 @@ class Runtime:
             )
         # An evaluator with its own timeout (remote OPA) is waited for that long instead.
         own = getattr(policy.evaluator, "timeout_ms", None)
-        wait_s = ((own or budget) + self.settings.eval_wait_slack_ms) / 1000
+        wait_ms = (own or budget) + self.settings.eval_wait_slack_ms
+        wait_s = wait_ms / 1000
         deadline = monotonic() + wait_s
 
         def job() -> Decision:
@@ -269,8 +300,10 @@ class Runtime:
                     decision_id=decision_id,
                     now=now,
                 )
-            # The wait below is this evaluation's budget (wall time): no CPU check in here.
-            return decide(request, policy, now=now, decision_id=decision_id)
+            # The wait below bounds this evaluation's wall time; the CPU check here, at the
+            # same bound, still holds when an engine keeps the GIL while it evaluates (then
+            # the loop cannot time the wait out until it is done: regorus, measured).
+            return decide(request, policy, now=now, decision_id=decision_id, budget_ms=wait_ms)
 
         future = asyncio.get_running_loop().run_in_executor(lane, job)
         try:
@@ -468,3 +501,10 @@ class Runtime:
             error=f"{exc.code}: {exc.message}",
             decided_at=now.isoformat(),
         )
+
+
+class SignOffMissing(LiveguardError):
+    """A policy version the service would serve has no valid board sign-off."""
+
+    code = "signoff_missing"
+    exit_code = 2

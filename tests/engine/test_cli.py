@@ -200,3 +200,19 @@ def test_governance_check_fails_one_line_per_problem(tmp_path):
     lines = [line for line in result.output.splitlines() if line.startswith(str(repo))]
     assert len(lines) >= 2  # version mismatch and overdue review, each on its own line
     assert all("pia.yaml" in line for line in lines)
+
+
+def test_governance_check_reports_live_versions_without_sign_off():
+    result = runner.invoke(app, ["governance", "check", "--policies", str(POLICIES)])
+    assert result.exit_code == 0, result.output
+    assert "warning: support-password-reset sha256:" in result.output
+    assert "no sign-off record" in result.output
+    assert "without a board sign-off (warnings)" in result.output
+
+
+def test_governance_check_can_require_sign_off():
+    result = runner.invoke(
+        app, ["governance", "check", "--require-signoff", "--policies", str(POLICIES)]
+    )
+    assert result.exit_code == 1
+    assert "no sign-off record" in result.output

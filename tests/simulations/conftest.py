@@ -53,6 +53,7 @@ def history(tmp_path_factory, corpus) -> tuple[Path, str]:
         log_level="WARNING",
         log_format="json",
         purge_interval_s=3600.0,
+        allow_unsigned=True,  # the bundled policies carry no board sign-off
     )
     from simulations.backtest import in_scope
 

@@ -47,7 +47,7 @@ async def health(request: Request) -> Health:
                     f"requests {gate.name}",
                     window,
                 )
-    return Health()
+    return Health(signoff=rt.signoff)
 
 
 @router.get(
