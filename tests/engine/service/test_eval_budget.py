@@ -67,7 +67,16 @@ def _server(
     serve: Any, sqlite_url: str, root: Path, isolation: str = "process"
 ) -> tuple[Any, dict[str, str]]:
     keys = make_keys(sqlite_url, "decide")
-    env = {"LIVEGUARD_POLICIES": str(root), "LIVEGUARD_REGO_ISOLATION": isolation}
+    env = {
+        "LIVEGUARD_POLICIES": str(root),
+        "LIVEGUARD_REGO_ISOLATION": isolation,
+        # Policies written for the test carry no board sign-off: the logged override.
+        "LIVEGUARD_ALLOW_UNSIGNED": "true",
+    }
+    if isolation == "thread":
+        # A worker thread keeps the loop free only with an engine that releases the GIL
+        # while it evaluates: regopy does (ctypes), regorus does not (measured).
+        env["LIVEGUARD_REGO_ENGINE"] = "regopy"
     srv = serve(sqlite_url, env=env)
     return srv, bearer(keys["decide"])
 
