@@ -305,7 +305,7 @@ def retrain_protocol(
         report.leave_one_corpus_out[c] = {
             cond: round(float((p[m] >= t_op).mean()), 4) for cond, p in preds[("corpus", c)].items()
         }
-    return report
+    return cv_clean
 
 
 def _pct(v: float | None) -> str:

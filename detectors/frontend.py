@@ -366,8 +366,9 @@ def window_bands(x: np.ndarray, hop_s: float = 1.0) -> np.ndarray:
 
 
 N_CEPS = 20
-#: synthetic_voice 2.x window statistics, in this order
-STATS_V2_PARTS = ("band_std", "band_flux", "cep_std", "dcep_std", "shape")
+#: synthetic_voice 2.x window statistics, in this order (what the shipped model reads);
+#: "shape" (the mean normalised spectrum) also exists, measured and not kept: it carries channel
+STATS_V2_PARTS = ("band_std", "band_flux", "cep_std", "dcep_std")
 
 
 def speech_mask_frames(windows: np.ndarray, range_db: float = 35.0) -> np.ndarray:

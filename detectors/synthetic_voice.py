@@ -1,24 +1,26 @@
 """audio.synthetic_voice: does the voice carry the marks of a speech synthesizer or vocoder?
 
-A small MLP (`models/synthetic_voice.onnx`, see its model card) scores the mean and spread
-of LFCC/MFCC/spectral-shape features over the speech frames of the last few seconds. Only
-those per-window feature statistics are kept per session, never audio. The windows of all
-sessions in a micro-batch are scored in one onnxruntime call. The session's score is the
-calibrated average of its window logits, so evidence accumulates over the call.
+2.x (see `models/synthetic_voice.md`): each 1 s window is scored on its own from statistics
+of its 64 linear log-band energies over the speech frames (`frontend.window_stats_v2`):
+per-band spread and frame-to-frame change, cepstral spread and delta-cepstral spread. Every
+frame's own mean energy and the window's mean spectrum are taken out first, so loudness and
+a fixed recording channel carry nothing. Windows with too little speech are not scored.
+The windows of all sessions in a micro-batch are scored in one onnxruntime call; the
+session's score is the calibrated average of its window logits, so evidence accumulates
+over the call. Only the running logit sum and speech counters are kept per session.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from detectors.base import BaseDetector
-from detectors.frontend import FeatureStats, aggregate
+from detectors.frontend import speech_mask_frames, window_frames, window_stats_v2
 from detectors.onnx_model import MODELS_DIR, OnnxModel
 from detectors.protocol import Window
 from signals import Evidence, Modality, Signal, sigmoid
@@ -30,8 +32,7 @@ class SyntheticVoiceConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     variant: Literal["fp32", "int8"] = "fp32"
-    context_windows: int = Field(4, ge=1, le=10, description="Hops of feature context (4 s).")
-    min_speech_frames: int = Field(40, description="Below this a window is not scored.")
+    min_speech_frames: int = Field(30, description="Below this a window is not scored.")
     full_confidence_frames: int = Field(
         300, description="Speech frames (10 ms) for full confidence."
     )
@@ -43,7 +44,6 @@ class SyntheticVoiceConfig(BaseModel):
 
 @dataclass
 class SyntheticVoiceState:
-    context: deque[FeatureStats] = field(default_factory=lambda: deque(maxlen=10))
     logit_sum: float = 0.0
     logit_n: int = 0
     frames: int = 0
@@ -52,13 +52,13 @@ class SyntheticVoiceState:
 
 class SyntheticVoiceDetector(BaseDetector):
     name: ClassVar[str] = "audio.synthetic_voice"
-    version: ClassVar[str] = "1.0.0"
+    version: ClassVar[str] = "2.0.0"
     modality: ClassVar[Modality] = Modality.audio
     consumes: ClassVar[tuple[str, ...]] = ("raw_audio", "features.spectral_statistics")
     config_model: ClassVar[type[BaseModel]] = SyntheticVoiceConfig
     #: what the evaluation featurizes and retrains for this model (training/recipes.py)
-    feature_set: ClassVar[str] = "hops_v1"
-    recipe: ClassVar[str] = "v1"
+    feature_set: ClassVar[str] = "windows_v2"
+    recipe: ClassVar[str] = "v2"
 
     _model: OnnxModel | None = None
 
@@ -83,18 +83,23 @@ class SyntheticVoiceDetector(BaseDetector):
         return self.process_batch([window], [state])[0]
 
     def score_vectors(self, vectors: np.ndarray) -> np.ndarray:
-        """Raw logits for feature vectors (used by evaluation as well)."""
+        """Raw logits for window statistics (used by evaluation as well)."""
         if self._model is None:
             self.start()
         assert self._model is not None
         logit, _ = self._model.session.run(None, {"features": vectors.astype(np.float32)})
         return logit[:, 0]
 
-    def clip_logits(self, x: np.ndarray, clip: np.ndarray, n_clips: int) -> np.ndarray:
-        """Clip score = mean hop logit, what the streaming detector reports at the end."""
-        from detectors.training.recipe import clip_logits
+    def clip_logits(self, windows: np.ndarray, clip: np.ndarray, n_clips: int) -> np.ndarray:
+        """Clip score from cached window arrays: what the detector reports at the clip's end."""
+        from detectors.training.stats_v2 import clip_logits
 
-        return clip_logits(self.score_vectors(x), clip, n_clips)
+        frames = speech_mask_frames(windows).sum(axis=1)
+        logits = np.full(len(windows), np.nan)
+        ok = frames >= self.config.min_speech_frames  # type: ignore[attr-defined]
+        if ok.any():
+            logits[ok] = self.score_vectors(window_stats_v2(windows[ok]))
+        return clip_logits(np.nan_to_num(logits), np.where(ok, frames, 0), clip, n_clips)
 
     def calibrated(self, logit: float) -> float:
         a, b = self._platt
@@ -107,28 +112,30 @@ class SyntheticVoiceDetector(BaseDetector):
         if self._model is None:
             self.start()
         todo: list[int] = []
-        vectors: list[np.ndarray] = []
-        for i, (w, st) in enumerate(zip(windows, states, strict=True)):
-            if w.party not in cfg.parties or w.features is None:
+        arrays: list[np.ndarray] = []
+        for i, w in enumerate(windows):
+            if w.party not in cfg.parties or w.features is None or w.features.power is None:
                 continue
-            st.context.append(w.features.stats)
-            ctx = list(st.context)[-cfg.context_windows :]
-            vec, n = aggregate(ctx)
-            if w.features.stats.n >= cfg.min_speech_frames and n > 0:
-                todo.append(i)
-                vectors.append(vec)
+            todo.append(i)
+            arrays.append(window_frames(w.features.power))
         out: list[Signal | None] = [None] * len(windows)
         if not todo:
             return out
-        logits = self.score_vectors(np.stack(vectors))  # one call for the whole batch
-        for i, lg in zip(todo, logits, strict=True):
+        batch = np.stack(arrays)
+        frames = speech_mask_frames(batch).sum(axis=1)
+        scored = [j for j in range(len(todo)) if frames[j] >= cfg.min_speech_frames]
+        if not scored:
+            return out
+        logits = self.score_vectors(window_stats_v2(batch[scored]))  # one call for the batch
+        for j, lg in zip(scored, logits, strict=True):
+            i = todo[j]
             w, st = windows[i], states[i]
             assert w.features is not None
             st.logit_sum += float(lg)
             st.logit_n += 1
-            st.frames += w.features.stats.n
+            st.frames += int(frames[j])
             q = w.features.quality
-            st.good_frames += w.duration_ms / 10 * min(1.0, q.speech_ratio) * q.quality
+            st.good_frames += int(frames[j]) * min(1.0, q.speech_ratio / 0.5) * q.quality
             out[i] = self._signal(w, st, float(lg))
         return out
 
@@ -162,7 +169,7 @@ class SyntheticVoiceDetector(BaseDetector):
         ev.append(
             Evidence(
                 code="audio.synthetic_window_score",
-                message=f"Latest {min(len(st.context), cfg.context_windows)} s scored {window_score:.2f}",
+                message=f"Latest 1 s scored {window_score:.2f}",
                 value=round(window_score, 3),
             )
         )

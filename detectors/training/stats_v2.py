@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detectors.frontend import speech_mask_frames, window_stats_v2
+from detectors.frontend import STATS_V2_PARTS, speech_mask_frames, window_stats_v2
 from detectors.training.mlp import MlpParams, train_mlp
 
 #: Views the model trains on. `opus_12k` and `alaw_8k` are held out of training on purpose
@@ -33,7 +33,7 @@ TRAIN_CONDITIONS: tuple[str, ...] = (
     "quiet_30db",
     "reverb",
 )
-PARTS: tuple[str, ...] = ("band_std", "band_flux", "cep_std", "dcep_std")
+PARTS: tuple[str, ...] = STATS_V2_PARTS
 HIDDEN = 32
 EPOCHS = 10
 L2 = 1e-3

@@ -1,17 +1,21 @@
-"""Train audio.synthetic_voice and write detectors/models/synthetic_voice{,.int8}.onnx.
+"""Train audio.synthetic_voice 2.x and write detectors/models/synthetic_voice{,.int8}.onnx.
 
-    .venv/bin/python -m detectors.training.train_synthetic_voice [--data DIR]
+    nice -n 10 .venv/bin/python -m detectors.training.train_synthetic_voice [--data DIR ...]
 
-Data: DIR/manifest.csv (default: $LIVEGUARD_SHARED_DATA/audio). Features: the runtime's
-own hop vectors (mean/std of LFCC, delta-LFCC, MFCC and spectral-shape features over the
-speech frames of 4 s contexts), from clean clips and their call degradations (μ-law, GSM via ffmpeg, noise at 10 and 20 dB,
-packet loss). Calibration:
-Platt scaling on speaker-disjoint out-of-fold logits, stored in the ONNX metadata.
+Data: both shared sets by default ($LIVEGUARD_SHARED_DATA/audio and .../audio_neural, read
+together: speakers are shared across them). Features: `frontend.window_stats_v2` of every
+1 s window, from the clean clips and their call conditions (`stats_v2.TRAIN_CONDITIONS`,
+ffmpeg codecs included), cached under .cache/detectors. Before the final fit the command
+runs the whole leave-one-system-out protocol of `liveguard detectors evaluate` (retrained
+per held-out system and speaker fold, every condition) and prints its tables; calibration is
+Platt scaling on the speaker-disjoint out-of-fold logits, stored in the ONNX graph and
+metadata. Fixed seeds: rerunning gives the same ONNX files (the card names their digests).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -19,13 +23,13 @@ from pathlib import Path
 import numpy as np
 
 from detectors.audio_io import shared_data_dir
-from detectors.dataset import read_manifest
-from detectors.degrade import ffmpeg_available
-from detectors.metrics_eval import eer, roc_auc
+from detectors.dataset import read_sets
+from detectors.degrade import available_conditions, ffmpeg_available
+from detectors.evaluation import EvaluationReport, Splits, format_report, retrain_protocol
 from detectors.onnx_model import MODELS_DIR
-from detectors.training import recipe
-from detectors.training.featurize import featurize
+from detectors.training.featurize import featurize_many
 from detectors.training.mlp import balanced_platt, calibrate, export_onnx
+from detectors.training.stats_v2 import StatsV2
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
@@ -45,54 +49,81 @@ def set_metadata(path: Path, meta: dict[str, str]) -> None:
     onnx.save(model, str(path))
 
 
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", type=Path, default=shared_data_dir() / "audio")
+    ap.add_argument("--data", type=Path, action="append", default=None)
     ap.add_argument("--out", type=Path, default=MODELS_DIR)
+    ap.add_argument("--report", type=Path, default=None, help="Also write the tables here.")
+    ap.add_argument("--no-loso", action="store_true", help="Skip the LOSO protocol (faster).")
     args = ap.parse_args()
     t0 = time.time()
-    if "gsm_codec" in recipe.AUG_CONDITIONS and not ffmpeg_available():
-        raise SystemExit("training needs ffmpeg for the GSM augmentation: apt-get install ffmpeg")
-    clips = read_manifest(args.data)
-    labels = np.array([c.label for c in clips])
-    views = [featurize(clips, c) for c in ("clean", *recipe.AUG_CONDITIONS)]
-    folds = recipe.speaker_folds([c.speaker for c in clips])
-
-    oof = np.full(len(clips), np.nan)
-    x_clean, clip_clean = views[0]
-    for k in range(recipe.N_FOLDS):
-        params = recipe.fit(views, labels, folds != k)
-        lg = recipe.clip_logits(params.logits(x_clean), clip_clean, len(clips))
-        oof[folds == k] = lg[folds == k]
-    ok = ~np.isnan(oof)
-    cv_eer, cv_auc = eer(oof[ok], labels[ok])[0], roc_auc(oof[ok], labels[ok])
-    a, b = balanced_platt(oof[ok], labels[ok])
-    print(
-        f"speaker-disjoint CV (clean): EER {cv_eer:.3f} AUC {cv_auc:.3f}; Platt a={a:.3f} b={b:.3f}"
+    if not ffmpeg_available():
+        raise SystemExit("training needs ffmpeg for the codec augmentation: apt-get install ffmpeg")
+    dirs = args.data or [shared_data_dir() / "audio", shared_data_dir() / "audio_neural"]
+    clips = read_sets(dirs)
+    rec = StatsV2()
+    conditions = available_conditions()
+    needed = list(dict.fromkeys([*conditions, *rec.train_conditions]))
+    feats = featurize_many(clips, needed, [rec.feature_set])
+    report = EvaluationReport(
+        data=[str(d) for d in dirs],
+        model="(retrained)",
+        recipe=rec.name,
+        train_conditions=list(rec.train_conditions),
+        unseen_conditions=[c for c in conditions if c not in rec.train_conditions],
+        shipped={},
+        shipped_false_alarms={},
+        cross_validation={},
+        cv_false_alarms={},
+        leave_one_system_out={},
+        loso_pairs={},
+        leave_one_corpus_out={},
     )
+    oof = retrain_protocol(
+        report, clips, rec, feats, conditions, loso=not args.no_loso, corpus_out=not args.no_loso
+    )
+    labels = Splits(clips).labels
+    ok = ~np.isnan(oof)
+    a, b = balanced_platt(oof[ok], labels[ok])
 
-    final = recipe.fit(views, labels, np.ones(len(clips), dtype=bool))
-    final = calibrate(final, oof[ok], labels[ok])
+    train_views = []
+    for c in rec.train_conditions:
+        x, clip = feats[(rec.feature_set, c)]
+        train_views.append((rec.prepare(x), clip))
+    strata = Splits(clips).strata
+    final = rec.fit(train_views, labels, np.ones(len(clips), dtype=bool), seed=0, groups=strata)
+    params = calibrate(final.params, oof[ok], labels[ok])
     args.out.mkdir(parents=True, exist_ok=True)
     fp32 = args.out / "synthetic_voice.onnx"
     int8 = args.out / "synthetic_voice.int8.onnx"
-    export_onnx(final, str(fp32), doc="liveguard audio.synthetic_voice; see synthetic_voice.md")
+    export_onnx(
+        params, str(fp32), doc="liveguard audio.synthetic_voice 2.x; see synthetic_voice.md"
+    )
     meta = {
-        "platt_a": f"{final.platt_a:.6f}",
-        "platt_b": f"{final.platt_b:.6f}",
-        "features": "frontend.clip_vectors v1 (mean/std of 64 frame features, 4 s context)",
-        "n_parameters": str(final.n_parameters),
-        "training_data": str(args.data),
+        "platt_a": f"{params.platt_a:.6f}",
+        "platt_b": f"{params.platt_b:.6f}",
+        "features": "frontend.window_stats_v2 " + ",".join(rec.parts),
+        "n_parameters": str(params.n_parameters),
+        "training_data": ",".join(d.name for d in dirs),
     }
     set_metadata(fp32, meta)
     quantize_int8(fp32, int8)
     set_metadata(int8, meta)
+    tables = format_report(report)
+    print(tables)
+    if args.report:
+        args.report.write_text(tables + "\n")
+        args.report.with_suffix(".json").write_text(report.model_dump_json(indent=2))
     summary = {
         "n_clips": len(clips),
-        "n_parameters": final.n_parameters,
-        "cv_clean_eer": round(cv_eer, 4),
-        "cv_clean_auc": round(cv_auc, 4),
-        "platt": [final.platt_a, final.platt_b],
+        "n_parameters": params.n_parameters,
+        "platt": [round(a, 6), round(b, 6)],
+        "operating_logit": report.operating_logit,
+        "sha256": {fp32.name: sha256(fp32), int8.name: sha256(int8)},
         "seconds": round(time.time() - t0, 1),
     }
     print(json.dumps(summary, indent=2))

@@ -3,6 +3,8 @@ trained on real data here), and the shipped model files against their card."""
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,7 @@ from detectors.dataset import Clip, pairs
 from detectors.degrade import alaw_8k, band_limit
 from detectors.evaluation import Splits, holdout_group
 from detectors.frontend import N_BANDS, WINDOW_FRAMES, window_bands, window_stats_v2
+from detectors.onnx_model import MODELS_DIR
 from detectors.training.stats_v2 import StatsV2
 
 SR = 16_000
@@ -120,3 +123,11 @@ def test_stats_recipe_fits_a_separable_toy_set_reproducibly() -> None:
     lg = rec.clip_logits(a, x, clip_idx, n)
     assert np.array_equal(lg, rec.clip_logits(b, x, clip_idx, n))
     assert lg[labels == 1].min() > lg[labels == 0].max()
+
+
+def test_shipped_onnx_files_are_the_ones_the_card_names() -> None:
+    card = (MODELS_DIR / "synthetic_voice.md").read_text()
+    for name in ("synthetic_voice.onnx", "synthetic_voice.int8.onnx"):
+        m = re.search(rf"`{re.escape(name)}`[^`]*sha256 `([0-9a-f]{{64}})`", card)
+        assert m, f"card names no full sha256 for {name}"
+        assert hashlib.sha256((MODELS_DIR / name).read_bytes()).hexdigest() == m.group(1)
