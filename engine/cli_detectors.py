@@ -48,7 +48,23 @@ def _decide(signals: list, policy_id: str, policies: Path, session_id: str) -> o
 
 
 def analyze(
-    audio: Annotated[Path, typer.Option("--audio", help="Call recording (wav/flac/ogg/mp3...).")],
+    audio: Annotated[
+        Path | None, typer.Option("--audio", help="Call recording (wav/flac/ogg/mp3...).")
+    ] = None,
+    manifest: Annotated[
+        Path | None,
+        typer.Option(
+            "--manifest",
+            help="CSV path,label[,system] (paths relative to it): analyze every file, one "
+            "result per file.",
+        ),
+    ] = None,
+    jsonl: Annotated[
+        bool, typer.Option("--jsonl", help="With --manifest: one JSON line per file.")
+    ] = False,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, max=1024, help="Files streamed at once.")
+    ] = 32,
     mouth_series: Annotated[
         Path | None,
         typer.Option(
@@ -73,6 +89,13 @@ def analyze(
     ] = Path("policies"),
 ) -> None:
     """Stream a recorded call through the detectors; print signals as they come and the decision."""
+    if manifest is not None:
+        if audio is not None:
+            raise _fail("give --audio or --manifest, not both")
+        _analyze_manifest(manifest, policy, policies, hop_ms, jsonl or as_json, concurrency)
+        return
+    if audio is None:
+        raise _fail("give --audio FILE or --manifest FILE.csv")
     from detectors.analyze import AnalysisInput, format_emission, latest_signals, stream_file
     from detectors.audio_io import AudioInputError
     from detectors.series_io import SeriesInputError, read_series_csv
@@ -131,6 +154,58 @@ def analyze(
         typer.echo(render(decision))  # type: ignore[arg-type]
 
 
+def _analyze_manifest(
+    manifest: Path, policy: str | None, policies: Path, hop_ms: int, jsonl: bool, concurrency: int
+) -> None:
+    """Batch mode: every file of the manifest through one micro-batching runtime."""
+    import sys
+
+    from detectors.analyze import analyze_files, read_file_manifest
+    from detectors.audio_io import AudioInputError
+    from detectors.progress import progress_bar
+
+    try:
+        files = read_file_manifest(manifest)
+    except AudioInputError as exc:
+        raise _fail(str(exc)) from None
+    if policy is not None:  # a bad policy id fails before any file is streamed
+        from engine import load_policy
+        from engine.core.errors import LiveguardError
+
+        try:
+            load_policy(policy, policies)
+        except LiveguardError as exc:
+            raise _fail("; ".join(exc.lines())) from None
+    with progress_bar(sys.stderr.isatty()) as bar:
+        task = bar.add_task("analyze", total=len(files))
+        for res in analyze_files(
+            files,
+            hop_ms=hop_ms,
+            concurrency=concurrency,
+            on_done=lambda n: bar.update(task, completed=n),
+        ):
+            decision = None
+            if policy is not None and res.error is None:
+                session_id = re.sub(r"[^A-Za-z0-9._:\-]", "-", f"analyze-{Path(res.path).stem}")
+                decision = _decide(res.signals, policy, policies, session_id[:128])
+            doc = {
+                "path": res.path,
+                "label": res.label,
+                "system": res.system,
+                "signals": [s.model_dump(mode="json") for s in res.signals],
+                "second_pass": None,  # no second-pass model yet (issue 12, point 2)
+                "decision": json.loads(decision.model_dump_json()) if decision else None,  # type: ignore[attr-defined]
+                "error": res.error,
+            }
+            if jsonl:
+                typer.echo(json.dumps(doc))
+            else:
+                sv = next((s for s in res.signals if s.name == "audio.synthetic_voice"), None)
+                act = doc["decision"]["action"] if doc["decision"] else "-"
+                sv_txt = f"synthetic {sv.score:.2f} conf {sv.confidence:.2f}" if sv else "no score"
+                typer.echo(f"{res.path}\t{res.error or sv_txt}\t{act}")
+
+
 @app_detectors.command("list")
 def list_detectors() -> None:
     """The detectors registered under the `liveguard.detectors` entry-point group."""
@@ -149,23 +224,36 @@ def list_detectors() -> None:
 @app_detectors.command("evaluate")
 def evaluate_cmd(
     data: Annotated[
-        Path, typer.Option("--data", help="DIR with manifest.csv (path,label[,system]).")
-    ],
+        list[Path] | None,
+        typer.Option(
+            "--data",
+            help="DIR with manifest.csv (path,label[,system,speaker,corpus]); repeatable. "
+            "Default: the shared audio/ and audio_neural/ sets together.",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
     variant: Annotated[str, typer.Option("--variant", help="fp32 or int8 model.")] = "fp32",
     loso: Annotated[bool, typer.Option("--loso/--no-loso", help="Leave-one-system-out.")] = True,
+    cv: Annotated[
+        bool, typer.Option("--cv/--no-cv", help="Speaker-disjoint cross-validation.")
+    ] = True,
+    corpus_out: Annotated[
+        bool,
+        typer.Option("--corpus-out/--no-corpus-out", help="Leave-one-bona-fide-corpus-out."),
+    ] = True,
+    recipe: Annotated[
+        str | None,
+        typer.Option("--recipe", help="Retrain this recipe (v1, v2); default: the shipped one's."),
+    ] = None,
     conditions: Annotated[
         str | None,
-        typer.Option(
-            "--conditions",
-            help="Comma list: clean,mulaw_8k,gsm_codec,noise_10db,packet_loss_10pct.",
-        ),
+        typer.Option("--conditions", help="Comma list of call conditions (default: all)."),
     ] = None,
 ) -> None:
     """EER, ROC AUC and error rates at the operating point for audio.synthetic_voice."""
-    from detectors.audio_io import AudioInputError
+    from detectors.audio_io import AudioInputError, shared_data_dir
     from detectors.degrade import CONDITIONS
-    from detectors.evaluation import evaluate
+    from detectors.evaluation import evaluate, format_report
 
     conds = None
     if conditions:
@@ -177,39 +265,26 @@ def evaluate_cmd(
             )
     if variant not in ("fp32", "int8"):
         raise _fail("--variant must be fp32 or int8")
-    if not (data / "manifest.csv").is_file():
-        raise _fail(f"{data}/manifest.csv not found (expected columns path,label[,system])")
+    dirs = data or [shared_data_dir() / "audio", shared_data_dir() / "audio_neural"]
+    for d in dirs:
+        if not (d / "manifest.csv").is_file():
+            raise _fail(f"{d}/manifest.csv not found (expected columns path,label[,system])")
     try:
-        report = evaluate(data, conditions=conds, loso=loso, variant=variant)
+        report = evaluate(
+            dirs,
+            conditions=conds,
+            loso=loso,
+            cross_validation=cv,
+            corpus_out=corpus_out,
+            variant=variant,
+            recipe_name=recipe,
+        )
     except (AudioInputError, ValueError, KeyError) as exc:
         raise _fail(str(exc)) from None
     if as_json:
         typer.echo(report.model_dump_json(indent=2))
         return
-    typer.echo(f"model {report.model}\ndata  {report.data}")
-    typer.echo(
-        f"\nshipped model (in-sample if DIR is its training set), threshold {report.operating_threshold}:"
-    )
-    typer.echo(f"  {'condition':<20} {'EER':>6} {'AUC':>6} {'FA@op':>6} {'miss@op':>7}")
-    for cond, per in report.shipped.items():
-        m = per["overall"]
-        typer.echo(
-            f"  {cond:<20} {m.eer:6.3f} {m.auc:6.3f} {m.false_alarm_at_op:6.3f} {m.miss_at_op:7.3f}"
-        )
-    typer.echo("\nper system (clean, shipped model):")
-    for name, m in report.shipped.get("clean", next(iter(report.shipped.values()))).items():
-        if name != "overall":
-            typer.echo(
-                f"  {name[:48]:<48} n={m.n_spoof:<4} EER {m.eer:.3f} AUC {m.auc:.3f} miss@op {m.miss_at_op:.3f}"
-            )
-    if report.cross_validation:
-        typer.echo("\nspeaker-disjoint 5-fold cross-validation (retrained):")
-        for cond, m in report.cross_validation.items():
-            typer.echo(f"  {cond:<20} EER {m.eer:.3f} AUC {m.auc:.3f}")
-    if report.leave_one_system_out:
-        typer.echo("\nleave-one-system-out (retrained without the system, clean):")
-        for name, m in report.leave_one_system_out.items():
-            typer.echo(f"  {name[:48]:<48} n={m.n_spoof:<4} EER {m.eer:.3f} AUC {m.auc:.3f}")
+    typer.echo(format_report(report))
 
 
 def register(app: typer.Typer) -> None:

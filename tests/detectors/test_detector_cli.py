@@ -132,6 +132,8 @@ def test_detectors_evaluate_on_a_small_set(tmp_path: Path) -> None:
             str(data),
             "--json",
             "--no-loso",
+            "--no-cv",
+            "--no-corpus-out",
             "--conditions",
             "clean,mulaw_8k",
         ],
@@ -165,3 +167,49 @@ def test_analyze_two_party_stereo_emits_turn_taking(tmp_path: Path) -> None:
     sf.write(mono, parts["remote"], SR)
     res = runner.invoke(app, ["analyze", "--audio", str(mono), "--two-party"])
     assert res.exit_code == 2 and "needs a stereo file" in res.output
+
+
+def manifest_of(tmp_path: Path, rows: list[tuple[str, str]]) -> Path:
+    out = tmp_path / "batch.csv"
+    with out.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["path", "label", "system"])
+        for path, label in rows:
+            w.writerow([path, label, "x"])
+    return out
+
+
+def test_analyze_manifest_prints_one_decided_json_line_per_file(tmp_path: Path) -> None:
+    sf.write(tmp_path / "real.wav", load_audio(clip_path("LibriSpeech train", 0)), SR)
+    sf.write(tmp_path / "fake.wav", load_audio(clip_path("YourTTS zero-shot TTS", 0)), SR)
+    m = manifest_of(tmp_path, [("real.wav", "bonafide"), ("fake.wav", "spoof")])
+    policy = ["--policy", "support-password-reset", "--policies", str(REPO / "policies")]
+    res = runner.invoke(app, ["analyze", "--manifest", str(m), "--jsonl", *policy])
+    assert res.exit_code == 0, res.output
+    docs = [json.loads(line) for line in res.output.splitlines()]
+    assert [Path(d["path"]).name for d in docs] == ["real.wav", "fake.wav"]
+    for d in docs:
+        assert "audio.synthetic_voice" in {s["name"] for s in d["signals"]}
+        assert d["decision"]["policy"]["id"] == "support-password-reset"
+        assert d["second_pass"] is None
+
+
+def test_analyze_manifest_matches_single_file_analysis(tmp_path: Path) -> None:
+    from detectors.analyze import AnalysisInput, analyze_files, latest_signals, stream_file
+
+    paths = [clip_path("LibriSpeech train", i) for i in range(3)]
+    batch = list(analyze_files([(p, {}) for p in paths], concurrency=3))
+    for p, res in zip(paths, batch, strict=True):
+        alone = latest_signals(stream_file(AnalysisInput(audio=p)))
+        want = {s.name: round(s.score, 6) for s in alone}
+        assert {s.name: round(s.score, 6) for s in res.signals} == want
+
+
+def test_analyze_manifest_reports_an_unreadable_file_and_goes_on(tmp_path: Path) -> None:
+    sf.write(tmp_path / "real.wav", load_audio(clip_path("LibriSpeech train", 0)), SR)
+    m = manifest_of(tmp_path, [("missing.wav", "bonafide"), ("real.wav", "bonafide")])
+    res = runner.invoke(app, ["analyze", "--manifest", str(m), "--jsonl"])
+    assert res.exit_code == 0, res.output
+    missing, real = (json.loads(line) for line in res.output.splitlines())
+    assert "no such file" in missing["error"] and missing["signals"] == []
+    assert real["error"] is None and real["signals"]
