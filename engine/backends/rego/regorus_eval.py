@@ -85,6 +85,8 @@ class CompiledRegorus:
 
 def _engine_for(modules: dict[str, str], data: dict[str, Any], package: str) -> Any:
     engine = regorus.Engine()
+    # print() would write to fd 1: the service's log stream, or a worker's answer pipe.
+    engine.set_gather_prints(True)
     for name, src in modules.items():
         engine.add_policy(name, src)
     engine.add_data(mount_data(package, data))
@@ -234,7 +236,10 @@ def evaluate_text(c: CompiledRegorus, doc_json: str) -> str:
         if text is None:
             engine = _thread_engine(c)
             engine.set_input_json(doc_json)
-            text = str(engine.eval_rule_as_json(c.rule))
+            try:
+                text = str(engine.eval_rule_as_json(c.rule))
+            finally:
+                engine.take_prints()  # gathered, never kept: bounded memory
     except _PASS_THROUGH:
         raise
     except BaseException as exc:  # RuntimeError, or a Rust panic (BaseException-derived)

@@ -118,6 +118,7 @@ if job["vm"]:
     vm.load_program(program)
     vm.set_data_json(json.dumps(data))
 engine = regorus.Engine()
+engine.set_gather_prints(True)  # print() would write into the answer pipe (fd 1)
 for name, source in modules.items():
     engine.add_policy(name, source)
 engine.add_data(data)
@@ -136,7 +137,10 @@ while True:
                     raise
         if text is None:
             engine.set_input_json(doc)
-            text = str(engine.eval_rule_as_json(rule))
+            try:
+                text = str(engine.eval_rule_as_json(rule))
+            finally:
+                engine.take_prints()
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as exc:  # RuntimeError, or a Rust panic

@@ -54,22 +54,38 @@ def test_runaway_evaluation_is_killed_and_the_worker_replaced(engine: str, tmp_p
         worker.close()
 
 
-@pytest.mark.parametrize("path", ["vm", "engine"])
-def test_regorus_worker_runs_the_policy_on_its_chosen_path(path: str, tmp_path: Path) -> None:
-    """The child evaluates on the path chosen at load and fails safe in the same framing."""
-    body = (
-        "package liveguard.probe\n\nimport rego.v1\n\n"
-        + ("d := 1 / input.identity.failed_attempts\n\n" if path == "engine" else "d := 1\n\n")
-        + 'decision := {"action": "warn", "reasons": [{"code": "x", "message": sprintf("%v", [d])}]}\n'
-    )
-    policy = load_policy_folder(write_policy(tmp_path, "probe", body), rego_engine="regorus")
-    assert policy.evaluator.path == path
+DIVIDES = (
+    "package liveguard.probe\n\nimport rego.v1\n\n"
+    "d := 1 / input.identity.failed_attempts\n\n"
+    'decision := {"action": "warn", "reasons": [{"code": "x", "message": sprintf("%v", [d])}]}\n'
+)
+
+
+def test_regorus_worker_fails_safe_on_the_engine_path(tmp_path: Path) -> None:
+    """A division by a request value keeps the policy on the Engine path; in the child a
+    division by zero is still policy_eval_error, in the same status+text framing."""
+    policy = load_policy_folder(write_policy(tmp_path, "probe", DIVIDES), rego_engine="regorus")
+    assert policy.evaluator.path == "engine"
     worker = policy.evaluator.isolate(timeout_s=5.0, kill_after_s=10.0)
     try:
         assert worker.wait_ready(60)
         assert decide(_request(1), policy).action == Action.warn
         failed = decide(_request(0), policy)
-        expected = ("review", "policy_eval_error") if path == "engine" else ("warn", None)
-        assert (failed.action, failed.error and failed.error.split(":")[0]) == expected
+        assert (failed.action, (failed.error or "").split(":")[0]) == (
+            Action.review,
+            "policy_eval_error",
+        )
+    finally:
+        worker.close()
+
+
+def test_print_in_a_regorus_worker_does_not_corrupt_its_answers(tmp_path: Path) -> None:
+    body = DIVIDES.replace("d := 1 / input", 'd := 1 if print("x")\n\ne := 1 / input')
+    policy = load_policy_folder(write_policy(tmp_path, "probe", body), rego_engine="regorus")
+    worker = policy.evaluator.isolate(timeout_s=5.0, kill_after_s=10.0)
+    try:
+        assert worker.wait_ready(60)
+        answers = [decide(_request(1), policy) for _ in range(3)]
+        assert [(a.action, a.error) for a in answers] == [(Action.warn, None)] * 3
     finally:
         worker.close()
