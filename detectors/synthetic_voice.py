@@ -92,14 +92,16 @@ class SyntheticVoiceDetector(BaseDetector):
 
     def clip_logits(self, windows: np.ndarray, clip: np.ndarray, n_clips: int) -> np.ndarray:
         """Clip score from cached window arrays: what the detector reports at the clip's end."""
-        from detectors.training.stats_v2 import clip_logits
-
         frames = speech_mask_frames(windows).sum(axis=1)
-        logits = np.full(len(windows), np.nan)
         ok = frames >= self.config.min_speech_frames  # type: ignore[attr-defined]
+        logits = np.zeros(len(windows))
         if ok.any():
             logits[ok] = self.score_vectors(window_stats_v2(windows[ok]))
-        return clip_logits(np.nan_to_num(logits), np.where(ok, frames, 0), clip, n_clips)
+        sums = np.bincount(clip[ok], logits[ok], n_clips)
+        cnt = np.bincount(clip[ok], None, n_clips)
+        out = np.full(n_clips, np.nan)
+        out[cnt > 0] = sums[cnt > 0] / cnt[cnt > 0]
+        return out
 
     def calibrated(self, logit: float) -> float:
         a, b = self._platt

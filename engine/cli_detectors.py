@@ -253,7 +253,7 @@ def evaluate_cmd(
     """EER, ROC AUC and error rates at the operating point for audio.synthetic_voice."""
     from detectors.audio_io import AudioInputError, shared_data_dir
     from detectors.degrade import CONDITIONS
-    from detectors.evaluation import evaluate, format_report
+    from detectors.training.evaluation import evaluate, format_report
 
     conds = None
     if conditions:

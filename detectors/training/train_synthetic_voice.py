@@ -25,8 +25,8 @@ import numpy as np
 from detectors.audio_io import shared_data_dir
 from detectors.dataset import read_sets
 from detectors.degrade import available_conditions, ffmpeg_available
-from detectors.evaluation import EvaluationReport, Splits, format_report, retrain_protocol
 from detectors.onnx_model import MODELS_DIR
+from detectors.training.evaluation import EvaluationReport, Splits, format_report, retrain_protocol
 from detectors.training.featurize import featurize_many
 from detectors.training.mlp import balanced_platt, calibrate, export_onnx
 from detectors.training.stats_v2 import StatsV2

@@ -11,9 +11,9 @@ import numpy as np
 
 from detectors.dataset import Clip, pairs
 from detectors.degrade import alaw_8k, band_limit
-from detectors.evaluation import Splits, holdout_group
 from detectors.frontend import N_BANDS, WINDOW_FRAMES, window_bands, window_stats_v2
 from detectors.onnx_model import MODELS_DIR
+from detectors.training.evaluation import Splits, holdout_group
 from detectors.training.stats_v2 import StatsV2
 
 SR = 16_000

@@ -1,5 +1,7 @@
 """Evaluation of audio.synthetic_voice on labelled sets (`liveguard detectors evaluate`).
 
+It lives with training because it retrains the shipped recipe for every split.
+
 Views, from least to most honest about unseen attacks:
 - `shipped`: the shipped model on the sets as they are, per condition (in-sample where a set
   is its training set: then it only shows calibration and degradation behaviour);
