@@ -5,7 +5,8 @@ Two paths, chosen per policy at load (``CompiledRegorus.path``):
 * ``vm``: ``regorus.Program`` compiled once, run by ``regorus.Rvm`` (3–5× faster than OPA's
   evaluator). The VM is not strict: where OPA raises it makes the failing expression
   undefined. A policy takes this path only when ``engine.backends.rego.vm_check`` finds
-  nothing in it that can fail at run time on some values (then an undefined decision, which
+  nothing in it that can fail at run time on some values, ``vm_types`` no builtin argument
+  whose type the request can change (then an undefined decision, which
   is already ``policy_eval_error``, is the only way the VM can fail) *and* the VM compiles it.
 * ``engine``: ``regorus.Engine``, OPA-like error semantics (division by zero, builtin
   errors, conflicts raise), about 0.7× OPA's time. Everything else.
@@ -35,6 +36,7 @@ from engine.backends.rego.input import fields_read, request_input
 from engine.backends.rego.plan import Path as InputPath
 from engine.backends.rego.plan import PlanShapeError, Projector, input_reads
 from engine.backends.rego.vm_check import VmIssue, vm_issues
+from engine.backends.rego.vm_types import type_issues
 from engine.backends.rego.worker import RegoWorker, describe
 from engine.core.errors import PolicyEvalError
 from engine.core.fusion import FusionConfig
@@ -113,7 +115,9 @@ def compile_regorus(
     except Exception as exc:  # a parse error: regorus names file:line:col
         problems.append(f"{where}/{describe(exc)}")
         return None
-    why = [str(i) for i in vm_issues(engine.get_ast_as_json())]
+    ast_json = engine.get_ast_as_json()
+    why = [str(i) for i in vm_issues(ast_json)]
+    why += [str(i) for i in type_issues(ast_json, mount_data(package, data))]
     program: bytes | None = None
     try:
         compiled = regorus.Program.compile_from_modules(

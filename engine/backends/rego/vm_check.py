@@ -12,8 +12,10 @@ So a policy takes the VM path only when none of its rules can raise at run time 
 through the types of its arguments. Types are not a run-time risk here: ``input`` is
 built by the engine from a strictly validated request (every field has one JSON type)
 and ``data`` is fixed at load, so a type error happens for every input that reaches it
-and the OPA-oracle tests see it. What is refused (with file and line) is what can fail
-on some *values* only:
+and the OPA-oracle tests see it — except where the request *selects* the value among
+members of different types (``count(cfg.t[input.k])``): ``engine.backends.rego.vm_types``
+refuses those. What is refused here (with file and line) is what can fail on some
+*values* only:
 
 - division or remainder by anything but a non-zero number literal;
 - a call to a builtin outside ``TYPE_TOTAL_BUILTINS`` (builtins whose errors depend only

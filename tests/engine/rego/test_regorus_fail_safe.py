@@ -177,12 +177,6 @@ def test_well_typed_policy_takes_the_vm_path(tmp_path: Path) -> None:
     assert (policy.evaluator.path, policy.evaluator.compiled.why) == ("vm", ())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known hole in vm_check: a builtin's argument looked up in data by a request "
-    "value can change type per request (count of a number), and the VM swallows the "
-    "type error under not; vm_check still sends this policy to the VM",
-)
 def test_type_error_from_a_lookup_by_request_value_is_kept_off_the_vm(tmp_path: Path) -> None:
     src = (
         HEADER
@@ -192,3 +186,30 @@ def test_type_error_from_a_lookup_by_request_value_is_kept_off_the_vm(tmp_path: 
     data = json.dumps({"t": {"a": [1, 2, 3], "b": 5}})
     policy = load_policy_folder(write_policy(tmp_path, "probe", src, data), rego_engine="regorus")
     assert policy.evaluator.path == "engine"
+
+
+def test_type_error_from_a_lookup_by_request_value_decides_fail_mode(
+    tmp_path: Path, opa_engine_cls: Any
+) -> None:
+    """The VM would answer ``log`` here for session id ``b``; OPA raises; we fail safe."""
+    src = (
+        HEADER
+        + "bad if count(cfg.t[input.session.id]) > 1\n\n"
+        + ('decision := {"action": "log", "reasons": []} if not bad\n')
+    )
+    data = {"t": {"a": [1, 2, 3], "b": 5}}
+    opa = opa_engine_cls()
+    opa.add_policy("policy.rego", src)
+    opa.add_data(mount_data("probe", data))
+    with pytest.raises(Exception, match="eval_type_error"):
+        opa.eval_document("liveguard.probe.decision", {"session": {"id": "b"}})
+    policy = load_policy_folder(
+        write_policy(tmp_path, "probe", src, json.dumps(data)), rego_engine="regorus"
+    )
+    raw = request_dict()
+    raw["session"]["id"] = "b"
+    decision = decide(DecisionRequest.model_validate(raw), policy)
+    assert (decision.action, (decision.error or "").split(":")[0]) == (
+        Action.review,
+        "policy_eval_error",
+    )
