@@ -34,8 +34,8 @@ TRAIN_CONDITIONS: tuple[str, ...] = (
     "reverb",
 )
 PARTS: tuple[str, ...] = STATS_V2_PARTS
-HIDDEN = 32
-EPOCHS = 10
+HIDDEN = 64
+EPOCHS = 15
 L2 = 1e-3
 BATCH = 512
 #: Training rows (window x condition view) drawn per fit: every window appears in each view,
