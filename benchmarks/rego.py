@@ -14,6 +14,8 @@ before timing. Per decision:
   opa_full  - OPA's Go evaluator on the same full (unpruned) input document
   opa_pruned- OPA's evaluator on the pruned input the embedded engines get (its own JSON
               encoding of the input and decoding of the result included)
+  regorus_vm_alone / opa_alone - the same two measured each alone, back to back (no
+              interleaving): the cost when no other engine shares the caches and cores
   decide    - the whole engine decide() with the Rego policy on the default engine
               (``LIVEGUARD_REGO_ENGINE``, regorus) and its chosen path
   yaml      - the whole engine decide() with the YAML twin
@@ -265,6 +267,10 @@ def main() -> None:
                     "opa_floor": indexed,
                 },
             ),
+            # Each alone, back to back (not interleaved): what a process running only this
+            # engine sees; the interleaved rows above share caches and cores with the others.
+            "regorus_vm_alone": timed(paths["vm"], pruned),
+            "opa_alone": timed(opa_path, pruned),
             "decide": timed(lambda r: decide(r, rego), reqs),  # noqa: B023 (called before the loop moves on)
             "yaml": timed(lambda r: decide(r, yaml_twin), reqs),  # noqa: B023 (called before the loop moves on)
             **regopy_parts(ev, pruned),
@@ -290,7 +296,9 @@ def main() -> None:
             f"  regorus/opa_pruned p50 ratio: VM {r['regorus_vm'][0] / r['opa_pruned'][0]:.2f}, "
             f"Engine {r['regorus_engine'][0] / r['opa_pruned'][0]:.2f}; p99: VM "
             f"{r['regorus_vm'][1] / r['opa_pruned'][1]:.2f}, Engine "
-            f"{r['regorus_engine'][1] / r['opa_pruned'][1]:.2f} (default path: {default_path})"
+            f"{r['regorus_engine'][1] / r['opa_pruned'][1]:.2f} (default path: {default_path}); "
+            f"each alone: VM/OPA p50 {r['regorus_vm_alone'][0] / r['opa_alone'][0]:.2f}, "
+            f"p99 {r['regorus_vm_alone'][1] / r['opa_alone'][1]:.2f}"
         )
         ser = r["rp_serialize"][0]
         print(
@@ -311,6 +319,7 @@ def main() -> None:
     )
     rr50 = max(res["default"][0] / res["opa_pruned"][0] for res in (spr, pay))
     rr99 = max(res["default"][1] / res["opa_pruned"][1] for res in (spr, pay))
+    ra50 = max(res["regorus_vm_alone"][0] / res["opa_alone"][0] for res in (spr, pay))
     print(
         f"Target regorus (default path) at most {REGORUS_TARGET}x of OPA's time at p50 and "
         f"not worse at p99: p50 {rr50:.2f}x, p99 {rr99:.2f}x: "
@@ -339,6 +348,7 @@ def main() -> None:
         + f" payout_ratio_regopy_vs_opa={pay['regopy'][0] / pay['opa_pruned'][0]:.2f}"
         + f" spr_floor_ratio={spr['regopy_floor'][0] / spr['opa_floor'][0]:.2f}"
         + f" payout_floor_ratio={pay['regopy_floor'][0] / pay['opa_floor'][0]:.2f}"
+        + f" regorus_alone_vs_opa_alone={ra50:.2f}"
         + f" regorus_vs_opa_p99={rr99:.2f}"
         + f" regorus_vs_opa={rr50:.2f}"
     )
