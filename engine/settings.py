@@ -142,6 +142,36 @@ class Settings(BaseSettings):
         description="How long past its budget a Rego evaluation may go on before its worker "
         "process is killed and restarted (the caller already has its fail_mode answer).",
     )
+    # Live sessions (engine.streaming): calls streamed in over WebSocket protocols.
+    max_live_sessions: int = Field(
+        default=200,
+        ge=1,
+        description="Live sessions streamed to this replica at once; past it a new stream "
+        "is refused with its protocol's busy answer (Twilio: close 1013).",
+    )
+    stream_max_frame_bytes: int = Field(
+        default=64 * 1024,
+        ge=4096,
+        le=16 * 1024 * 1024,
+        description="The largest WebSocket message a stream client may send (close 1009).",
+    )
+    stream_max_messages_per_s: int = Field(
+        default=200,
+        ge=10,
+        description="Messages per second one stream may send (Twilio sends 50 per track).",
+    )
+    stream_start_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="From the WebSocket's opening to its start."
+    )
+    live_detectors: list[str] | None = Field(
+        default=None, description="Detectors run on live audio (default: every registered one)."
+    )
+    sse_max_subscribers: int = Field(
+        default=8, ge=1, le=1000, description="Event-stream subscribers per live session."
+    )
+    sse_heartbeat_s: float = Field(
+        default=15.0, gt=0, le=300, description="Comment line sent on an idle event stream."
+    )
     purge_interval_s: float = Field(default=3600.0, gt=0)
     review_claim_timeout_s: int = Field(default=1800, ge=1)
     fail_retention_days: int = Field(

@@ -32,10 +32,11 @@ from engine.api.middleware import (
     Scope,
     Send,
 )
-from engine.api.routes import decisions, opa, ops, policies, reviews, shadow
+from engine.api.routes import decisions, live, opa, ops, policies, reviews, shadow
 from engine.core.errors import LiveguardError
 from engine.service.runtime import Runtime
 from engine.settings import Settings, get_settings
+from engine.streaming.sessions import LiveSessions
 from engine.telemetry import configure_logging
 
 log = structlog.get_logger("liveguard")
@@ -107,6 +108,15 @@ def create_app(settings: Settings | None = None, *, periodic_purge: bool = True)
         rt.metrics.in_flight.set_function(lambda: gates.in_flight.count)
         rt.metrics.receiving.set_function(lambda: gates.receiving.count)
         app.state.runtime = rt
+        # Live sessions: the detector runtime (models loaded off the loop) and the registry.
+        app.state.live = LiveSessions(
+            rt,
+            max_sessions=settings.max_live_sessions,
+            max_subscribers=settings.sse_max_subscribers,
+            detectors=settings.live_detectors,
+            registry=rt.metrics.registry,
+        )
+        await app.state.live.start()
         if periodic_purge:
             rt.start_purger()
         # Everything built so far (policies, models, the app) lives as long as the process:
@@ -121,6 +131,8 @@ def create_app(settings: Settings | None = None, *, periodic_purge: bool = True)
             yield
         finally:
             rt.stop_purger()
+            # Before the runtime: every live session still open gets its final decision.
+            await app.state.live.stop()
             await run_in_threadpool(rt.stop)
 
     app = LiveguardApp(
@@ -136,6 +148,7 @@ def create_app(settings: Settings | None = None, *, periodic_purge: bool = True)
         policies.router,
         reviews.router,
         shadow.router,
+        live.router,
         ops.router,
     ):
         app.include_router(router)

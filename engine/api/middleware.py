@@ -48,6 +48,15 @@ PUBLIC = frozenset((*UNLIMITED, "/docs", "/docs/oauth2-redirect", "/redoc", "/op
 _CLOSE = (b"connection", b"close")
 
 
+def is_event_stream(scope: Scope) -> bool:
+    """A live session's event stream (SSE) stays open for the whole call: it is bounded
+    by the session's subscriber limit, not by a decision slot it would hold for minutes."""
+    path: str = scope["path"]
+    return (
+        scope["method"] == "GET" and path.startswith("/v1/sessions/") and path.endswith("/events")
+    )
+
+
 async def send_error(
     send: Send,
     status: int,
@@ -185,7 +194,7 @@ class InFlightLimitMiddleware:
         return self.gate.count
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in UNLIMITED:
+        if scope["type"] != "http" or scope["path"] in UNLIMITED or is_event_stream(scope):
             await self.app(scope, receive, send)
             return
         gate = self.gate

@@ -243,6 +243,8 @@ def serve(
         timeout_keep_alive=settings.keep_alive_s,
         # Our middleware bounds admitted and not-yet-admitted work; this caps sockets.
         limit_concurrency=settings.max_connections,
+        # Live streams: a larger WebSocket message is refused (1009) before it is read whole.
+        ws_max_size=settings.stream_max_frame_bytes,
         timeout_graceful_shutdown=10,
     )
 

@@ -1,0 +1,397 @@
+"""The live-session registry: one entry per call being streamed to this replica.
+
+A session has its call id, the policy chosen for it once at start (by ``applies_to`` from
+channel and kind, or named and then held to the same ``applies_to`` check as a decision),
+its context (set at start, replaced field by field with ``PUT /v1/sessions/{id}/context``)
+and the latest signal of each detector. Audio goes to the detector runtime, whose
+per-session buffers hold at most one hop and whose windows are released once processed:
+no raw media is kept beyond the current window. Every hop's signals, every context
+update, the start and the end are decided through ``Runtime.decide``, so each decision is
+minimized and committed to the decision log like any other; a change of action is
+published to the session's subscribers and handed to the protocol (``notify``).
+
+Bounded: sessions per replica (``max_live_sessions``), subscribers per session, each
+subscriber's queue (oldest dropped: an agent needs the latest state, not the history).
+The detector runtime is not thread-safe: every call into it goes through one worker
+thread (the "detector lane"), which also keeps inference off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import structlog
+from prometheus_client import CollectorRegistry
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from detectors.registry import discover
+from detectors.runtime import Emission, RuntimeConfig, StreamingRuntime
+from engine.core.errors import LiveguardError, PolicyInvalid, RequestInvalid
+from engine.core.models import (
+    Consent,
+    Decision,
+    DecisionRequest,
+    Device,
+    Identity,
+    Session,
+    Transaction,
+)
+from engine.policy.selection import ensure_applies
+from engine.service.runtime import Runtime
+from signals import Signal
+
+log = structlog.get_logger("liveguard.live")
+
+#: The party whose signals the decision is about: the caller (Twilio's inbound track).
+CALLER = "remote"
+_STRICT = ConfigDict(frozen=True, extra="forbid")
+
+
+class LiveContext(BaseModel):
+    """What a decision knows about the call besides its signals (``engine.core.models``
+    types, so a live decision's inputs are checked exactly like ``POST /v1/decisions``)."""
+
+    model_config = _STRICT
+    channel: Literal["conference", "support_call"]
+    kind: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")
+    participant: Literal["internal", "external"]
+    consent: Consent = Consent()
+    identity: Identity
+    transaction: Transaction | None = None
+    device: Device | None = None
+
+
+class ContextUpdate(BaseModel):
+    """``PUT /v1/sessions/{id}/context``: the sections sent replace the session's; a
+    ``null`` transaction or device removes it. Channel and kind chose the policy at start
+    and cannot change."""
+
+    model_config = _STRICT
+    participant: Literal["internal", "external"] | None = None
+    consent: Consent | None = None
+    identity: Identity | None = None
+    transaction: Transaction | None = None
+    device: Device | None = None
+
+    def applied_to(self, ctx: LiveContext) -> LiveContext:
+        merged = ctx.model_dump()
+        for name in self.model_fields_set:
+            value = getattr(self, name)
+            if value is None and name in ("participant", "consent", "identity"):
+                raise RequestInvalid(f"{name}: may not be null (send the whole section)")
+            merged[name] = value.model_dump() if isinstance(value, BaseModel) else value
+        return LiveContext.model_validate(merged)
+
+
+class DetectorsUnavailable(LiveguardError):
+    code = "detectors_unavailable"
+    http_status = 503
+
+
+class SessionLimitReached(LiveguardError):
+    code = "session_limit"
+    http_status = 503
+
+
+class SessionExists(LiveguardError):
+    code = "session_exists"
+    http_status = 409
+
+
+class SessionUnknown(LiveguardError):
+    code = "session_unknown"
+    http_status = 404
+
+
+class TooManySubscribers(LiveguardError):
+    code = "too_many_subscribers"
+    http_status = 429
+
+
+#: One item on a subscriber's queue: an event, or None when the session has ended.
+Event = dict[str, Any] | None
+
+
+@dataclass(eq=False)
+class LiveSession:
+    id: str
+    protocol: str
+    call_id: str
+    policy_id: str
+    context: LiveContext
+    #: The protocol's way back to the stream client (a Twilio mark), on a change of action.
+    notify: Callable[[dict[str, Any]], None] | None = None
+    signals: dict[str, Signal] = field(default_factory=dict)
+    decision: Decision | None = None
+    decisions: int = 0
+    subscribers: set[asyncio.Queue[Event]] = field(default_factory=set)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    ended: bool = False
+
+    def request(self) -> DecisionRequest:
+        c = self.context
+        return DecisionRequest(
+            session=Session(
+                id=self.id,
+                channel=c.channel,
+                kind=c.kind,
+                participant=c.participant,
+                consent=c.consent,
+            ),
+            identity=c.identity,
+            transaction=c.transaction,
+            device=c.device,
+            signals=tuple(self.signals.values()),
+        )
+
+
+def event_of(sess: LiveSession, d: Decision, previous: str | None, final: bool) -> dict[str, Any]:
+    """What a subscriber (an agent's desktop) and the stream client are told."""
+    return {
+        "session_id": sess.id,
+        "call_id": sess.call_id,
+        "action": d.action.value,
+        "previous_action": previous,
+        "summary": d.summary,
+        "risk": d.risk,
+        "degraded": d.degraded,
+        "decision_id": d.decision_id,
+        "decided_at": d.decided_at,
+        "policy": {"id": d.policy.id, "version": d.policy.version},
+        "final": final,
+    }
+
+
+class LiveSessions:
+    def __init__(
+        self,
+        rt: Runtime,
+        *,
+        max_sessions: int,
+        max_subscribers: int,
+        subscriber_queue: int = 32,
+        detectors: list[str] | None = None,
+        hop_ms: int = 1_000,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.rt = rt
+        self.max_sessions = max_sessions
+        self.max_subscribers = max_subscribers
+        self.subscriber_queue = subscriber_queue
+        self._detectors = detectors
+        self._hop_ms = hop_ms
+        self._registry = registry
+        self._sessions: dict[str, LiveSession] = {}
+        self._lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detectors")
+        self.detector_runtime: StreamingRuntime | None = None
+        self._loading: asyncio.Future[StreamingRuntime] | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        def build() -> StreamingRuntime:
+            drt = StreamingRuntime(
+                discover(self._detectors),
+                RuntimeConfig(hop_ms=self._hop_ms),
+                registry=self._registry,
+            )
+            drt.start()
+            return drt
+
+        # In the background: readiness (and every other route) does not wait for the
+        # models; the first live session does, if it comes that early.
+        self._loading = asyncio.ensure_future(self._in_lane(build))
+
+    async def _ready(self) -> StreamingRuntime:
+        if self.detector_runtime is None:
+            try:
+                self.detector_runtime = await asyncio.shield(self._loading)
+            except Exception as exc:
+                log.error("live.detectors_failed", error=type(exc).__name__, detail=str(exc)[:300])
+                raise DetectorsUnavailable(
+                    "the detectors did not load; live sessions cannot be analysed"
+                ) from None
+        return self.detector_runtime
+
+    async def stop(self) -> None:
+        for sid in list(self._sessions):
+            with contextlib.suppress(Exception):  # shutting down: each gets its final try
+                await self.end(sid)
+        if self._loading is not None and not self._loading.done():
+            with contextlib.suppress(Exception):
+                await self._loading
+        if self._loading is not None and self._loading.done() and not self._loading.exception():
+            await self._in_lane(self._loading.result().stop)
+        self._lane.shutdown(wait=False, cancel_futures=True)
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def get(self, session_id: str) -> LiveSession:
+        sess = self._sessions.get(session_id)
+        if sess is None:
+            raise SessionUnknown(
+                f"no live session {session_id!r} on this replica (ended, or never started)"
+            )
+        return sess
+
+    async def _in_lane(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._lane, fn, *args)
+
+    # --- sessions ------------------------------------------------------------------------
+
+    async def open(
+        self,
+        session_id: str,
+        *,
+        protocol: str,
+        call_id: str,
+        context: LiveContext,
+        policy: str | None = None,
+        notify: Callable[[dict[str, Any]], None] | None = None,
+    ) -> LiveSession:
+        """Register a session (within the replica's limit), choose its policy, decide once."""
+        if len(self._sessions) >= self.max_sessions:
+            raise SessionLimitReached(
+                f"this replica streams {self.max_sessions} sessions already (max_live_sessions)"
+            )
+        if session_id in self._sessions:
+            raise SessionExists(f"session {session_id!r} is already streaming")
+        drt = await self._ready()
+        sess = LiveSession(session_id, protocol, call_id, "", context, notify)
+        req = sess.request().model_copy(update={"policy": policy})
+        pid = self.rt.select(req)
+        if policy:
+            with contextlib.suppress(PolicyInvalid):  # a broken policy decides by fail_mode
+                ensure_applies(self.rt.repo.get(pid).manifest, req)
+        sess.policy_id = pid
+        self._sessions[session_id] = sess  # the slot is held from here on
+        try:
+            await self._in_lane(drt.open_session, session_id)
+            await self._decide(sess, "start")
+        except BaseException:
+            self._sessions.pop(session_id, None)
+            with contextlib.suppress(Exception):
+                await self._in_lane(drt.close_session, session_id)
+            raise
+        log.info("live.started", session=session_id, protocol=protocol, policy=pid)
+        return sess
+
+    async def push_audio(self, sess: LiveSession, samples: np.ndarray, party: str = CALLER) -> None:
+        """16 kHz mono float32 of one party; windows that fill are processed (every ready
+        window of every session, micro-batched) and their sessions re-decided."""
+        drt = self.detector_runtime
+        assert drt is not None
+
+        def work() -> list[Emission]:
+            return drt.drain() if drt.push_audio(sess.id, samples, party=party) else []
+
+        if sess.ended:
+            return
+        await self._absorb(await self._in_lane(work))
+
+    async def _absorb(self, emissions: list[Emission]) -> None:
+        fresh: dict[str, list[Signal]] = defaultdict(list)
+        for e in emissions:
+            if e.party == CALLER:
+                fresh[e.session_id].append(e.signal)
+        for sid, signals in fresh.items():
+            sess = self._sessions.get(sid)
+            if sess is None or sess.ended:
+                continue
+            for s in signals:
+                sess.signals[s.name] = s  # the latest of each detector: bounded by their number
+            await self._decide(sess, "hop")
+
+    async def update_context(self, session_id: str, update: ContextUpdate) -> Decision:
+        sess = self.get(session_id)
+        try:
+            sess.context = update.applied_to(sess.context)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise RequestInvalid(f"{where}: {err['msg']}") from None
+        return await self._decide(sess, "context")
+
+    async def end(self, session_id: str) -> Decision | None:
+        """The final partial window, the final decision (always stored), subscribers told;
+        then nothing of the session is left in the registry or the detector runtime."""
+        sess = self._sessions.get(session_id)
+        if sess is None or sess.ended:
+            return None
+        sess.ended = True
+        decision: Decision | None = None
+        try:
+            assert self.detector_runtime is not None
+            emissions = await self._in_lane(self.detector_runtime.close_session, session_id)
+            for e in emissions:
+                if e.party == CALLER:
+                    sess.signals[e.signal.name] = e.signal
+            decision = await self._decide(sess, "final", final=True)
+        finally:
+            self._sessions.pop(session_id, None)
+            for q in list(sess.subscribers):
+                _offer(q, None)
+            sess.subscribers.clear()
+            log.info(
+                "live.ended",
+                session=session_id,
+                decisions=sess.decisions,
+                action=decision.action.value if decision else None,
+            )
+        return decision
+
+    # --- deciding and publishing -----------------------------------------------------------
+
+    async def _decide(self, sess: LiveSession, label: str, *, final: bool = False) -> Decision:
+        async with sess.lock:  # in order, so "a change of action" is against the last one
+            decision, _ = await self.rt.decide(
+                sess.request(), policy_id=sess.policy_id, request_id=f"live:{label}"
+            )
+            previous = sess.decision.action.value if sess.decision else None
+            sess.decision = decision
+            sess.decisions += 1
+            if final or decision.action.value != previous:
+                event = event_of(sess, decision, previous, final)
+                for q in list(sess.subscribers):
+                    _offer(q, event)
+                if sess.notify is not None and not final:
+                    try:
+                        sess.notify(event)
+                    except Exception as exc:  # the stream client's problem, not the session's
+                        log.warning("live.notify_failed", session=sess.id, error=type(exc).__name__)
+            return decision
+
+    def subscribe(self, session_id: str) -> tuple[LiveSession, asyncio.Queue[Event]]:
+        sess = self.get(session_id)
+        if len(sess.subscribers) >= self.max_subscribers:
+            raise TooManySubscribers(
+                f"session {session_id!r} has {self.max_subscribers} subscribers already"
+            )
+        q: asyncio.Queue[Event] = asyncio.Queue(maxsize=self.subscriber_queue)
+        sess.subscribers.add(q)
+        if sess.decision is not None:  # the current state first
+            _offer(q, event_of(sess, sess.decision, None, False))
+        return sess, q
+
+    @staticmethod
+    def unsubscribe(sess: LiveSession, q: asyncio.Queue[Event]) -> None:
+        sess.subscribers.discard(q)
+
+
+def _offer(q: asyncio.Queue[Event], item: Event) -> None:
+    """Put without waiting: a slow subscriber loses its oldest events, never blocks a call."""
+    while True:
+        try:
+            q.put_nowait(item)
+            return
+        except asyncio.QueueFull:
+            with contextlib.suppress(asyncio.QueueEmpty):
+                q.get_nowait()
