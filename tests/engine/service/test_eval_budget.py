@@ -132,8 +132,13 @@ def test_request_queued_behind_a_slow_evaluation_times_out_too(
     serve, sqlite_url: str, tmp_path: Path
 ) -> None:
     srv, h = _server(serve, sqlite_url, _policies(tmp_path))
-    _post(srv.url, h, _slow_body())  # its evaluation keeps the policy's worker busy
-    took, r = _post(srv.url, h, _slow_body(attempts=1))  # cheap, but queued behind it
+    with ThreadPoolExecutor(1) as pool:
+        # The slow evaluation keeps the policy's worker busy; the cheap request is sent
+        # while it runs (not after it was answered: by then a fresh worker may be ready).
+        slow = pool.submit(_post, srv.url, h, _slow_body())
+        time.sleep(0.03)
+        took, r = _post(srv.url, h, _slow_body(attempts=1))  # cheap, but queued behind it
+        slow.result()
     assert r.json()["error"].startswith("policy_eval_timeout")
     assert took < PROMPT_S
 
