@@ -163,6 +163,12 @@ class Settings(BaseSettings):
     stream_start_timeout_s: float = Field(
         default=10.0, gt=0, le=300, description="From the WebSocket's opening to its start."
     )
+    stream_idle_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="A started stream that sends nothing for this long is closed (1008).",
+    )
     live_detectors: list[str] | None = Field(
         default=None, description="Detectors run on live audio (default: every registered one)."
     )

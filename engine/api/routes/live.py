@@ -26,7 +26,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from engine.api.auth import authorize, bearer_key, require, runtime
 from engine.api.routes.common import errors, json_response
 from engine.core.errors import LiveguardError
-from engine.store.keys import Principal
+from engine.store.keys import Principal, key_id_of
 from engine.streaming import twilio as tw
 from engine.streaming.sessions import (
     ContextUpdate,
@@ -152,7 +152,8 @@ class TwilioStream:
         code, reason = tw.CLOSE_NORMAL, "stream stopped"
         try:
             await asyncio.wait_for(self._until_started(), self.settings.stream_start_timeout_s)
-            while not await self._step(await self.ws.receive()):
+            idle = self.settings.stream_idle_timeout_s
+            while not await self._step(await self._receive(idle)):
                 pass
         except TimeoutError:
             code, reason = tw.CLOSE_POLICY, "no start message in time"
@@ -178,6 +179,14 @@ class TwilioStream:
             with contextlib.suppress(Exception):
                 if self.ws.application_state != WebSocketState.DISCONNECTED:
                     await self.ws.close(code, reason)
+
+    async def _receive(self, idle_s: float) -> dict[str, Any]:
+        """The next message; a stream silent for ``idle_s`` gives its session slot back
+        (Twilio sends a media frame every 20 ms while a call is up)."""
+        try:
+            return await asyncio.wait_for(self.ws.receive(), idle_s)
+        except TimeoutError:
+            raise tw.ProtocolError(tw.CLOSE_POLICY, f"no message for {idle_s:g} s") from None
 
     async def _until_started(self) -> None:
         while self.session is None:
@@ -232,7 +241,18 @@ class TwilioStream:
         tw.check_media_format(start.mediaFormat)
         ctx_input, control = tw.context_from_parameters(start.customParameters)
         key = control.get("liveguard_key") or self._header_key()
-        await authorize(runtime(self.ws), key, ("decide",))  # type: ignore[arg-type]
+        try:
+            await authorize(runtime(self.ws), key, ("decide",))  # type: ignore[arg-type]
+        except LiveguardError as exc:
+            # As auth.refused on HTTP: the key's public id, never the key.
+            log.warning(
+                "auth.refused",
+                route="/v1/streams/twilio",
+                code=exc.code,
+                key_id=key_id_of(key) if key else None,
+                client=self.ws.client.host if self.ws.client else None,
+            )
+            raise
         try:
             context = LiveContext.model_validate(ctx_input)
         except ValidationError as exc:

@@ -1,4 +1,5 @@
-"""Past the replica's session limit a new stream gets Twilio's "try again later" close."""
+"""What one replica holds for live streams is bounded: past its session limit a new stream
+gets "try again later"; a started stream that goes silent gives its slot back."""
 
 from __future__ import annotations
 
@@ -19,7 +20,11 @@ def one_session_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tup
     tmp: Path = tmp_path_factory.mktemp("limit")
     url = f"sqlite:///{tmp / 'liveguard.db'}"
     key = make_keys(url, "decide")["decide"]
-    srv = Server(url, tmp / "server.log", env={"LIVEGUARD_MAX_LIVE_SESSIONS": "1"})
+    srv = Server(
+        url,
+        tmp / "server.log",
+        env={"LIVEGUARD_MAX_LIVE_SESSIONS": "1", "LIVEGUARD_STREAM_IDLE_TIMEOUT_S": "1"},
+    )
     srv.start(timeout=60.0)
     yield srv, key
     srv.stop()
@@ -68,3 +73,22 @@ def test_a_stream_past_the_session_limit_is_told_to_try_again(
     code, reason = asyncio.run(_second_stream(ws_url, key))
     assert code == 1013
     assert reason is not None and "max_live_sessions" in reason
+
+
+async def _silent_stream(ws_url: str, key: str) -> tuple[int | None, str | None]:
+    call = "CA" + "3" * 31 + "0"
+    async with websockets.connect(ws_url) as ws:
+        await ws.send(connected())
+        await ws.send(start(call, params(key)))
+        try:
+            async for _ in ws:  # and then nothing more is sent
+                pass
+        except websockets.ConnectionClosed:
+            pass
+        return ws.close_code, ws.close_reason
+
+
+def test_a_silent_stream_is_closed(one_session_server: tuple[Server, str]) -> None:
+    srv, key = one_session_server
+    ws_url = srv.url.replace("http://", "ws://") + "/v1/streams/twilio"
+    assert asyncio.run(_silent_stream(ws_url, key)) == (1008, "no message for 1 s")
