@@ -72,6 +72,12 @@ class Runtime:
         path = sqlite_path(self.db)
         #: SQLite: keys read inline (microseconds); PostgreSQL: through the pool in a thread.
         self._keys = keystore.SqliteKeyReader(path) if path is not None else None
+        #: PostgreSQL: verified keys cached while a LISTEN for revocations is connected.
+        self._pg_keys = (
+            keystore.PgKeyCache(settings.database_url)
+            if self.db.dialect.name == "postgresql"
+            else None
+        )
         self.writer: GroupCommitWriter | ProcessCommitWriter
         if settings.writer == "process":
             self.writer = ProcessCommitWriter(
@@ -108,6 +114,8 @@ class Runtime:
     def start(self, *, run_migrations: bool = True) -> None:
         if run_migrations:
             prepare_store(self.db)
+        if self._pg_keys is not None:
+            self._pg_keys.start()
         if self.settings.insecure_dev:
             problems = insecure_mode_problems(self.settings, keystore.count_keys(self.db))
             if problems:
@@ -137,6 +145,8 @@ class Runtime:
         self.started = True
 
     def stop(self) -> None:
+        if self._pg_keys is not None:
+            self._pg_keys.stop()
         for lane in self._lanes.values():
             lane.shutdown(wait=False, cancel_futures=True)
         self._lanes.clear()
@@ -181,7 +191,15 @@ class Runtime:
         if self._keys is not None:
             with contextlib.suppress(sqlite3.Error):  # busy: ask through the pool instead
                 return self._keys.resolve(key)
-        return await asyncio.to_thread(keystore.resolve_key, self.db, key)
+        cache = self._pg_keys
+        if cache is not None:
+            hit = cache.get(key)
+            if hit is not None:
+                return hit
+        who = await asyncio.to_thread(keystore.resolve_key, self.db, key)
+        if who is not None and cache is not None:
+            cache.put(key, who)
+        return who
 
     # --- policies ------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal, get_args
 
-from sqlalchemy import Engine, bindparam, func, select
+from sqlalchemy import Engine, bindparam, func, select, text
 from sqlmodel import Session
 
 from engine.store.events import utcnow
@@ -121,6 +121,68 @@ class SqliteKeyReader:
         return Principal(key_id=m.group(1), role=row[1])
 
 
+#: PostgreSQL channel on which ``revoke_key`` announces a revoked key id.
+REVOKED_CHANNEL = "liveguard_key_revoked"
+
+
+class PgKeyCache:
+    """Verified keys cached per replica, dropped the moment any replica revokes one.
+
+    On PostgreSQL a lookup per request is a network round trip in a thread (~0.3–0.6 ms of
+    CPU); instead each replica keeps the keys it verified and listens on
+    ``REVOKED_CHANNEL`` (``LISTEN``/``NOTIFY``), which ``revoke_key`` notifies inside the
+    revoking transaction. The cache is used only while the listener is connected: when the
+    listening connection fails, the cache is cleared and every request asks the store
+    again until the listener is back, so a revocation is never missed.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        self._verified: dict[str, Principal] = {}
+        self._listening = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="key-revocations", daemon=True)
+
+    def start(self, timeout_s: float = 5.0) -> None:
+        self._thread.start()
+        self._listening.wait(timeout_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def get(self, key: str) -> Principal | None:
+        if not self._listening.is_set():
+            return None
+        return self._verified.get(hash_key(key))
+
+    def put(self, key: str, who: Principal) -> None:
+        if self._listening.is_set() and len(self._verified) < 10_000:
+            self._verified[hash_key(key)] = who
+
+    def _listen(self) -> None:
+        import psycopg
+
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True, connect_timeout=5) as conn:
+                    conn.execute(f"LISTEN {REVOKED_CHANNEL}")
+                    self._verified.clear()  # nothing verified before LISTEN is trusted
+                    self._listening.set()
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            self._drop(note.payload)
+            except Exception:  # any failure: stop trusting the cache, then reconnect
+                self._listening.clear()
+                self._verified.clear()
+                self._stop.wait(1.0)
+        self._listening.clear()
+
+    def _drop(self, key_id: str) -> None:
+        for digest, who in list(self._verified.items()):
+            if who.key_id == key_id:
+                self._verified.pop(digest, None)
+
+
 def revoke_key(engine: Engine, key_id: str) -> tuple[str, datetime | None] | None:
     """Revoke ``key_id``; returns (role, when it was already revoked or None), or None
     when no such key exists."""
@@ -132,6 +194,10 @@ def revoke_key(engine: Engine, key_id: str) -> tuple[str, datetime | None] | Non
             return row.role, row.revoked_at
         row.revoked_at = utcnow()
         s.add(row)
+        if engine.dialect.name == "postgresql":
+            # Delivered to every replica's listener when this transaction commits.
+            s.execute(text("SELECT pg_notify(:channel, :key_id)"), {
+                "channel": REVOKED_CHANNEL, "key_id": key_id})  # fmt: skip
         s.commit()
         return row.role, None
 

@@ -135,3 +135,35 @@ def test_403_is_logged_with_the_key_id_and_role(sqlite_url, keys, capsys) -> Non
     assert front_door_refusal["role"] == "review"
     for key in keys.values():
         assert key not in json.dumps([route_refusal, front_door_refusal])
+
+
+def test_a_revoked_key_stops_on_every_postgres_replica(pg_clean: str) -> None:
+    """Two replicas on one PostgreSQL cache the keys they verified; a revocation through
+    the store reaches both (LISTEN/NOTIFY) and their next requests are refused."""
+    import asyncio
+    import time
+
+    from engine.service.runtime import Runtime
+    from engine.store.db import make_engine
+    from engine.store.keys import revoke_key
+
+    key = make_keys(pg_clean, "decide")["decide"]
+    replicas = [Runtime(make_settings(pg_clean)) for _ in range(2)]
+    for rt in replicas:
+        rt.start()
+    try:
+        for rt in replicas:  # verified once: cached from here on
+            assert asyncio.run(rt.authenticate(key)) is not None
+            assert rt._pg_keys is not None and rt._pg_keys.get(key) is not None
+        engine = make_engine(pg_clean)
+        revoke_key(engine, key.split("_")[1])
+        engine.dispose()
+        deadline = time.monotonic() + 5.0
+        refused = [False, False]
+        while not all(refused) and time.monotonic() < deadline:
+            refused = [asyncio.run(rt.authenticate(key)) is None for rt in replicas]
+            time.sleep(0.01)
+        assert refused == [True, True]
+    finally:
+        for rt in replicas:
+            rt.stop()
