@@ -169,6 +169,11 @@ class Settings(BaseSettings):
         le=3600,
         description="A started stream that sends nothing for this long is closed (1008).",
     )
+    live_preload_detectors: bool = Field(
+        default=False,
+        description="Load the live detectors' models at startup (in the background) "
+        "instead of on the first live session (which then waits ~1 s for them).",
+    )
     live_detectors: list[str] | None = Field(
         default=None, description="Detectors run on live audio (default: every registered one)."
     )

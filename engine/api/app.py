@@ -116,7 +116,7 @@ def create_app(settings: Settings | None = None, *, periodic_purge: bool = True)
             detectors=settings.live_detectors,
             registry=rt.metrics.registry,
         )
-        await app.state.live.start()
+        await app.state.live.start(preload=settings.live_preload_detectors)
         if periodic_purge:
             rt.start_purger()
         # Everything built so far (policies, models, the app) lives as long as the process:

@@ -195,7 +195,14 @@ class LiveSessions:
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, *, preload: bool = False) -> None:
+        """With ``preload`` the detectors load now, in the background (readiness and the
+        other routes do not wait for them); otherwise on the first live session, so a
+        replica that never streams never holds the models."""
+        if preload:
+            self._load()
+
+    def _load(self) -> asyncio.Future[StreamingRuntime]:
         def build() -> StreamingRuntime:
             drt = StreamingRuntime(
                 discover(self._detectors),
@@ -205,15 +212,17 @@ class LiveSessions:
             drt.start()
             return drt
 
-        # In the background: readiness (and every other route) does not wait for the
-        # models; the first live session does, if it comes that early.
-        self._loading = asyncio.ensure_future(self._in_lane(build))
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._in_lane(build))
+        return self._loading
 
     async def _ready(self) -> StreamingRuntime:
         if self.detector_runtime is None:
             try:
-                self.detector_runtime = await asyncio.shield(self._loading)
+                # Shielded: a session refused meanwhile does not cancel the others' load.
+                self.detector_runtime = await asyncio.shield(self._load())
             except Exception as exc:
+                self._loading = None  # the next session tries again
                 log.error("live.detectors_failed", error=type(exc).__name__, detail=str(exc)[:300])
                 raise DetectorsUnavailable(
                     "the detectors did not load; live sessions cannot be analysed"

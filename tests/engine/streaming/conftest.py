@@ -57,8 +57,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     db = tmp / "liveguard.db"
     url = f"sqlite:///{db}"
     keys = make_keys(url, "decide", "review", "audit")
-    # Two subscribers per session, so the bound is reachable in a test.
-    srv = Server(url, tmp / "server.log", env={"LIVEGUARD_SSE_MAX_SUBSCRIBERS": "2"})
+    # Two subscribers per session, so the bound is reachable in a test; the models load at
+    # startup here (the session-limit server loads them on its first session).
+    env = {"LIVEGUARD_SSE_MAX_SUBSCRIBERS": "2", "LIVEGUARD_LIVE_PRELOAD_DETECTORS": "true"}
+    srv = Server(url, tmp / "server.log", env=env)
     srv.start(timeout=60.0)
     yield Live(srv, keys, db)
     srv.stop()

@@ -4,6 +4,7 @@ gets "try again later"; a started stream that goes silent gives its slot back.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -62,6 +63,10 @@ async def _second_stream(ws_url: str, key: str) -> tuple[int | None, str | None]
                 pass
             refused = second.close_code, second.close_reason
         await first.send(stop(first_call))
+        # The server closes once the session has ended: its slot is free again after that.
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for _ in first:
+                pass
     return refused
 
 

@@ -189,3 +189,12 @@ def test_out_of_order_and_duplicate_chunks_are_accepted(live: Live) -> None:
 
     assert asyncio.run(go()) == 1000
     assert live.wait_final(call)
+
+
+def test_a_stream_key_is_never_logged(live: Live) -> None:
+    p = params(live.keys["decide"], colour="blue")  # refused after the key was read
+    refused(live, connected(), start("CA" + "e" * 31 + "1", p))
+    refused(live, connected(), start("CA" + "e" * 31 + "2", params(live.keys["review"])))
+    log = live.server.log.read_text()
+    assert live.keys["decide"] not in log and live.keys["review"] not in log
+    assert '"event":"auth.refused"' in log
