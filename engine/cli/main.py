@@ -259,7 +259,7 @@ def governance_check(
 
 
 #: Feature modules that add commands; each exposes ``register(app)``.
-FEATURE_MODULES = ("engine.cli_detectors", "engine.cli.rego", "engine.cli.service")
+FEATURE_MODULES = ("engine.cli.detectors", "engine.cli.rego", "engine.cli.service")
 
 
 #: Command groups from other packages (``register(app)`` callables): the layers above the
