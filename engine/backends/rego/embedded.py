@@ -28,9 +28,10 @@ import subprocess
 import sys
 import threading
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from regopy import Input, Interpreter, LogLevel
 from regopy import rego_shared as _rs
@@ -130,9 +131,44 @@ class CompiledRego:
         return self.entrypoint.replace("/", ".")
 
 
-_CACHE: OrderedDict[str, CompiledRego] = OrderedDict()
-_CACHE_LOCK = threading.Lock()
-_CACHE_MAX = 64
+T = TypeVar("T")
+
+
+class CompileCache(Generic[T]):
+    """Compiled policies by (folder digest, entrypoint): compiled once per content, the
+    least recently used dropped past ``size`` (a repository's history is unbounded)."""
+
+    def __init__(self, compile: Callable[..., T | None], size: int = 64) -> None:
+        self._compile = compile
+        self._size = size
+        self._items: OrderedDict[str, T] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, folder: Path, manifest: PolicyManifest, problems: list[str]) -> T | None:
+        key = f"{folder_digest(folder)}:{entrypoint_for(manifest)}"
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is not None:
+                self._items.move_to_end(key)
+                return hit
+        modules = read_sources(folder, problems)
+        data = read_data(folder, problems)
+        if problems:
+            return None
+        compiled = self._compile(
+            modules,
+            data,
+            manifest.package,
+            entrypoint_for(manifest),
+            where=folder,
+            problems=problems,
+        )
+        if compiled is not None:
+            with self._lock:
+                self._items[key] = compiled
+                while len(self._items) > self._size:
+                    self._items.popitem(last=False)
+        return compiled
 
 
 def entrypoint_for(manifest: PolicyManifest) -> str:
@@ -286,26 +322,10 @@ def compiled_for(
     folder: Path, manifest: PolicyManifest, problems: list[str]
 ) -> CompiledRego | None:
     """The compiled bundle for this folder's content, compiled only on a new digest."""
-    digest = folder_digest(folder)
-    key = f"{digest}:{entrypoint_for(manifest)}"
-    with _CACHE_LOCK:
-        hit = _CACHE.get(key)
-        if hit is not None:
-            _CACHE.move_to_end(key)
-            return hit
-    modules = read_sources(folder, problems)
-    data = read_data(folder, problems)
-    if problems:
-        return None
-    compiled = compile_rego(
-        modules, data, manifest.package, entrypoint_for(manifest), where=folder, problems=problems
-    )
-    if compiled is not None:
-        with _CACHE_LOCK:
-            _CACHE[key] = compiled
-            while len(_CACHE) > _CACHE_MAX:
-                _CACHE.popitem(last=False)
-    return compiled
+    return _COMPILED.get(folder, manifest, problems)
+
+
+_COMPILED: CompileCache[CompiledRego] = CompileCache(lambda *a, **k: compile_rego(*a, **k))
 
 
 # --- evaluation -----------------------------------------------------------------------------

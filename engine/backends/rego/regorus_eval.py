@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import Counter, OrderedDict
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,7 +31,7 @@ from typing import Any, Literal
 import regorus
 
 from engine.backends.rego.document import to_outcome
-from engine.backends.rego.embedded import _plan, entrypoint_for, mount_data, read_data, read_sources
+from engine.backends.rego.embedded import CompileCache, _plan, mount_data
 from engine.backends.rego.input import fields_read, request_input
 from engine.backends.rego.plan import Path as InputPath
 from engine.backends.rego.plan import PlanShapeError, Projector, input_reads
@@ -43,7 +43,6 @@ from engine.core.fusion import FusionConfig
 from engine.core.manifest import PolicyManifest
 from engine.core.models import Fused
 from engine.core.policy import Outcome, PolicyView
-from governance.folder import folder_digest
 
 RegoPath = Literal["vm", "engine"]
 #: What the VM returns for an undefined result (and, in its lax mode, for an error).
@@ -171,34 +170,14 @@ def _rule_ids(engine: Any, package: str) -> tuple[str, ...]:
     return tuple(sorted(str(v) for v in value)) if isinstance(value, list) else ()
 
 
-_CACHE: OrderedDict[str, CompiledRegorus] = OrderedDict()
-_CACHE_LOCK = threading.Lock()
-_CACHE_MAX = 64
+_COMPILED: CompileCache[CompiledRegorus] = CompileCache(lambda *a, **k: compile_regorus(*a, **k))
 
 
 def compiled_regorus_for(
     folder: Path, manifest: PolicyManifest, problems: list[str]
 ) -> CompiledRegorus | None:
     """The prepared policy for this folder's content, prepared only on a new digest."""
-    key = f"{folder_digest(folder)}:{entrypoint_for(manifest)}"
-    with _CACHE_LOCK:
-        hit = _CACHE.get(key)
-        if hit is not None:
-            _CACHE.move_to_end(key)
-            return hit
-    modules = read_sources(folder, problems)
-    data = read_data(folder, problems)
-    if problems:
-        return None
-    compiled = compile_regorus(
-        modules, data, manifest.package, entrypoint_for(manifest), where=folder, problems=problems
-    )
-    if compiled is not None:
-        with _CACHE_LOCK:
-            _CACHE[key] = compiled
-            while len(_CACHE) > _CACHE_MAX:
-                _CACHE.popitem(last=False)
-    return compiled
+    return _COMPILED.get(folder, manifest, problems)
 
 
 # --- evaluation -----------------------------------------------------------------------------
