@@ -53,7 +53,9 @@ def is_event_stream(scope: Scope) -> bool:
     by the session's subscriber limit, not by a decision slot it would hold for minutes."""
     path: str = scope["path"]
     return (
-        scope["method"] == "GET" and path.startswith("/v1/sessions/") and path.endswith("/events")
+        path.endswith("/events")
+        and path.startswith("/v1/sessions/")
+        and scope.get("method") == "GET"
     )
 
 
