@@ -167,6 +167,9 @@ class TwilioStream:
             code, reason = tw.CLOSE_INTERNAL, exc.message[:120]
         except LiveguardError as exc:  # refused at start: auth, policy, session id
             code, reason = tw.CLOSE_POLICY, f"{exc.code}: {exc.message}"[:120]
+        except Exception as exc:  # our fault: this stream ends, the service goes on
+            log.error("live.stream_failed", error=type(exc).__name__, detail=str(exc)[:300])
+            code, reason = tw.CLOSE_INTERNAL, "internal error"
         finally:
             # Whatever happened on the wire, a started session gets its final decision; the
             # shield keeps a cancelled handler (server shutdown) from leaking it.
