@@ -147,6 +147,11 @@ def test_a_revoked_key_stops_on_every_postgres_replica(pg_clean: str) -> None:
     from engine.store.db import make_engine
     from engine.store.keys import revoke_key
 
+    from engine.telemetry import configure_logging
+
+    # Runtime is used without an app here: point its log lines at this test's stdout (the
+    # logger may still hold an earlier test's captured, now closed, stream).
+    configure_logging("json", "WARNING")
     key = make_keys(pg_clean, "decide")["decide"]
     replicas = [Runtime(make_settings(pg_clean)) for _ in range(2)]
     for rt in replicas:
