@@ -146,7 +146,6 @@ def test_a_revoked_key_stops_on_every_postgres_replica(pg_clean: str) -> None:
     from engine.service.runtime import Runtime
     from engine.store.db import make_engine
     from engine.store.keys import revoke_key
-
     from engine.telemetry import configure_logging
 
     # Runtime is used without an app here: point its log lines at this test's stdout (the
