@@ -82,6 +82,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from pydantic_core import from_json, to_json
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -212,7 +213,7 @@ def main() -> None:
             )
             assert c is not None and c.path == forced, (problems, forced)
             paths[forced] = functools.partial(
-                lambda comp, d: json.loads(evaluate_text(comp, json.dumps(d))), c
+                lambda comp, d: from_json(evaluate_text(comp, to_json(d).decode())), c
             )
         default_path = "regorus_" + rego.evaluator.compiled.path
         kind = "payout_authorization" if "payout" in rego_id else "password_reset"
