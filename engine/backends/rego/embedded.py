@@ -27,6 +27,7 @@ import json
 import subprocess
 import sys
 import threading
+from abc import ABC, abstractmethod
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -331,16 +332,19 @@ _COMPILED: CompileCache[CompiledRego] = CompileCache(lambda *a, **k: compile_reg
 # --- evaluation -----------------------------------------------------------------------------
 
 
-class RegoEvaluator:
-    """Evaluates a compiled bundle in-process; records which rules fired (coverage)."""
+class RegoEvaluatorBase(ABC):
+    """What every embedded Rego evaluator shares: the pruned input, the outcome check,
+    rule coverage, the fields read, and moving evaluation into a killable worker process.
+    Subclasses say how one document is evaluated in-process (``evaluate_document``) and
+    which engine the worker runs (``_worker_options``)."""
 
-    engine = "regopy"
-    #: rego-cpp cannot be interrupted and may run long: the service evaluates off its loop.
+    engine = "rego"
+    #: Rego engines cannot be interrupted and may run long: the service evaluates off its loop.
     offload = True
 
     def __init__(
         self,
-        compiled: CompiledRego,
+        compiled: Any,
         fusion: FusionConfig,
         signal_phrases: dict[str, str] | None = None,
     ) -> None:
@@ -362,26 +366,56 @@ class RegoEvaluator:
         self.coverage.update(fired)
         return outcome
 
+    @abstractmethod
+    def evaluate_document(self, doc: dict[str, Any]) -> Any:
+        """Run the entrypoint on one input document; the raw decision value."""
+
+    def _worker_options(self) -> dict[str, Any]:
+        return {}
+
     def isolate(self, *, timeout_s: float, kill_after_s: float) -> RegoWorker:
-        """Evaluate from now on in a worker process that is killed past ``kill_after_s``
-        (the service's choice: rego-cpp cannot be interrupted in-process). Started here."""
+        """Evaluate from now on in a worker process running this engine, killed past
+        ``kill_after_s`` (the service's choice: no Rego engine can be interrupted
+        in-process). Started here."""
         c = self.compiled
         worker = RegoWorker(
-            c.modules, mount_data(c.package, c.data), c.entrypoint, label=c.query_path
+            c.modules,
+            mount_data(c.package, c.data),
+            c.entrypoint,
+            label=c.query_path,
+            **self._worker_options(),
         )
         worker.start()
         self.worker, self._timeout_s, self._kill_after_s = worker, timeout_s, kill_after_s
         return worker
 
+    def _worker_text(self, doc: dict[str, Any]) -> str:
+        assert self.worker is not None
+        return self.worker.evaluate_text(
+            doc, timeout_s=self._timeout_s, kill_after_s=self._kill_after_s
+        )
+
+    def fields_read(self) -> set[str]:
+        return fields_read(self.compiled.reads, self.fusion)
+
+    def coverage_report(self) -> tuple[list[str], list[str]]:
+        """(fired, never fired) rule ids since load, for ``policy test``."""
+        fired = sorted(self.coverage)
+        never = [r for r in self.compiled.rule_ids if r not in self.coverage]
+        return fired, never
+
+
+class RegoEvaluator(RegoEvaluatorBase):
+    """Evaluates a compiled bundle in-process with regopy (rego-cpp)."""
+
+    engine = "regopy"
+    compiled: CompiledRego
+
     def evaluate_document(self, doc: dict[str, Any]) -> Any:
         """Run the compiled entrypoint on one input document; the raw decision value."""
         c = self.compiled
-        worker = self.worker
-        if worker is not None:
-            text = worker.evaluate_text(
-                doc, timeout_s=self._timeout_s, kill_after_s=self._kill_after_s
-            )
-            return self._result(text)
+        if self.worker is not None:
+            return self._result(self._worker_text(doc))
         value = FastInput(doc)
         with c.lock:
             rego = c.interpreter
@@ -405,12 +439,3 @@ class RegoEvaluator:
             return result["expressions"][0]
         except (ValueError, KeyError, IndexError, TypeError):
             raise PolicyEvalError(f"rego-cpp returned a malformed result: {text[:200]}") from None
-
-    def fields_read(self) -> set[str]:
-        return fields_read(self.compiled.reads, self.fusion)
-
-    def coverage_report(self) -> tuple[list[str], list[str]]:
-        """(fired, never fired) rule ids since load, for ``policy test``."""
-        fired = sorted(self.coverage)
-        never = [r for r in self.compiled.rule_ids if r not in self.coverage]
-        return fired, never

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -31,19 +30,14 @@ from typing import Any, Literal
 import regorus
 from pydantic_core import from_json, to_json
 
-from engine.backends.rego.document import to_outcome
-from engine.backends.rego.embedded import CompileCache, _plan, mount_data
-from engine.backends.rego.input import fields_read, request_input
+from engine.backends.rego.embedded import CompileCache, RegoEvaluatorBase, _plan, mount_data
 from engine.backends.rego.plan import Path as InputPath
 from engine.backends.rego.plan import PlanShapeError, Projector, input_reads
 from engine.backends.rego.vm_check import VmIssue, vm_issues
 from engine.backends.rego.vm_types import type_issues
-from engine.backends.rego.worker import RegoWorker, describe
+from engine.backends.rego.worker import describe
 from engine.core.errors import PolicyEvalError
-from engine.core.fusion import FusionConfig
 from engine.core.manifest import PolicyManifest
-from engine.core.models import Fused
-from engine.core.policy import Outcome, PolicyView
 
 RegoPath = Literal["vm", "engine"]
 #: What the VM returns for an undefined result (and, in its lax mode, for an error).
@@ -233,63 +227,23 @@ def evaluate_text(c: CompiledRegorus, doc_json: str) -> str:
     return text
 
 
-class RegorusEvaluator:
+class RegorusEvaluator(RegoEvaluatorBase):
     """Evaluates a policy with regorus (VM or Engine path); records which rules fired."""
 
     engine = "regorus"
-    #: regorus cannot be interrupted either: the service evaluates off its loop.
-    offload = True
-
-    def __init__(
-        self,
-        compiled: CompiledRegorus,
-        fusion: FusionConfig,
-        signal_phrases: dict[str, str] | None = None,
-    ) -> None:
-        self.compiled = compiled
-        self.fusion = fusion
-        self.signal_phrases = dict(signal_phrases or {})
-        self.coverage: Counter[str] = Counter()
-        self.worker: RegoWorker | None = None
-        self._timeout_s = self._kill_after_s = 0.0
+    compiled: CompiledRegorus
 
     @property
     def path(self) -> RegoPath:
         return self.compiled.path
 
-    def input_for(self, view: PolicyView, fused: Fused, degraded: bool) -> dict[str, Any]:
-        """The input this policy is given: the request document pruned to what it reads."""
-        return self.compiled.projector.apply(request_input(view, fused, degraded))
-
-    def evaluate(self, view: PolicyView, fused: Fused, degraded: bool) -> Outcome:
-        raw = self.evaluate_document(self.input_for(view, fused, degraded))
-        outcome, fired = to_outcome(raw)
-        self.coverage.update(fired)
-        return outcome
-
-    def isolate(self, *, timeout_s: float, kill_after_s: float) -> RegoWorker:
-        """Evaluate from now on in a killable worker process running regorus on this
-        policy's path (the service's choice). Started here."""
-        c = self.compiled
-        worker = RegoWorker(
-            c.modules,
-            mount_data(c.package, c.data),
-            c.entrypoint,
-            label=c.query_path,
-            engine="regorus",
-            vm=c.path == "vm",
-        )
-        worker.start()
-        self.worker, self._timeout_s, self._kill_after_s = worker, timeout_s, kill_after_s
-        return worker
+    def _worker_options(self) -> dict[str, Any]:
+        return {"engine": "regorus", "vm": self.compiled.path == "vm"}
 
     def evaluate_document(self, doc: dict[str, Any]) -> Any:
         """Run the entrypoint on one input document; the raw decision value."""
-        worker = self.worker
-        if worker is not None:
-            text = worker.evaluate_text(
-                doc, timeout_s=self._timeout_s, kill_after_s=self._kill_after_s
-            )
+        if self.worker is not None:
+            text = self._worker_text(doc)
         else:
             # pydantic-core's JSON (Rust) both ways: ~4x faster than the json module on these
             # documents, a tenth of the VM path's time per decision; same values.
@@ -298,15 +252,6 @@ class RegorusEvaluator:
             return from_json(text)
         except ValueError:
             raise PolicyEvalError(f"regorus returned a malformed result: {text[:200]}") from None
-
-    def fields_read(self) -> set[str]:
-        return fields_read(self.compiled.reads, self.fusion)
-
-    def coverage_report(self) -> tuple[list[str], list[str]]:
-        """(fired, never fired) rule ids since load, for ``policy test``."""
-        fired = sorted(self.coverage)
-        never = [r for r in self.compiled.rule_ids if r not in self.coverage]
-        return fired, never
 
 
 __all__ = [
