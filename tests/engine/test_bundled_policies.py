@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from engine.core.models import Action
 from engine.policy.repository import PolicyRepository
 from engine.policy.testsuite import load_suite, run_suite
 
@@ -42,3 +43,13 @@ def test_policies_differ_in_their_logic():
     repo = PolicyRepository(POLICIES)
     specs = {pid: repo.get(pid).spec.model_dump_json() for pid in CORE}
     assert len(set(specs.values())) == len(CORE)
+
+
+@pytest.mark.parametrize("policy_id", CORE)
+def test_policy_declares_a_cost_table_for_the_board(policy_id):
+    # The board packet weighs a version by expected cost; a bundled policy without a cost
+    # table would show the board "no cost table declared" for every simulation.
+    costs = PolicyRepository(POLICIES).get(policy_id).spec.costs
+    assert costs is not None
+    assert costs.attack[Action.log] > costs.attack[Action.block]
+    assert costs.legitimate[Action.block] > costs.legitimate[Action.log]

@@ -29,11 +29,19 @@ COSTS = {
 
 @pytest.fixture
 def repo_with_costs(tmp_path: Path) -> Path:
-    """A copy of the policies where support-password-reset declares a cost table."""
+    """A copy of the policies where support-password-reset declares the cost table above."""
+    return _copy_with_costs(tmp_path, COSTS)
+
+
+def _copy_with_costs(tmp_path: Path, costs: dict | None) -> Path:
     root = tmp_path / "policies"
     shutil.copytree(POLICIES, root, ignore=shutil.ignore_patterns("_signoffs"))
     f = root / "support-password-reset" / "policy.yaml"
-    f.write_text(f.read_text() + "\n" + yaml.safe_dump({"costs": COSTS}))
+    spec = yaml.safe_load(f.read_text())
+    spec.pop("costs", None)
+    if costs is not None:
+        spec["costs"] = costs
+    f.write_text(yaml.safe_dump(spec))
     return root
 
 
@@ -99,8 +107,9 @@ def test_expected_cost_uses_the_policy_cost_table(corpus, repo_with_costs):
     assert m["overall"]["expected_cost"]["total"] == pytest.approx(want)
 
 
-def test_policy_without_cost_table_says_so(corpus):
-    _, m = backtest(PolicyRepository(POLICIES), "support-password-reset", corpus)
+def test_policy_without_cost_table_says_so(corpus, tmp_path):
+    repo = PolicyRepository(_copy_with_costs(tmp_path, None))
+    _, m = backtest(repo, "support-password-reset", corpus)
     assert m["costs_declared"] is False and m["overall"]["expected_cost"] is None
 
 
