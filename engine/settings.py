@@ -183,6 +183,20 @@ class Settings(BaseSettings):
     sse_heartbeat_s: float = Field(
         default=15.0, gt=0, le=300, description="Comment line sent on an idle event stream."
     )
+    live_presence_ttl_s: float = Field(
+        default=15.0,
+        ge=1,
+        le=600,
+        description="PostgreSQL: a replica refreshes its live sessions' directory rows every "
+        "third of this; a row not refreshed for this long (its replica died) is expired.",
+    )
+    live_max_backlog_windows: int = Field(
+        default=400,
+        ge=1,
+        le=100_000,
+        description="Windows waiting for the detectors across this replica's sessions; past "
+        "it the oldest windows of the lowest-risk sessions are dropped (counted).",
+    )
     purge_interval_s: float = Field(default=3600.0, gt=0)
     review_claim_timeout_s: int = Field(default=1800, ge=1)
     fail_retention_days: int = Field(

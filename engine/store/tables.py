@@ -118,3 +118,22 @@ class AuditReadRow(SQLModel, table=True):
     what: str = Field(max_length=500)
     decision_ids: Any = _json()
     count: int = 0
+
+
+class LiveSessionRow(SQLModel, table=True):
+    """Where a live session streams (PostgreSQL, several replicas): the session directory
+    that lets ``GET /v1/sessions/{id}/events`` on one replica follow a call streamed to
+    another. A row lives while its call does: deleted at the session's end, and a row its
+    replica stopped refreshing (``seen_at``) is expired by any replica. ``last_event`` is
+    the latest event the session's subscribers were told (what the SSE feed shows, nothing
+    more), so a late subscriber starts from the current state."""
+
+    __tablename__ = "live_sessions"
+
+    session_id: str = Field(primary_key=True, max_length=128)
+    replica_id: str = Field(max_length=32, index=True)
+    protocol: str = Field(max_length=32)
+    started_at: datetime
+    seen_at: datetime = Field(index=True)
+    seq: int = 0
+    last_event: Any = _json()
