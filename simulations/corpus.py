@@ -25,9 +25,10 @@ import pyarrow as pa
 import pyarrow.compute
 import pyarrow.parquet as pq
 
-from engine.core.conditions import ORDINALS, REQUEST_FIELDS
+from engine.core.conditions import REQUEST_FIELDS
 from engine.core.models import DecisionRequest
 from simulations.files import write_atomically
+from simulations.masks import Coded
 from simulations.scenarios import Categorical, HandSet, Number, Scenario, ScenarioError
 from simulations.vectorized import Batch
 
@@ -378,52 +379,49 @@ def corpus_metadata(table: pa.Table) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
-def _strings(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """Categorical values as ``compile_mask`` reads them: a fixed-width string array when no
-    session lacks the field (compares several times faster), else objects with None."""
-    values, idx = codes(col)
-    if col.null_count == 0 and values:
-        return np.array(values, dtype=str)[idx]
-    return np.array([*values, None], dtype=object)[idx]
-
-
 def codes(col: pa.ChunkedArray | pa.Array) -> tuple[list[Any], np.ndarray]:
     """A column's distinct values and each row's index into them (-1 = null)."""
     if isinstance(col, pa.ChunkedArray):
         col = col.combine_chunks()
     if not pa.types.is_dictionary(col.type):
         col = pa.compute.dictionary_encode(col)
-    idx = col.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    idx = col.indices
+    # int32 codes, no copy when nothing is null (the common case for required fields).
+    idx = (idx.fill_null(-1) if idx.null_count else idx).to_numpy(zero_copy_only=False)
     return col.dictionary.to_pylist(), idx
 
 
-def _ranks(col: pa.ChunkedArray, levels: tuple[str, ...]) -> np.ndarray:
-    """Ordinal labels as integer ranks, -1 when absent (the fast form ``compile_mask`` reads)."""
+def _coded(col: pa.ChunkedArray | pa.Array) -> Coded:
+    """A categorical column as its dictionary and codes: conditions on it are evaluated once
+    per distinct value (``simulations.masks``), not once per session."""
     values, idx = codes(col)
-    lookup = {v: i for i, v in enumerate(levels)}
-    ranks = np.array([lookup.get(v, -1) for v in values] + [-1], dtype=np.int64)
-    return ranks[idx]
+    return Coded(values, idx)
+
+
+def _booleans(col: pa.ChunkedArray) -> np.ndarray | Coded:
+    if not col.null_count:
+        return col.to_numpy(zero_copy_only=False).astype(bool)
+    # Some sessions lack the field (no device, say): False/True as codes 0/1, absent -1.
+    flat = col.combine_chunks()
+    values = flat.fill_null(False).to_numpy(zero_copy_only=False).astype(np.int8)
+    valid = flat.is_valid().to_numpy(zero_copy_only=False)
+    return Coded([False, True], np.where(valid, values, np.int8(-1)))
 
 
 def batch_from_corpus(table: pa.Table) -> Batch:
     """The corpus as the vectorized evaluator's columns."""
     n = table.num_rows
-    context: dict[str, np.ndarray] = {}
+    context: dict[str, np.ndarray | Coded] = {}
     for field in REQUEST_FIELDS:
         if field not in table.column_names:
             continue
         col = table.column(field)
-        if field in ORDINALS:
-            context[field] = _ranks(col, ORDINALS[field])
-        elif field in NUMERIC:
+        if field in NUMERIC:
             context[field] = col.to_numpy().astype(float)  # nulls → NaN
         elif field in BOOLEAN:
-            if col.null_count:
-                context[field] = np.array(col.to_pylist(), dtype=object)
-            else:
-                context[field] = col.to_numpy(zero_copy_only=False).astype(bool)
-        else:
-            context[field] = _strings(col)
+            context[field] = _booleans(col)
+        else:  # categorical, ordinal labels included (conditions rank them)
+            context[field] = _coded(col)
     scores: dict[str, np.ndarray] = {}
     confidences: dict[str, np.ndarray] = {}
     for name in corpus_metadata(table).get("signals", []):

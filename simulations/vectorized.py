@@ -13,12 +13,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.core.conditions import ORDINALS, REQUEST_FIELDS, Mask, compile_mask
+from engine.core.conditions import ORDINALS, REQUEST_FIELDS
 from engine.core.models import ACTIONS, THRESHOLD_ACTIONS
 from engine.core.policy import Policy
 from governance.minimize import is_declared
 from signals import MEDIA_MODALITIES
 from signals.calibration import EPS
+from simulations.masks import Coded, CodedMask, Column, compile_coded_mask, decode
 
 #: Action severities as integers: 0 = log … 4 = block.
 SEVERITY = {a: i for i, a in enumerate(ACTIONS)}
@@ -27,10 +28,11 @@ SEVERITY = {a: i for i, a in enumerate(ACTIONS)}
 @dataclass(frozen=True)
 class Batch:
     """Sessions as columns. ``context``: request fields (``ORDINALS`` as ranks or labels,
-    absent = NaN/None/-1); ``scores``/``confidences``: per signal name, NaN/0 when absent."""
+    absent = NaN/None/-1; categorical ones may come ``Coded``, as a corpus stores them);
+    ``scores``/``confidences``: per signal name, NaN/0 when absent."""
 
     size: int
-    context: Mapping[str, np.ndarray]
+    context: Mapping[str, np.ndarray | Coded]
     scores: Mapping[str, np.ndarray]
     confidences: Mapping[str, np.ndarray]
 
@@ -44,6 +46,11 @@ class BatchResult:
 
     def action_names(self) -> np.ndarray:
         return np.array([a.value for a in ACTIONS], dtype=object)[self.action]
+
+
+#: Adjustments up to this many are resolved through a table of every combination of them
+#: (2**k rows of thresholds, each session looks its row up by which adjustments fired).
+MAX_TABLE_ADJUSTMENTS = 10
 
 
 class VectorizedPolicy:
@@ -66,7 +73,9 @@ class VectorizedPolicy:
             for name, _ in self._signals
             if name.split(".", 1)[0] in {m.value for m in MEDIA_MODALITIES}
         }
-        self._adjustments: list[tuple[Mask, np.ndarray]] = []
+        # Per-signal columns are built only for the signals a condition names.
+        self._named = spec.condition_fields()
+        self._adjustments: list[tuple[CodedMask, np.ndarray]] = []
         for adj in spec.adjustments:
             shift = np.array(
                 [
@@ -74,9 +83,9 @@ class VectorizedPolicy:
                     for a in THRESHOLD_ACTIONS
                 ]
             )
-            self._adjustments.append((compile_mask(adj.when), shift))
+            self._adjustments.append((compile_coded_mask(adj.when), shift))
         self._rules = [
-            (compile_mask(r.when), r.mode, SEVERITY[r.action], r.applies_when_degraded)
+            (compile_coded_mask(r.when), r.mode, SEVERITY[r.action], r.applies_when_degraded)
             for r in spec.rules
         ]
         self._base = np.array([spec.thresholds[a] for a in THRESHOLD_ACTIONS])
@@ -86,18 +95,32 @@ class VectorizedPolicy:
         self._min_evidence = spec.fusion.min_evidence
         self._lo = SEVERITY[spec.degraded.min_action]
         self._hi = SEVERITY[spec.degraded.max_action]
+        self._table: np.ndarray | None = None
+        k = len(self._adjustments)
+        if k <= MAX_TABLE_ADJUSTMENTS:
+            fired = ((np.arange(2**k)[:, None] >> np.arange(k)) & 1).astype(bool)
+            self._table = self._thresholds([fired[:, i] for i in range(k)], 2**k)
+
+    def _thresholds(self, fired: list[np.ndarray], rows: int) -> np.ndarray:
+        """Thresholds per row given which adjustments fired: the same operations, in the same
+        order, whether the rows are sessions or the combination table (so equal bits)."""
+        shifts = np.zeros((rows, len(THRESHOLD_ACTIONS)))
+        for hit, (_, shift) in zip(fired, self._adjustments, strict=True):
+            shifts += hit[:, None] * shift
+        thresholds = np.clip(self._base + shifts, None, 0.99)
+        thresholds = np.maximum.accumulate(np.maximum(thresholds, 0.01), axis=1)
+        return np.round(thresholds, 4)
 
     def _columns(
         self, batch: Batch, consent: np.ndarray
-    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    ) -> tuple[dict[str, Column], np.ndarray, np.ndarray]:
         n = batch.size
-        cols: dict[str, np.ndarray] = {}
-        for field in REQUEST_FIELDS:
-            col = batch.context.get(field)
-            if col is None or field not in self._declared:
-                # Undeclared or missing: absent, so no condition can match on it.
-                col = np.full(n, np.nan) if field in ORDINALS else np.full(n, None, dtype=object)
-            cols[field] = col
+        # Undeclared or missing fields stay out: a condition on them matches nothing.
+        cols: dict[str, Column] = {
+            f: batch.context[f]
+            for f in REQUEST_FIELDS
+            if f in self._declared and f in batch.context
+        }
         total = np.full(n, self._prior)
         mass = np.zeros(n)
         count = np.zeros(n)
@@ -105,18 +128,29 @@ class VectorizedPolicy:
             score = batch.scores.get(name)
             if score is None:
                 continue
-            conf = np.asarray(batch.confidences.get(name, np.ones(n)), dtype=float)
-            present = ~np.isnan(score)
+            conf_col = batch.confidences.get(name)
+            conf = np.ones(n) if conf_col is None else np.asarray(conf_col, dtype=float)
+            absent = np.isnan(score)
+            present = ~absent
             if name in self._media:
                 present &= consent
-            p = np.clip(np.nan_to_num(score, nan=0.5), EPS, 1.0 - EPS)
-            contrib = np.clip(w * conf * np.log(p / (1.0 - p)), -self._cap, self._cap)
-            total += np.where(present, contrib, 0.0)
-            mass += np.where(present, w * conf, 0.0)
+            # w * conf * log(p / (1 - p)), clipped, with p the score clamped away from 0 and 1
+            # (absent scores as 0.5): the serving path's operations in its order, in place.
+            p = np.where(absent, 0.5, score)
+            np.clip(p, EPS, 1.0 - EPS, out=p)
+            odds = np.subtract(1.0, p)
+            np.divide(p, odds, out=odds)
+            np.log(odds, out=odds)
+            weighted = w * conf
+            np.multiply(weighted, odds, out=odds)
+            np.clip(odds, -self._cap, self._cap, out=odds)
+            np.add(total, odds, out=total, where=present)
+            np.add(mass, weighted, out=mass, where=present)
             count += present
-            cols[f"signals.{name}.score"] = np.where(present, score, np.nan)
-            cols[f"signals.{name}.confidence"] = np.where(present, conf, np.nan)
-            cols[f"signals.{name}.present"] = present
+            if any(f.startswith(f"signals.{name}.") for f in self._named):
+                cols[f"signals.{name}.score"] = np.where(present, score, np.nan)
+                cols[f"signals.{name}.confidence"] = np.where(present, conf, np.nan)
+                cols[f"signals.{name}.present"] = present
         risk = 1.0 / (1.0 + np.exp(-total))
         evidence_mass = np.minimum(1.0, mass / self._total_weight)
         cols["fused.risk"] = risk
@@ -128,29 +162,36 @@ class VectorizedPolicy:
         n = batch.size
         consent_col = batch.context.get("session.consent.media_analysis")
         consent = (
-            np.ones(n, dtype=bool) if consent_col is None else np.asarray(consent_col, dtype=bool)
+            np.ones(n, dtype=bool)
+            if consent_col is None
+            else np.asarray(decode(consent_col), dtype=bool)
         )
         cols, risk, mass = self._columns(batch, consent)
         for name, _ in self._signals:  # conditions may name signals a batch does not carry
             for attr, fill in (("score", np.nan), ("confidence", np.nan), ("present", False)):
-                cols.setdefault(f"signals.{name}.{attr}", np.full(n, fill))
-        shifts = np.zeros((n, len(THRESHOLD_ACTIONS)))
-        for mask, shift in self._adjustments:
-            shifts += mask(cols)[:, None] * shift
-        thresholds = np.clip(self._base + shifts, None, 0.99)
-        thresholds = np.maximum.accumulate(np.maximum(thresholds, 0.01), axis=1)
-        thresholds = np.round(thresholds, 4)
-        action = (risk[:, None] >= thresholds).sum(axis=1)
+                if f"signals.{name}.{attr}" in self._named:
+                    cols.setdefault(f"signals.{name}.{attr}", np.full(n, fill))
+        fired = [mask(cols, n) for mask, _ in self._adjustments]
+        action = np.zeros(n, dtype=np.int8)
+        if self._table is not None:
+            # Which adjustments fired, as bits: the row of the combination table.
+            combo = np.zeros(n, dtype=np.int16)
+            for i, hit in enumerate(fired):
+                combo |= hit.astype(np.int16) << i
+            for j in range(len(THRESHOLD_ACTIONS)):
+                action += risk >= self._table[:, j][combo]
+        else:
+            action += (risk[:, None] >= self._thresholds(fired, n)).sum(axis=1, dtype=np.int8)
         degraded = mass < self._min_evidence
         action = np.where(degraded, np.clip(action, self._lo, self._hi), action)
         for mask, mode, severity, may_exceed in self._rules:
-            hit = mask(cols)
+            hit = mask(cols, n)
             if mode == "at_least":
                 forced = np.maximum(action, severity)
             elif mode == "at_most":
                 forced = np.minimum(action, severity)
             else:
-                forced = np.full(n, severity)
+                forced = np.full(n, severity, dtype=np.int8)
             if not may_exceed:
                 ceiling = np.maximum(action, self._hi)
                 forced = np.where(degraded, np.minimum(forced, ceiling), forced)
