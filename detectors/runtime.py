@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from detectors.frontend import compute_features
 from detectors.metrics import RuntimeMetrics, runtime_metrics
 from detectors.protocol import Detector, Series, Window
+from detectors.second_pass import SecondPass, SecondPassStart
 from detectors.vad import SileroVad
 from signals import Signal
 
@@ -83,10 +84,13 @@ class StreamingRuntime:
         config: RuntimeConfig | None = None,
         registry: CollectorRegistry | None = None,
         vad: SileroVad | None = None,
+        second_pass: SecondPass | None = None,
     ) -> None:
         self.config = config or RuntimeConfig()
         self.detectors: list[Detector] = list(detectors)
         self.metrics: RuntimeMetrics = runtime_metrics(registry)
+        # Stage 2: pool detectors run only on the next windows of sessions obligated to.
+        self.second_pass = second_pass or SecondPass(registry=registry)
         self._vad = vad
         self._sessions: dict[str, _Session] = {}
         self._enqueued = 0  # global order of windows, for "oldest first" dropping
@@ -106,6 +110,7 @@ class StreamingRuntime:
     def stop(self) -> None:
         for det in self.detectors:
             det.stop()
+        self.second_pass.stop()
         self.started = False
 
     def open_session(
@@ -126,6 +131,7 @@ class StreamingRuntime:
         while sess.pending:
             out.extend(self._run_batch([self._pop(sess)]))
         del self._sessions[session_id]
+        self.second_pass.close(session_id)
         self.metrics.sessions.set(len(self._sessions))
         return out
 
@@ -135,6 +141,15 @@ class StreamingRuntime:
 
     def update_metadata(self, session_id: str, **metadata: Any) -> None:
         self._session(session_id).metadata.update(metadata)
+
+    def enable_second_pass(
+        self, session_id: str, names: Iterable[str], windows: int = 5, party: str = "remote"
+    ) -> SecondPassStart:
+        """Run the listed pool detectors on this session's next ``windows`` windows only
+        (a ``second_pass`` obligation); see ``detectors.second_pass``."""
+        self._session(session_id)
+        first = [d.name for d in self.detectors]
+        return self.second_pass.enable(session_id, names, windows, first, party)
 
     # --- input ---------------------------------------------------------------------------
 
@@ -307,6 +322,9 @@ class StreamingRuntime:
                 self.metrics.latency.labels(det.name).observe(per)
                 if sig is not None:
                     results[i].append(sig)
+
+        for i, extra in enumerate(self.second_pass.run([(s.id, w) for s, _, w in batch])):
+            results[i].extend(extra)
 
         out: list[Emission] = []
         now = time.perf_counter()
