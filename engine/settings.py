@@ -177,6 +177,25 @@ class Settings(BaseSettings):
     live_detectors: list[str] | None = Field(
         default=None, description="Detectors run on live audio (default: every registered one)."
     )
+    second_pass_windows: int = Field(
+        default=5,
+        ge=1,
+        le=30,
+        description="Stage 2: windows of a session a second_pass obligation runs its "
+        "heavier detectors on (once per session).",
+    )
+    max_second_pass_sessions: int = Field(
+        default=16,
+        ge=1,
+        le=10_000,
+        description="Sessions in second pass at once on this replica; past it an obligation "
+        "is refused (counted) and the session goes on with its first-pass detectors.",
+    )
+    escalation_key: SecretStr | None = Field(
+        default=None,
+        description="AES-256 key (32 bytes, URL-safe base64) sealing escalated raw-media "
+        "excerpts at rest. Without it nothing is escalated (refused, logged, counted).",
+    )
     sse_max_subscribers: int = Field(
         default=8, ge=1, le=1000, description="Event-stream subscribers per live session."
     )

@@ -72,6 +72,9 @@ class Escalation(BaseModel):
     reviewer_access: tuple[str, ...] = ()
     destination: Location = Location.cloud
     max_seconds: int | None = Field(default=None, ge=1, le=3600)
+    # How long an escalated excerpt is kept for its reviewers (stage 2). Undeclared, the
+    # live runtime escalates nothing: raw media is never kept for an unstated time.
+    retention_days: int | None = Field(default=None, ge=1, le=365)
 
 
 class DataElement(BaseModel):

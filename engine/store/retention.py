@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Engine, delete, select, update
 
-from engine.store import reviews
+from engine.store import excerpts, reviews
 from engine.store.events import (
     aware_utc,
     event_signals,
@@ -36,12 +36,14 @@ class PurgeReport:
     events_redacted: int
     reviews_deleted: int
     shadow_deleted: int
+    excerpts_deleted: int = 0
 
     def line(self) -> str:
         return (
             f"purged: {self.events_deleted} events deleted, {self.events_redacted} events "
             f"redacted, {self.reviews_deleted} review items deleted, "
-            f"{self.shadow_deleted} shadow results deleted"
+            f"{self.shadow_deleted} shadow results deleted, "
+            f"{self.excerpts_deleted} escalated excerpts deleted"
         )
 
 
@@ -55,7 +57,9 @@ def purge(engine: Engine, now: datetime | None = None) -> PurgeReport:
             delete(ShadowResultRow).where(ShadowResultRow.expires_at <= now)  # type: ignore[arg-type]
         ).rowcount
     review_n = reviews.purge(engine, now)
-    return PurgeReport(deleted or 0, _redact(engine, now), review_n, shadow or 0)
+    # Escalated raw audio goes at its own (short) declared retention, not its event's.
+    excerpt_n = excerpts.purge(engine, now)
+    return PurgeReport(deleted or 0, _redact(engine, now), review_n, shadow or 0, excerpt_n)
 
 
 def _redact(engine: Engine, now: datetime) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, LargeBinary
 from sqlmodel import Field, SQLModel
 
 metadata = SQLModel.metadata
@@ -137,3 +137,25 @@ class LiveSessionRow(SQLModel, table=True):
     seen_at: datetime = Field(index=True)
     seq: int = 0
     last_event: Any = _json()
+
+
+class EscalatedExcerptRow(SQLModel, table=True):
+    """Raw caller audio escalated for human review (stage 2), sealed with AES-GCM: the
+    row holds nonce + ciphertext, never the PCM. Only stored where the policy's data-flow
+    manifest allows raw-media escalation and the caller consented; at most the manifest's
+    ``escalation.max_seconds``; deleted at ``expires_at`` (its ``retention_days``). Attached
+    to the session's review item by ``session_id``; every read is audited."""
+
+    __tablename__ = "escalated_excerpts"
+
+    id: str = Field(primary_key=True, max_length=32)
+    session_id: str = Field(max_length=128, index=True)
+    decision_id: str = Field(max_length=64)  # the decision whose obligation escalated
+    policy_id: str = Field(max_length=200)
+    policy_version: str = Field(max_length=64)
+    created_at: datetime
+    expires_at: datetime = Field(index=True)
+    sample_rate: int
+    duration_ms: int
+    key_id: str = Field(max_length=16)  # which key sealed it (a fingerprint, not the key)
+    sealed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
