@@ -15,6 +15,7 @@ class RuntimeMetrics:
     latency: Histogram  # per detector, per window (batch time shared across its windows)
     window_to_signal: Histogram  # from window complete to signals emitted
     dropped: Counter  # windows dropped before a detector saw them, per detector
+    dropped_windows: Counter  # windows dropped under backlog, by reason (bounded labels)
     errors: Counter  # detector exceptions, per detector
     pending: Gauge
     sessions: Gauge
@@ -49,6 +50,14 @@ def runtime_metrics(registry: CollectorRegistry | None = None) -> RuntimeMetrics
                 "liveguard_detector_windows_dropped_total",
                 "Windows dropped under backlog (oldest first), per detector that missed them.",
                 ["detector"],
+                registry=registry,
+            ),
+            dropped_windows=Counter(
+                "liveguard_detector_dropped_windows_total",
+                "Windows dropped under backlog, by reason: session_backlog (one session "
+                "more than its bound ahead of the detectors: its oldest go), replica_backlog "
+                "(all sessions over the replica's bound: the lowest-risk sessions' oldest go).",
+                ["reason"],
                 registry=registry,
             ),
             errors=Counter(

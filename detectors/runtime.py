@@ -5,8 +5,11 @@ samples). A full hop becomes a `Window` in the session's pending queue. `process
 the oldest pending window of up to `max_batch` sessions, highest risk first, runs the VAD
 and every batch-capable model once for the whole batch, then lets each detector turn its
 window into a signal. After that the window's samples are released, so no raw media
-outlives its window. When more windows wait than `max_pending`, the oldest are dropped and
-counted (per session and as a per-detector metric) — memory stays bounded under overload.
+outlives its window. Under backlog memory stays bounded and the riskiest calls keep their
+analysis: a session more than `max_pending_per_session` windows behind loses its oldest
+(reason `session_backlog`); when more windows wait than `max_pending` across sessions, the
+oldest windows of the lowest-risk sessions are dropped (`replica_backlog`). Drops are
+counted per session, per detector that missed them and by reason.
 """
 
 from __future__ import annotations
@@ -252,19 +255,23 @@ class StreamingRuntime:
         sess.pending.append((self._enqueued, time.perf_counter(), win))
         self._pending += 1
         if len(sess.pending) > self.config.max_pending_per_session:
-            self._drop(sess)
+            self._drop(sess, "session_backlog")
         while self._pending > self.config.max_pending:
-            oldest = min(
-                (s for s in self._sessions.values() if s.pending), key=lambda s: s.pending[0][0]
+            # The lowest-risk session gives up its oldest window first: under overload the
+            # calls that matter most keep their analysis (ties: the oldest window goes).
+            victim = min(
+                (s for s in self._sessions.values() if s.pending),
+                key=lambda s: (s.risk, s.pending[0][0]),
             )
-            self._drop(oldest)
+            self._drop(victim, "replica_backlog")
         self.metrics.pending.set(self._pending)
 
-    def _drop(self, sess: _Session) -> None:
+    def _drop(self, sess: _Session, reason: str) -> None:
         _, _, win = sess.pending.popleft()
         win.release()
         self._pending -= 1
         sess.dropped += 1
+        self.metrics.dropped_windows.labels(reason).inc()
         for det in self.detectors:
             self.metrics.dropped.labels(det.name).inc()
 

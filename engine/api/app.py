@@ -36,6 +36,7 @@ from engine.api.routes import decisions, live, opa, ops, policies, reviews, shad
 from engine.core.errors import LiveguardError
 from engine.service.runtime import Runtime
 from engine.settings import Settings, get_settings
+from engine.streaming.events import session_bus
 from engine.streaming.sessions import LiveSessions
 from engine.telemetry import configure_logging
 
@@ -115,6 +116,8 @@ def create_app(settings: Settings | None = None, *, periodic_purge: bool = True)
             max_subscribers=settings.sse_max_subscribers,
             detectors=settings.live_detectors,
             registry=rt.metrics.registry,
+            # PostgreSQL: subscribers on every replica follow sessions streamed to any.
+            bus=session_bus(settings, rt.db.dialect.name, rt.metrics.registry),
         )
         await app.state.live.start(preload=settings.live_preload_detectors)
         if periodic_purge:

@@ -13,7 +13,10 @@ published to the session's subscribers and handed to the protocol (``notify``).
 Bounded: sessions per replica (``max_live_sessions``), subscribers per session, each
 subscriber's queue (oldest dropped: an agent needs the latest state, not the history).
 The detector runtime is not thread-safe: every call into it goes through one worker
-thread (the "detector lane"), which also keeps inference off the event loop.
+thread (the "detector lane"), which also keeps inference off the event loop. Audio reaches
+it through ``engine.streaming.pump`` (a backlog is the runtime's to schedule: riskiest
+first, lowest-risk oldest dropped); subscribers on other replicas are told through
+``engine.streaming.events``.
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ from engine.core.models import (
 )
 from engine.policy.selection import ensure_applies
 from engine.service.runtime import Runtime
+from engine.streaming.events import LocalBus, SessionBus
+from engine.streaming.pump import AudioPump
 from signals import Signal
 
 log = structlog.get_logger("liveguard.live")
@@ -180,8 +185,12 @@ class LiveSessions:
         detectors: list[str] | None = None,
         hop_ms: int = 1_000,
         registry: CollectorRegistry | None = None,
+        bus: SessionBus | None = None,
     ) -> None:
         self.rt = rt
+        #: Other replicas' subscribers (PostgreSQL), or nobody else (one replica).
+        self.bus: SessionBus = bus or LocalBus()
+        self._pump: AudioPump | None = None
         self.max_sessions = max_sessions
         self.max_subscribers = max_subscribers
         self.subscriber_queue = subscriber_queue
@@ -199,6 +208,7 @@ class LiveSessions:
         """With ``preload`` the detectors load now, in the background (readiness and the
         other routes do not wait for them); otherwise on the first live session, so a
         replica that never streams never holds the models."""
+        await self.bus.start()
         if preload:
             self._load()
 
@@ -206,7 +216,9 @@ class LiveSessions:
         def build() -> StreamingRuntime:
             drt = StreamingRuntime(
                 discover(self._detectors),
-                RuntimeConfig(hop_ms=self._hop_ms),
+                RuntimeConfig(
+                    hop_ms=self._hop_ms, max_pending=self.rt.settings.live_max_backlog_windows
+                ),
                 registry=self._registry,
             )
             drt.start()
@@ -227,6 +239,8 @@ class LiveSessions:
                 raise DetectorsUnavailable(
                     "the detectors did not load; live sessions cannot be analysed"
                 ) from None
+        if self._pump is None:
+            self._pump = AudioPump(self.detector_runtime, self._in_lane, self._absorb)
         return self.detector_runtime
 
     async def stop(self) -> None:
@@ -239,6 +253,7 @@ class LiveSessions:
         if self._loading is not None and self._loading.done() and not self._loading.exception():
             await self._in_lane(self._loading.result().stop)
         self._lane.shutdown(wait=False, cancel_futures=True)
+        await self.bus.stop()
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -283,10 +298,13 @@ class LiveSessions:
         sess.policy_id = pid
         self._sessions[session_id] = sess  # the slot is held from here on
         try:
+            if not await self.bus.claim(session_id, protocol):
+                raise SessionExists(f"session {session_id!r} is streaming on another replica")
             await self._in_lane(drt.open_session, session_id)
             await self._decide(sess, "start")
         except BaseException:
             self._sessions.pop(session_id, None)
+            self.bus.release(session_id)
             with contextlib.suppress(Exception):
                 await self._in_lane(drt.close_session, session_id)
             raise
@@ -296,15 +314,11 @@ class LiveSessions:
     async def push_audio(self, sess: LiveSession, samples: np.ndarray, party: str = CALLER) -> None:
         """16 kHz mono float32 of one party; windows that fill are processed (every ready
         window of every session, micro-batched) and their sessions re-decided."""
-        drt = self.detector_runtime
-        assert drt is not None
-
-        def work() -> list[Emission]:
-            return drt.drain() if drt.push_audio(sess.id, samples, party=party) else []
-
+        pump = self._pump
+        assert pump is not None
         if sess.ended:
             return
-        await self._absorb(await self._in_lane(work))
+        pump.stage(sess.id, party, samples)  # decided when the pump has run its window
 
     async def _absorb(self, emissions: list[Emission]) -> None:
         fresh: dict[str, list[Signal]] = defaultdict(list)
@@ -338,13 +352,14 @@ class LiveSessions:
         sess.ended = True
         decision: Decision | None = None
         try:
-            assert self.detector_runtime is not None
-            emissions = await self._in_lane(self.detector_runtime.close_session, session_id)
+            assert self._pump is not None
+            emissions = await self._pump.close(session_id)
             for e in emissions:
                 if e.party == CALLER:
                     sess.signals[e.signal.name] = e.signal
             decision = await self._decide(sess, "final", final=True)
         finally:
+            self.bus.release(session_id)  # after the final event: other replicas' feeds end
             self._sessions.pop(session_id, None)
             for q in list(sess.subscribers):
                 _offer(q, None)
@@ -367,10 +382,13 @@ class LiveSessions:
             previous = sess.decision.action.value if sess.decision else None
             sess.decision = decision
             sess.decisions += 1
+            if self._pump is not None:  # riskier sessions' windows are served first
+                self._pump.set_risk(sess.id, decision.risk)
             if final or decision.action.value != previous:
                 event = event_of(sess, decision, previous, final)
                 for q in list(sess.subscribers):
                     _offer(q, event)
+                self.bus.publish(sess.id, sess.decisions, event)
                 if sess.notify is not None and not final:
                     try:
                         sess.notify(event)

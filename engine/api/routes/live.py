@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 import numpy as np
@@ -36,6 +37,7 @@ from engine.streaming.sessions import (
     LiveSessions,
     SessionExists,
     SessionLimitReached,
+    SessionUnknown,
 )
 
 log = structlog.get_logger("liveguard.live")
@@ -80,8 +82,17 @@ async def session_events(
     _: Principal = Depends(require("review", "decide")),
 ) -> StreamingResponse:
     registry = live(request)
-    sess, queue = registry.subscribe(session_id)
     heartbeat = request.app.state.runtime.settings.sse_heartbeat_s
+    try:
+        sess, queue = registry.subscribe(session_id)
+        release: Callable[[], None] = functools.partial(registry.unsubscribe, sess, queue)
+    except SessionUnknown:
+        # Not streaming here: on PostgreSQL it may stream on another replica.
+        follow = await registry.bus.follow(session_id, registry.subscriber_queue)
+        if follow is None:
+            raise
+        queue = follow.queue
+        release = functools.partial(registry.bus.unfollow, follow)
 
     async def stream() -> AsyncIterator[bytes]:
         try:
@@ -98,7 +109,7 @@ async def session_events(
                 kind = "final" if item["final"] else "decision"
                 yield f"event: {kind}\ndata: {json.dumps(item)}\n\n".encode()
         finally:
-            registry.unsubscribe(sess, queue)
+            release()
 
     return StreamingResponse(
         stream(),
