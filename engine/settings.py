@@ -169,6 +169,19 @@ class Settings(BaseSettings):
         le=3600,
         description="A started stream that sends nothing for this long is closed (1008).",
     )
+    audiohook_client_secret: SecretStr | None = Field(
+        default=None,
+        description="Genesys AudioHook: the integration's client secret (base64, as Genesys "
+        "shows it). Set: every upgrade must carry a valid HTTP message signature (401 "
+        "otherwise). Unset: signatures are not checked (logged at startup).",
+    )
+    audiohook_pause_lag_s: float = Field(
+        default=1.5,
+        gt=0,
+        le=60,
+        description="Genesys AudioHook: a block of audio that waited longer than this for the "
+        "detectors has the stream paused (AudioHook pause) for 2 s.",
+    )
     live_preload_detectors: bool = Field(
         default=False,
         description="Load the live detectors' models at startup (in the background) "

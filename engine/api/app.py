@@ -32,7 +32,16 @@ from engine.api.middleware import (
     Scope,
     Send,
 )
-from engine.api.routes import decisions, live, opa, ops, policies, reviews, shadow
+from engine.api.routes import (
+    audiohook,
+    decisions,
+    live,
+    opa,
+    ops,
+    policies,
+    reviews,
+    shadow,
+)
 from engine.core.errors import LiveguardError
 from engine.service.runtime import Runtime
 from engine.settings import Settings, get_settings
@@ -120,6 +129,7 @@ def create_app(settings: Settings | None = None, *, periodic_purge: bool = True)
             bus=session_bus(settings, rt.db.dialect.name, rt.metrics.registry),
         )
         await app.state.live.start(preload=settings.live_preload_detectors)
+        audiohook.log_startup(settings)
         if periodic_purge:
             rt.start_purger()
         # Everything built so far (policies, models, the app) lives as long as the process:
@@ -152,6 +162,7 @@ def create_app(settings: Settings | None = None, *, periodic_purge: bool = True)
         reviews.router,
         shadow.router,
         live.router,
+        audiohook.router,
         ops.router,
     ):
         app.include_router(router)
