@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine import PolicyRepository, decide
-from engine.core.models import ACTIONS, Action, SecondPassObligation
+from engine.core.models import Action, SecondPassObligation
 from engine.core.policy import Policy
 from simulations.corpus import (
     batch_from_corpus,
@@ -40,6 +40,7 @@ from simulations.corpus import (
     requests_from_corpus,
 )
 from simulations.progress import progress_bar
+from simulations.tally import group_metrics, tally
 from simulations.vectorized import SEVERITY, VectorizedPolicy
 
 __all__ = [
@@ -308,85 +309,32 @@ def evaluate(
     )
 
 
-def _rate(num: float, den: float) -> float | None:
-    return None if den == 0 else float(num) / float(den)
-
-
-def _group(
-    action: np.ndarray,
-    attack: np.ndarray,
-    attack_type: np.ndarray,
-    escalated: np.ndarray,
-    costs: Any,
-    per_hour: int,
-) -> dict[str, Any]:
-    n = len(action)
-    legit = ~attack
-    counts = np.bincount(action, minlength=len(ACTIONS))
-    n_legit = int(legit.sum())
-    catch: dict[str, Any] = {}
-    for t in sorted({str(x) for x in attack_type[attack]}):
-        m = attack & (attack_type == t)
-        catch[t] = {
-            "sessions": int(m.sum()),
-            "step_up_or_harder": _rate((action[m] >= STEP_UP).sum(), m.sum()),
-            "review_or_harder": _rate((action[m] >= REVIEW).sum(), m.sum()),
-            "block": _rate((action[m] == BLOCK).sum(), m.sum()),
-        }
-    reviews = int(counts[REVIEW])
-    out: dict[str, Any] = {
-        "sessions": n,
-        "legitimate": n_legit,
-        "attacks": int(attack.sum()),
-        "actions": {a.value: int(c) for a, c in zip(ACTIONS, counts, strict=True)},
-        "action_mix": {a.value: _rate(c, n) for a, c in zip(ACTIONS, counts, strict=True)},
-        "false_positive_rate": {
-            "step_up_or_harder": _rate((action[legit] >= STEP_UP).sum(), n_legit),
-            "review_or_harder": _rate((action[legit] >= REVIEW).sum(), n_legit),
-            "block": _rate((action[legit] == BLOCK).sum(), n_legit),
-        },
-        "catch_rate": catch,
-        "catch_rate_all_attacks": _rate((action[attack] >= STEP_UP).sum(), attack.sum()),
-        "interruption_rate": _rate((action[legit] > 0).sum(), n_legit),
-        "review_queue": {
-            "per_1000_sessions": None if n == 0 else reviews / n * 1000,
-            "per_hour": None if n == 0 else reviews / n * per_hour,
-        },
-        "raw_media_escalations_per_1000": None if n == 0 else escalated.sum() / n * 1000,
-        "expected_cost": None,
-    }
-    if costs is not None:
-        legit_cost = np.array([costs.legitimate[a] for a in ACTIONS])
-        attack_cost = np.array([costs.attack[a] for a in ACTIONS])
-        total = float(np.where(attack, attack_cost[action], legit_cost[action]).sum())
-        out["expected_cost"] = {
-            "currency": costs.currency,
-            "total": total,
-            "per_session": _rate(total, n),
-            "per_1000_sessions": None if n == 0 else total / n * 1000,
-        }
-    return out
-
-
 def metrics(
     ev: Evaluated, table: pa.Table, *, sessions_per_hour: int = DEFAULT_SESSIONS_PER_HOUR
 ) -> dict[str, Any]:
-    """Overall and per-scenario metrics of one evaluation (JSON-ready)."""
-    sub = _rows(table, ev.rows)
-    attack = sub.column("attack").to_numpy(zero_copy_only=False).astype(bool)
-    types, tcode = codes(sub.column("attack_type"))
-    atype = np.array([*types, ""], dtype=object)[tcode]
-    names, scode = codes(sub.column("scenario"))
+    """Overall and per-scenario metrics of one evaluation (JSON-ready), all read from one
+    count table of the in-scope sessions."""
+    all_rows = len(ev.rows) == table.num_rows
+
+    def column(name: str) -> tuple[list[Any], np.ndarray]:
+        values, idx = codes(table.column(name))
+        return values, (idx if all_rows else idx[ev.rows])
+
+    attack = table.column("attack").to_numpy(zero_copy_only=False).astype(bool)
+    t = tally(
+        ev.action,
+        ev.escalated,
+        attack if all_rows else attack[ev.rows],
+        column("scenario"),
+        column("attack_type"),
+    )
     spec = ev.policy.spec
     costs = spec.costs if spec is not None else None
     per: dict[str, Any] = {}
-    for code, s in sorted(enumerate(names), key=lambda x: x[1]):
-        m = scode == code
-        if not m.any():
-            continue
-        per[s] = _group(
-            ev.action[m], attack[m], atype[m], ev.escalated[m], costs, sessions_per_hour
-        )
+    for s in sorted({name for name in t.scenarios if name is not None}):
+        c = t.counts[[i for i, name in enumerate(t.scenarios) if name == s]].sum(axis=0)
+        if c.sum():
+            per[s] = group_metrics(c, t.attack_types, costs, sessions_per_hour)
     lat = ev.latency_us
     meta = corpus_metadata(table)
     p = ev.policy
@@ -418,7 +366,7 @@ def metrics(
             "attack": {a.value: v for a, v in costs.attack.items()},
         },
         "costs_declared": costs is not None,
-        "overall": _group(ev.action, attack, atype, ev.escalated, costs, sessions_per_hour),
+        "overall": group_metrics(t.counts.sum(axis=0), t.attack_types, costs, sessions_per_hour),
         "scenarios": per,
         "decision_time_us": {
             "timed": len(lat),
