@@ -15,6 +15,7 @@ models load on its first use, so a replica that never escalates never holds them
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -108,6 +109,19 @@ class SecondPass:
         self.metrics = second_pass_metrics(registry)
         self._active: dict[str, _Active] = {}
         self._started: set[str] = set()
+        # ``load`` may run outside the runtime's thread (so loading a heavier model does not
+        # stall every session's first pass); this guards the set of started detectors.
+        self._loading = threading.Lock()
+
+    def load(self, names: Iterable[str]) -> None:
+        """Start (load the models of) the pool detectors among ``names`` not started yet.
+        Thread-safe; call it off the runtime's thread before ``enable``, which otherwise
+        loads them itself."""
+        with self._loading:
+            for n in names:
+                if n in self.pool and n not in self._started:
+                    self.pool[n].start()
+                    self._started.add(n)
 
     def active(self, session_id: str) -> tuple[str, ...]:
         a = self._active.get(session_id)
@@ -146,10 +160,7 @@ class SecondPass:
                 0,
                 refused=f"{self.max_sessions} sessions are in second pass already",
             )
-        for n in in_pool:
-            if n not in self._started:  # heavier models load on first use only
-                self.pool[n].start()
-                self._started.add(n)
+        self.load(in_pool)  # heavier models load on first use only
         if current is None:
             current = self._active[session_id] = _Active(in_pool, windows, party)
         else:  # a renewed obligation extends the run, over the union of its detectors
@@ -188,9 +199,10 @@ class SecondPass:
         self.metrics.active.set(len(self._active))
 
     def stop(self) -> None:
-        for n in self._started:
-            self.pool[n].stop()
-        self._started.clear()
+        with self._loading:
+            for n in self._started:
+                self.pool[n].stop()
+            self._started.clear()
         self._active.clear()
 
 

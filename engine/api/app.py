@@ -35,7 +35,9 @@ from engine.api.middleware import (
 from engine.api.routes import (
     audiohook,
     decisions,
+    excerpts,
     live,
+    native,
     opa,
     ops,
     policies,
@@ -163,6 +165,8 @@ def create_app(settings: Settings | None = None, *, periodic_purge: bool = True)
         shadow.router,
         live.router,
         audiohook.router,
+        native.router,
+        excerpts.router,
         ops.router,
     ):
         app.include_router(router)

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from detectors.registry import discover
 from detectors.runtime import Emission, RuntimeConfig, StreamingRuntime
+from detectors.second_pass import SecondPass, split_detectors
 from engine.core.errors import LiveguardError, PolicyInvalid, RequestInvalid
 from engine.core.models import (
     Consent,
@@ -50,6 +51,7 @@ from engine.policy.selection import ensure_applies
 from engine.service.runtime import Runtime
 from engine.streaming.events import LocalBus, SessionBus
 from engine.streaming.pump import AudioPump
+from engine.streaming.stage2 import Stage2
 from signals import Signal
 
 log = structlog.get_logger("liveguard.live")
@@ -201,6 +203,8 @@ class LiveSessions:
         self._lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detectors")
         self.detector_runtime: StreamingRuntime | None = None
         self._loading: asyncio.Future[StreamingRuntime] | None = None
+        # Stage 2 (second_pass obligations, raw-media escalation): engine.streaming.stage2.
+        self.stage2 = Stage2(rt, self._in_lane, registry)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -214,12 +218,22 @@ class LiveSessions:
 
     def _load(self) -> asyncio.Future[StreamingRuntime]:
         def build() -> StreamingRuntime:
+            # Every registered detector: the first pass (LIVE_DETECTORS) runs on every
+            # window, the rest wait for a second_pass obligation (detectors.second_pass).
+            first, pool = split_detectors(discover(), self._detectors)
+            settings = self.rt.settings
             drt = StreamingRuntime(
-                discover(self._detectors),
+                first,
                 RuntimeConfig(
                     hop_ms=self._hop_ms, max_pending=self.rt.settings.live_max_backlog_windows
                 ),
                 registry=self._registry,
+                second_pass=SecondPass(
+                    pool,
+                    max_sessions=settings.max_second_pass_sessions,
+                    max_windows=settings.second_pass_windows,
+                    registry=self._registry,
+                ),
             )
             drt.start()
             return drt
@@ -318,7 +332,29 @@ class LiveSessions:
         assert pump is not None
         if sess.ended:
             return
+        if party == CALLER:
+            await self.stage2.feed(sess, samples)  # kept only while an escalation captures
         pump.stage(sess.id, party, samples)  # decided when the pump has run its window
+
+    async def push_signals(self, sess: LiveSession, signals: list[Signal]) -> Decision | None:
+        """Signals computed at the edge (``feature_only_cloud``): the latest of each name
+        replaces the session's, then the session is re-decided (``Runtime.decide`` keeps
+        only the names the policy declares)."""
+        if sess.ended:
+            return None
+        for s in signals:
+            sess.signals[s.name] = s
+        return await self._decide(sess, "edge")
+
+    async def push_series(
+        self, sess: LiveSession, name: str, times_ms: np.ndarray, values: np.ndarray
+    ) -> None:
+        """A feature series from the edge (e.g. ``mouth_openness``), read by the detectors
+        at the session's next windows; bounded by the runtime (``series_keep_ms``)."""
+        drt = self.detector_runtime
+        if sess.ended or drt is None:
+            return
+        await self._in_lane(drt.push_series, sess.id, name, times_ms, values)
 
     async def _absorb(self, emissions: list[Emission]) -> None:
         fresh: dict[str, list[Signal]] = defaultdict(list)
@@ -360,6 +396,8 @@ class LiveSessions:
             decision = await self._decide(sess, "final", final=True)
         finally:
             self.bus.release(session_id)  # after the final event: other replicas' feeds end
+            with contextlib.suppress(Exception):  # a failed excerpt store is logged there
+                await self.stage2.ended(sess)
             self._sessions.pop(session_id, None)
             for q in list(sess.subscribers):
                 _offer(q, None)
@@ -384,6 +422,8 @@ class LiveSessions:
             sess.decisions += 1
             if self._pump is not None:  # riskier sessions' windows are served first
                 self._pump.set_risk(sess.id, decision.risk)
+            if not final and self.detector_runtime is not None:
+                await self.stage2.after_decision(sess, self.detector_runtime, decision)
             if final or decision.action.value != previous:
                 event = event_of(sess, decision, previous, final)
                 for q in list(sess.subscribers):

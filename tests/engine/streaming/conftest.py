@@ -18,6 +18,7 @@ from scipy.signal import resample_poly
 from detectors.audio_io import load_audio, shared_data_dir
 from engine.streaming.twilio import mulaw_encode
 from tests.engine.service.conftest import Server, make_keys
+from tests.engine.streaming.native_client import native_live, pcm  # noqa: F401 (fixtures)
 
 CHUNK_MS = 20
 CHUNK_BYTES = 160  # 20 ms of 8 kHz μ-law, what Twilio sends
