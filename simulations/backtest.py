@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -32,6 +32,7 @@ from engine import PolicyRepository, decide
 from engine.core.models import Action, SecondPassObligation
 from engine.core.policy import Policy
 from simulations.corpus import (
+    ROW_GROUP,
     batch_from_corpus,
     codes,
     columns_for,
@@ -57,6 +58,11 @@ DEFAULT_SESSIONS_PER_HOUR = 10_000
 TIMING_SAMPLE = 2_000
 #: Rego sessions per worker task, and the most worker processes.
 REGO_CHUNK = 2_000
+#: Sessions per slice a thread evaluates (whole row groups of a corpus file, see
+#: ``corpus.ROW_GROUP``: their columns are single Arrow chunks, read without copying), and
+#: the most threads.
+THREAD_SLICE = ROW_GROUP
+MAX_THREADS = 32
 STEP_UP, REVIEW, BLOCK = SEVERITY[Action.step_up], SEVERITY[Action.review], SEVERITY[Action.block]
 
 
@@ -74,11 +80,12 @@ class Evaluated:
     mode: str
 
 
-def _sample_latency(policy: Policy, sub: pa.Table, rows: np.ndarray, timing: bool) -> np.ndarray:
+def _sample_latency(policy: Policy, table: pa.Table, rows: np.ndarray, timing: bool) -> np.ndarray:
+    """decide()'s time per decision on an even sample of the in-scope ``rows`` of ``table``."""
     if not timing or len(rows) == 0:
         return np.array([], dtype=np.int64)
     sample = np.linspace(0, len(rows) - 1, min(TIMING_SAMPLE, len(rows))).astype(int)
-    return np.array(_timed(policy, requests_from_corpus(sub, sample.tolist()))[1])
+    return np.array(_timed(policy, requests_from_corpus(table, rows[sample].tolist()))[1])
 
 
 def _rows(table: pa.Table, rows: np.ndarray) -> pa.Table:
@@ -159,18 +166,59 @@ def _rego_chunk(root: str, ref: str, corpus: str, rows: list[int]) -> tuple:
     return _timed(_WORKER["policy"], reqs)
 
 
+def _vectorized(
+    vp: VectorizedPolicy, chunk: pa.Table, any_scope: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One slice of a corpus: (in-scope rows of the slice, action, risk, escalated)."""
+    rows = np.arange(chunk.num_rows) if any_scope else in_scope(vp.policy, chunk)
+    sub = _rows(chunk, rows)
+    res = vp.evaluate(batch_from_corpus(sub))
+    return (
+        rows,
+        res.action,
+        res.risk,
+        _escalations(vp.policy, sub, res.action, res.risk, res.degraded),
+    )
+
+
+def _yaml_threads(
+    policy: Policy, table: pa.Table, any_scope: bool, threads: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The corpus in slices of whole row groups, ``threads`` of them evaluated at once;
+    the slices come back in order, so the result does not depend on ``threads``."""
+    vp = VectorizedPolicy(policy)
+    n = table.num_rows
+    threads = max(1, min(threads, MAX_THREADS))
+    if threads == 1 or n <= THREAD_SLICE:
+        rows, action, risk, esc = _vectorized(vp, table, any_scope)
+        return rows, action, risk, esc
+    starts = range(0, n, THREAD_SLICE)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        parts = list(
+            pool.map(
+                lambda start: _vectorized(vp, table.slice(start, THREAD_SLICE), any_scope), starts
+            )
+        )
+    rows = np.concatenate([p[0] + start for p, start in zip(parts, starts, strict=True)])
+    return (
+        rows,
+        np.concatenate([p[1] for p in parts]),
+        np.concatenate([p[2] for p in parts]),
+        np.concatenate([p[3] for p in parts]),
+    )
+
+
 def _yaml_chunk(
     root: str, ref: str, corpus: str, groups: list[int], columns: list[str] | None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One worker's row groups, every session evaluated: (action, risk, degraded, escalated)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One worker's row groups, every session evaluated: (action, risk, escalated)."""
     key = f"yaml|{root}|{ref}"
     if _WORKER.get("yaml") != key:
-        _WORKER.update(yaml=key, ypolicy=PolicyRepository(Path(root)).get(ref))
-    policy = _WORKER["ypolicy"]
+        policy = PolicyRepository(Path(root)).get(ref)
+        _WORKER.update(yaml=key, vpolicy=VectorizedPolicy(policy))
     table, _ = read_row_groups(Path(corpus), groups, columns)
-    res = VectorizedPolicy(policy).evaluate(batch_from_corpus(table))
-    esc = _escalations(policy, table, res.action, res.risk, res.degraded)
-    return res.action, res.risk, res.degraded, esc
+    _, action, risk, esc = _vectorized(_WORKER["vpolicy"], table, any_scope=True)
+    return action, risk, esc
 
 
 def _split_groups(corpus: Path, parts: int) -> list[list[int]]:
@@ -214,7 +262,7 @@ def _yaml_parallel(
             )
     action = np.concatenate([r[0] for r in results])
     risk = np.concatenate([r[1] for r in results])
-    esc = np.concatenate([r[3] for r in results])
+    esc = np.concatenate([r[2] for r in results])
     return action, risk, esc
 
 
@@ -229,17 +277,35 @@ def evaluate(
     any_scope: bool = False,
     timing: bool = True,
     dask: str | None = None,
+    threads: int = 1,
 ) -> Evaluated:
     """The policy's actions on the corpus's in-scope sessions.
+
+    A YAML policy is evaluated in this process, by slices of ``threads`` threads at once
+    (numpy and Arrow release the GIL, so threads share the cores without copying the
+    corpus), unless ``jobs`` > 1 or ``dask`` hand its row groups to worker processes.
 
     Rego needs ``repo_root``, ``ref`` and ``corpus_path`` so each worker process loads the
     policy and reads the corpus itself (nothing compiled crosses a process boundary).
     """
-    rows = np.arange(table.num_rows) if any_scope else in_scope(policy, table)
-    sub = _rows(table, rows)
     t0 = time.perf_counter()
     distributed = (jobs > 1 or dask is not None) and None not in (repo_root, ref, corpus_path)
-    if policy.spec is not None and distributed:
+    if policy.spec is not None and not distributed:
+        rows, action, risk, esc = _yaml_threads(policy, table, any_scope, threads)
+        seconds = time.perf_counter() - t0
+        mode = "vectorized" if threads <= 1 else f"vectorized, threads×{threads}"
+        return Evaluated(
+            policy,
+            rows,
+            action,
+            risk,
+            esc,
+            _sample_latency(policy, table, rows, timing),
+            seconds,
+            mode,
+        )
+    rows = np.arange(table.num_rows) if any_scope else in_scope(policy, table)
+    if policy.spec is not None:
         if pq.ParquetFile(corpus_path).metadata.num_rows != table.num_rows:  # type: ignore[arg-type]
             raise ValueError("the corpus table must be the whole corpus file")
         action, risk, esc = _yaml_parallel(policy, repo_root, ref, corpus_path, jobs, dask)  # type: ignore[arg-type]
@@ -251,20 +317,9 @@ def evaluate(
             action[rows],
             risk[rows],
             esc[rows],
-            _sample_latency(policy, sub, rows, timing),
+            _sample_latency(policy, table, rows, timing),
             seconds,
             mode,
-        )
-    if policy.spec is not None:
-        res = VectorizedPolicy(policy).evaluate(batch_from_corpus(sub))
-        seconds = time.perf_counter() - t0
-        esc = _escalations(policy, sub, res.action, res.risk, res.degraded)
-        latency: list[int] = []
-        if timing:  # the serving path's time per decision, on an even sample of sessions
-            sample = np.linspace(0, len(rows) - 1, min(TIMING_SAMPLE, len(rows))).astype(int)
-            _, latency, _, _ = _timed(policy, requests_from_corpus(sub, sample.tolist()))
-        return Evaluated(
-            policy, rows, res.action, res.risk, esc, np.array(latency), seconds, "vectorized"
         )
     if repo_root is None or ref is None or corpus_path is None:
         raise ValueError("a Rego backtest needs the repository, the policy ref and the corpus file")
@@ -392,6 +447,7 @@ def backtest(
     sessions_per_hour: int = DEFAULT_SESSIONS_PER_HOUR,
     any_scope: bool = False,
     dask: str | None = None,
+    threads: int = 1,
 ) -> tuple[Evaluated, dict[str, Any]]:
     policy = repo.get(ref)
     ev = evaluate(
@@ -403,5 +459,6 @@ def backtest(
         jobs=jobs,
         any_scope=any_scope,
         dask=dask,
+        threads=threads,
     )
     return ev, metrics(ev, table, sessions_per_hour=sessions_per_hour)

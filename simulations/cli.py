@@ -205,7 +205,13 @@ def run_cmd(
         str | None, typer.Option(help="Compare with this version (id@ref): the diff.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
-    jobs: Annotated[int, typer.Option(help="Worker processes for Rego policies.")] = 1,
+    jobs: Annotated[
+        int, typer.Option(help="Worker processes (Rego; YAML by row groups when > 1).")
+    ] = 1,
+    threads: Annotated[
+        int,
+        typer.Option(help="Threads evaluating a YAML corpus in this process.", min=1, max=32),
+    ] = 2,
     sessions_per_hour: Annotated[
         int, typer.Option(help="Traffic level the review load per hour is stated at.", min=1)
     ] = 10_000,
@@ -229,6 +235,7 @@ def run_cmd(
     opts: dict[str, Any] = {
         "corpus_path": corpus,
         "jobs": jobs,
+        "threads": threads,
         "sessions_per_hour": sessions_per_hour,
         "any_scope": any_scope,
         "dask": dask,

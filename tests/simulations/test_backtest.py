@@ -245,3 +245,20 @@ def test_dask_local_cluster_equals_the_local_run(corpus, corpus_file):
     on_dask = metrics(ev, corpus)
     assert ev.mode.startswith("vectorized on dask")
     assert on_dask["overall"] == local["overall"] and on_dask["scenarios"] == local["scenarios"]
+
+
+@pytest.mark.parametrize("any_scope", [False, True])
+def test_yaml_in_threads_equals_one_thread(corpus, monkeypatch, any_scope):
+    import simulations.backtest as bt
+
+    policy = PolicyRepository(POLICIES).get("support-password-reset")
+    one = evaluate(policy, corpus, timing=False, any_scope=any_scope)
+    monkeypatch.setattr(bt, "THREAD_SLICE", 1_000)  # six slices of the 6,000 sessions
+    many = evaluate(policy, corpus, timing=False, any_scope=any_scope, threads=3)
+    assert many.mode == "vectorized, threads×3" and one.mode == "vectorized"
+    assert np.array_equal(one.rows, many.rows)
+    assert any_scope or len(one.rows) < corpus.num_rows  # slices in and out of scope
+    assert np.array_equal(one.action, many.action)
+    assert np.array_equal(one.risk, many.risk)
+    assert np.array_equal(one.escalated, many.escalated)
+    assert metrics(one, corpus)["scenarios"] == metrics(many, corpus)["scenarios"]
