@@ -43,7 +43,9 @@ def _signal_names(live: NativeLive, session_id: str) -> list[set[str]]:
     return [
         {s["name"] for s in json.loads(r["signals"] or "[]")}
         for r in live.rows(session_id)
-        if r["request_id"] == "live:hop"
+        # The hops and the final decision (which takes the last windows' signals): on a
+        # loaded machine the detectors may lag the call so far that only the final does.
+        if r["request_id"] in ("live:hop", "live:final")
     ]
 
 
