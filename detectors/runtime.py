@@ -206,6 +206,12 @@ class StreamingRuntime:
             "queued_samples": queued,
         }
 
+    def oldest_wait_s(self) -> float:
+        """How long the oldest window still waiting has waited (0.0 when none waits): how
+        far behind real time the detectors are."""
+        waits = [s.pending[0][1] for s in self._sessions.values() if s.pending]
+        return time.perf_counter() - min(waits) if waits else 0.0
+
     def process(self, max_batch: int | None = None) -> list[Emission]:
         """Run one micro-batch: the oldest window of each of the riskiest sessions."""
         limit = max_batch or self.config.max_batch

@@ -52,6 +52,10 @@ class AudioPump:
         self._sizes: dict[tuple[str, str], int] = {}
         self._risk: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
+        #: How far behind real time the detectors are (s): the oldest waiting window's wait
+        #: after the last micro-batch, 0 when the pump is idle. For protocols that can ask
+        #: the client to pause (AudioHook), since handing audio over never waits.
+        self.lag_s = 0.0
 
     def stage(self, session_id: str, party: str, samples: np.ndarray) -> None:
         key = (session_id, party)
@@ -102,7 +106,9 @@ class AudioPump:
             with contextlib.suppress(SessionNotFoundError):
                 self.drt.set_risk(sid, r)
         self._push(staged)
-        return self.drt.process()
+        out = self.drt.process()
+        self.lag_s = self.drt.oldest_wait_s()
+        return out
 
     async def _decide(self, emissions: list[Emission]) -> None:
         try:
@@ -124,6 +130,7 @@ class AudioPump:
                 deciding = asyncio.ensure_future(self._decide(emissions))
             if deciding is not None:
                 await deciding
+            self.lag_s = 0.0
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # the next staged block starts a new pump

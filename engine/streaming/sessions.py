@@ -272,6 +272,10 @@ class LiveSessions:
     def __len__(self) -> int:
         return len(self._sessions)
 
+    def detector_lag_s(self) -> float:
+        """How far behind real time the detectors are on this replica (0.0 when idle)."""
+        return self._pump.lag_s if self._pump is not None else 0.0
+
     def get(self, session_id: str) -> LiveSession:
         sess = self._sessions.get(session_id)
         if sess is None:

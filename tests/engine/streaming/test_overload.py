@@ -198,3 +198,33 @@ def test_a_stalled_client_does_not_hold_up_another_call(live: Live, clip: list[b
     metrics = httpx.get(f"{live.server.url}/metrics").text
     assert "liveguard_detector_sessions 0.0" in metrics  # nothing of either call is left
     assert "liveguard_detector_pending_windows 0.0" in metrics
+
+
+def test_the_pump_reports_how_far_behind_the_detectors_are() -> None:
+    drt = StreamingRuntime([Slow(seconds=0.2)], RuntimeConfig(max_batch=1))
+    drt.start()
+    lane = ThreadPoolExecutor(max_workers=1)
+    lags: list[float] = []
+
+    async def in_lane(fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(lane, fn, *args)
+
+    async def absorb(emissions: list[Emission]) -> None:
+        lags.append(pump.lag_s)
+
+    pump = AudioPump(drt, in_lane, absorb)
+
+    async def go() -> None:
+        for sid in ("a", "b", "c"):
+            await in_lane(drt.open_session, sid)
+        for sid in ("a", "b", "c"):
+            pump.stage(sid, "remote", _noise(1.0))  # three windows, one per 0.2 s batch
+        await pump.idle()
+
+    try:
+        asyncio.run(go())
+    finally:
+        lane.shutdown()
+    # After the first batch two windows still wait (~0.2 s), after the last none does.
+    assert lags[0] >= 0.15 and lags[-1] == 0.0, lags
+    assert pump.lag_s == 0.0
