@@ -175,12 +175,13 @@ class Settings(BaseSettings):
         "shows it). Set: every upgrade must carry a valid HTTP message signature (401 "
         "otherwise). Unset: signatures are not checked (logged at startup).",
     )
-    audiohook_pause_lag_s: float = Field(
-        default=1.5,
-        gt=0,
-        le=60,
-        description="Genesys AudioHook: a block of audio that waited longer than this for the "
-        "detectors has the stream paused (AudioHook pause) for 2 s.",
+    audiohook_pause_backlog: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="Genesys AudioHook: when at least this fraction of live_max_backlog_windows "
+        "windows wait for the detectors (at two blocks in a row), a stream is paused (AudioHook "
+        "pause) for 2 s, before windows must be dropped. 1: only at the bound; 0: at once.",
     )
     live_preload_detectors: bool = Field(
         default=False,

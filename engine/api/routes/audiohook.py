@@ -58,6 +58,8 @@ CLOSE_WAIT_S = 5.0
 #: The custom entity type of a decision in an ``event`` message.
 ENTITY = "liveguard_decision"
 _NONCES_KEY = "audiohook_nonces"
+#: A session's ``error`` messages past this many are counted only.
+MAX_LOGGED_CLIENT_ERRORS = 10
 
 
 def log_startup(settings: Settings) -> None:
@@ -99,6 +101,10 @@ class Refused(Exception):
         )
 
 
+class StalledClient(Exception):
+    """The client reads none of our messages: the session ends, the socket is closed."""
+
+
 class AudioHookStream:
     """One AudioHook session: the upgrade's checks, then its state machine."""
 
@@ -125,7 +131,7 @@ class AudioHookStream:
         self.block_len = 0
         self.resample = tw.Upsampler()
         self.rate = ah.RateLimit(self.settings.stream_max_messages_per_s)
-        self.backpressure = ah.Backpressure(self.settings.audiohook_pause_lag_s)
+        self.backpressure = ah.Backpressure(self.settings.audiohook_pause_backlog)
         self.outbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=32)
         self.resumer: asyncio.Task[None] | None = None
         #: The start decision, made before ``opened`` may be sent: it follows ``opened``.
@@ -239,7 +245,7 @@ class AudioHookStream:
             await self._disconnect(ah.AudioHookError(ah.TIMEOUT, "no open message in time"))
         except ah.AudioHookError as exc:
             await self._disconnect(exc)
-        except WebSocketDisconnect:
+        except (WebSocketDisconnect, StalledClient):
             pass
         except Exception as exc:  # our fault: this stream ends, the service goes on
             log.error("live.stream_failed", error=type(exc).__name__, detail=str(exc)[:300])
@@ -312,14 +318,17 @@ class AudioHookStream:
         elif kind == "paused":
             self.client_paused = True
         elif kind in ("resumed", "discarded"):
-            # The client dropped this much audio: the timeline skips it, so our position
-            # stays the client's and the windows after it are not glued onto the ones before.
+            # The client dropped this much audio: our position skips it too, so it stays
+            # the client's. (The detector runtime joins the audio either side of the gap: it
+            # has no notion of one.)
             if kind == "resumed":
                 self.client_paused = False
             self.discarded_samples += int(ah.parse_duration(params.discarded) * ah.RATE)
             await self._flush_block()
         elif kind == "error":
             self.client_errors += 1
+            if self.client_errors > MAX_LOGGED_CLIENT_ERRORS:
+                return False  # counted, not logged: a client cannot flood the log
             log.warning(
                 "audiohook.client_error",
                 session=self.session_id,
@@ -409,11 +418,15 @@ class AudioHookStream:
             return
         x = self.resample(np.concatenate(self.block))
         self.block, self.block_len = [], 0
-        t0 = time.monotonic()
         await self.registry.push_audio(self.session, x, party=CALLER)
-        now = time.monotonic()
-        if self.backpressure.observe(now - t0, now):
-            log.warning("audiohook.paused_for_backlog", session=self.session_id, waited_s=now - t0)
+        drt = self.registry.detector_runtime
+        if drt is None or self.closing:
+            return
+        pending, bound = drt.pending, drt.config.max_pending
+        if self.backpressure.observe(pending, bound, time.monotonic()):
+            log.warning(
+                "audiohook.paused_for_backlog", session=self.session_id, pending_windows=pending
+            )
             await self._send("pause", {})
             self.resumer = asyncio.create_task(self._resume_later())
 
@@ -446,7 +459,10 @@ class AudioHookStream:
             code=exc.code,
             reason=exc.info,
         )
-        await self._send("disconnect", {"reason": exc.reason, "info": exc.info})
+        try:
+            await self._send("disconnect", {"reason": exc.reason, "info": exc.info})
+        except StalledClient:
+            return
         deadline = time.monotonic() + CLOSE_WAIT_S
         with contextlib.suppress(Exception):
             while (left := deadline - time.monotonic()) > 0:
@@ -500,7 +516,12 @@ class AudioHookStream:
             self.events_lost += 1
 
     async def _send(self, kind: str, parameters: dict[str, Any]) -> None:
-        await self.outbox.put((kind, parameters))
+        """Queue a message; a client that reads nothing for CLOSE_WAIT_S (its queue full, the
+        socket's buffers too) is given up, so a stalled client never holds its handler."""
+        try:
+            await asyncio.wait_for(self.outbox.put((kind, parameters)), CLOSE_WAIT_S)
+        except TimeoutError:
+            raise StalledClient from None
 
     async def _send_loop(self) -> None:
         # One writer, so ``seq`` is the order on the wire; ``clientseq`` is the last

@@ -60,7 +60,13 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     keys = make_keys(url, "decide", "review", "audit")
     # Two subscribers per session, so the bound is reachable in a test; the models load at
     # startup here (the session-limit server loads them on its first session).
-    env = {"LIVEGUARD_SSE_MAX_SUBSCRIBERS": "2", "LIVEGUARD_LIVE_PRELOAD_DETECTORS": "true"}
+    # AudioHook streams are not paused for backlog here (test_audiohook_signatures does
+    # that): a loaded test machine must not drop the replayed calls' audio.
+    env = {
+        "LIVEGUARD_SSE_MAX_SUBSCRIBERS": "2",
+        "LIVEGUARD_LIVE_PRELOAD_DETECTORS": "true",
+        "LIVEGUARD_AUDIOHOOK_PAUSE_BACKLOG": "1",
+    }
     srv = Server(url, tmp / "server.log", env=env)
     srv.start(timeout=60.0)
     yield Live(srv, keys, db)

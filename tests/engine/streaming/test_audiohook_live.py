@@ -109,6 +109,14 @@ async def _replay(live: Live) -> Replay:
             for _ in range(2):
                 await client.audio(frame(x[i : i + 160], silence[i : i + 160], "L16"), 160)
                 i += 160
+    # The caller stays on the line until its audio has been decided window by window (on a
+    # loaded machine the detectors may lag the audio by seconds), then hangs up.
+    for _ in range(300):
+        if len([r for r in live.rows(SESSION) if r["request_id"] == "live:hop"]) >= 2:
+            break
+        await client.send("ping")
+        await client.expect("pong")
+        await asyncio.sleep(0.05)
     out.close_sent_at = time.time()
     out.closed = await client.close()
     out.events = [m for m in client.received if m["type"] == "event"]

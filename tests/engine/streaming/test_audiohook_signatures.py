@@ -1,8 +1,8 @@
 """A server with an AudioHook client secret: every upgrade must carry a valid RFC 9421
 signature (computed by the test client itself), or it is refused with 401 and the reason,
 before the upgrade. The same server holds one session at most (a second is told 429 with
-Retry-After) and pauses a stream whose audio waits for the detectors (its threshold set
-to nothing here, so every block counts as backlogged)."""
+Retry-After) and pauses a stream when the detectors are backlogged (the threshold is
+0 windows here, so every block counts as backlogged)."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def signed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Signed]:
     env = {
         "LIVEGUARD_AUDIOHOOK_CLIENT_SECRET": base64.b64encode(SECRET).decode(),
         "LIVEGUARD_MAX_LIVE_SESSIONS": "1",
-        "LIVEGUARD_AUDIOHOOK_PAUSE_LAG_S": "0.000001",
+        "LIVEGUARD_AUDIOHOOK_PAUSE_BACKLOG": "0",
     }
     srv = Server(url, tmp / "server.log", env=env)
     srv.start(timeout=60.0)
