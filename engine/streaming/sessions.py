@@ -323,6 +323,7 @@ class LiveSessions:
         except BaseException:
             self._sessions.pop(session_id, None)
             self.bus.release(session_id)
+            self.stage2.discard(session_id)
             with contextlib.suppress(Exception):
                 await self._in_lane(drt.close_session, session_id)
             raise

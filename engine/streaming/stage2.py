@@ -106,6 +106,8 @@ class Stage2:
         self._in_lane = in_lane
         settings = rt.settings
         self.windows: int = settings.second_pass_windows
+        # Captures held in memory at once (each up to max_seconds of float32 audio).
+        self.max_captures: int = settings.max_second_pass_sessions
         secret = settings.escalation_key
         # Parsed once; a malformed key fails the first escalation loudly (never its value).
         self._key_text = secret.get_secret_value() if secret is not None else None
@@ -186,6 +188,8 @@ class Stage2:
             reason = "no_declared_retention"
         elif self._key_text is None:
             reason = "no_key"
+        elif sum(1 for s in self._states.values() if s.capture is not None) >= self.max_captures:
+            reason = "busy"
         else:
             try:
                 self._key = self._key or excerpts.ExcerptKey(self._key_text)
@@ -222,6 +226,10 @@ class Stage2:
         if st.capture.feed(samples):
             cap, st.capture = st.capture, None
             await self._store(sess.id, cap)
+
+    def discard(self, session_id: str) -> None:
+        """A session that failed to open: forget it, capture and all."""
+        self._states.pop(session_id, None)
 
     async def ended(self, sess: LiveSession) -> None:
         st = self._states.pop(sess.id, None)
