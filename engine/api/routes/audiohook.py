@@ -125,6 +125,7 @@ class AudioHookStream:
         self.samples = 0  # the stream's position, counted in samples per channel
         self.discarded_samples = 0  # what the client says it dropped (pauses, backlog)
         self.dropped_frames = 0  # frames we discarded (arrived while paused)
+        self.drift_samples = 0  # the most the client's position and ours ever differed
         self.client_errors = 0
         self.events_lost = 0
         self.block: list[np.ndarray] = []
@@ -300,6 +301,12 @@ class AudioHookStream:
                 ah.BAD_REQUEST, f"serverseq {msg.serverseq}: only {self.seq} messages were sent"
             )
         self.clientseq = msg.seq
+        # Both sides count the same samples: a difference means frames went missing between
+        # them (recorded and logged, not refused: the client's clock is not ours to judge).
+        if self.opened:
+            theirs = round(ah.parse_duration(msg.position) * ah.RATE)
+            drift = abs(theirs - self.samples - self.discarded_samples)
+            self.drift_samples = max(self.drift_samples, drift)
 
     async def _handle(self, msg: ah.ClientMessage, params: Any) -> bool:
         kind = msg.type
@@ -496,6 +503,7 @@ class AudioHookStream:
             session=sess.id,
             position=ah.format_duration(self.samples + self.discarded_samples),
             discarded=ah.format_duration(self.discarded_samples),
+            position_drift=ah.format_duration(self.drift_samples),
             dropped_frames=self.dropped_frames,
             pauses=self.backpressure.pauses,
             client_errors=self.client_errors,

@@ -199,6 +199,18 @@ def test_frames_sent_across_a_pause_are_discarded_and_counted(live: Live, replay
     assert closed[0]["discarded"] == "PT0.200S"
 
 
+def test_the_position_is_kept_by_counting_samples(live: Live, replay: Replay) -> None:
+    assert replay.closed
+    lines = [
+        json.loads(line) for line in live.server.log.read_text().splitlines() if SESSION in line
+    ]
+    closed = [e for e in lines if e.get("event") == "live.stream_closed"]
+    # 4.5 s sent in frames of 20 to 100 ms, 0.2 s of it discarded on hold: the server's
+    # count is the client's at every message and at the end.
+    assert closed[0]["position"] == "PT4.500S"
+    assert closed[0]["position_drift"] == "PT0S"
+
+
 def test_no_state_is_left_once_the_call_ended(live: Live, replay: Replay) -> None:
     headers = {"Authorization": f"Bearer {live.keys['review']}"}
     r = httpx.get(f"{live.server.url}/v1/sessions/{SESSION}/events", headers=headers)
