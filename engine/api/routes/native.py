@@ -73,6 +73,8 @@ class NativeStream:
         self.rate_told = False
         self.block: dict[str, list[Any]] = {}
         self.frames = 0
+        # ``started`` carries the first decision: changes are pushed only after it.
+        self.announced = False
 
     # --- the connection -----------------------------------------------------------------
 
@@ -257,6 +259,7 @@ class NativeStream:
                 "decision": nv.decision_message(_event(self.session, d)),
             }
         )
+        self.announced = True
 
     async def _signals(self, msg: nv.SignalsMessage) -> None:
         assert self.session is not None
@@ -319,6 +322,8 @@ class NativeStream:
     # --- the way back ----------------------------------------------------------------------
 
     def _notify(self, event: dict[str, Any]) -> None:
+        if not self.announced:  # the start decision: sent in ``started``
+            return
         with contextlib.suppress(asyncio.QueueFull):  # a client not reading loses decisions
             self.outbox.put_nowait(json.dumps(nv.decision_message(event)))
 

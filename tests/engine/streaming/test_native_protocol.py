@@ -31,7 +31,7 @@ def test_a_real_recording_at_real_time_pace(native_live: NativeLive, pcm: bytes)
         seen: list[dict] = []
         async with connect(native_live, native_live.keys["decide"]) as ws:
             await ws.send(start("native-call-1", reset_context()))
-            started = await until(ws, "started")
+            started = await recv(ws)  # first, with the first decision
             await stream_real_time(ws, pcm)  # 4 s: four windows of 1 s
             # The caller stays on the line until a window has been decided (on a loaded
             # machine the detectors may lag the audio by seconds), then hangs up.
