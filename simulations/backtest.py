@@ -185,20 +185,25 @@ def _yaml_threads(
     policy: Policy, table: pa.Table, any_scope: bool, threads: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The corpus in slices of whole row groups, ``threads`` of them evaluated at once;
-    the slices come back in order, so the result does not depend on ``threads``."""
+    the slices come back in order, so the result does not depend on ``threads``. One thread
+    goes slice by slice too: a slice's arrays stay in the CPU cache between the operations
+    of a pass, where a whole corpus's would go to memory and back at each."""
     vp = VectorizedPolicy(policy)
     n = table.num_rows
     threads = max(1, min(threads, MAX_THREADS))
-    if threads == 1 or n <= THREAD_SLICE:
+    if n <= THREAD_SLICE:
         rows, action, risk, esc = _vectorized(vp, table, any_scope)
         return rows, action, risk, esc
     starts = range(0, n, THREAD_SLICE)
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        parts = list(
-            pool.map(
-                lambda start: _vectorized(vp, table.slice(start, THREAD_SLICE), any_scope), starts
-            )
-        )
+
+    def one(start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return _vectorized(vp, table.slice(start, THREAD_SLICE), any_scope)
+
+    if threads == 1:
+        parts = [one(start) for start in starts]
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            parts = list(pool.map(one, starts))
     rows = np.concatenate([p[0] + start for p, start in zip(parts, starts, strict=True)])
     return (
         rows,

@@ -293,8 +293,13 @@ def write_corpus(table: pa.Table, output: Path) -> None:
     # Snappy saves little (the runs of NaN of absent signals) but costs five times the time of
     # reading them plain, which a backtest of millions of sessions spends on little else.
     floats = {f.name for f in table.schema if pa.types.is_floating(f.type)}
+    # A column without gaps is written REQUIRED: no definition level per session to decode.
+    required = pa.schema(
+        [f.with_nullable(table.column(f.name).null_count > 0) for f in table.schema],
+        metadata=table.schema.metadata,
+    )
     write_atomically(
-        table,
+        table.cast(required),
         output,
         row_group_size=ROW_GROUP,
         use_dictionary=[c for c in table.column_names if c not in floats],
@@ -437,10 +442,9 @@ def batch_from_corpus(table: pa.Table) -> Batch:
     scores: dict[str, np.ndarray] = {}
     confidences: dict[str, np.ndarray] = {}
     for name in corpus_metadata(table).get("signals", []):
-        s = table.column(f"{name}.score").to_numpy()
-        c = table.column(f"{name}.confidence").to_numpy()
-        scores[name] = s
-        confidences[name] = np.where(np.isnan(c), 0.0, c)
+        # NaN where absent; the evaluator reads a NaN confidence as 0.
+        scores[name] = table.column(f"{name}.score").to_numpy()
+        confidences[name] = table.column(f"{name}.confidence").to_numpy()
     return Batch(size=n, context=context, scores=scores, confidences=confidences)
 
 

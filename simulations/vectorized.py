@@ -29,7 +29,7 @@ SEVERITY = {a: i for i, a in enumerate(ACTIONS)}
 class Batch:
     """Sessions as columns. ``context``: request fields (``ORDINALS`` as ranks or labels,
     absent = NaN/None/-1; categorical ones may come ``Coded``, as a corpus stores them);
-    ``scores``/``confidences``: per signal name, NaN/0 when absent."""
+    ``scores``/``confidences``: per signal name, NaN where absent (a NaN confidence counts 0)."""
 
     size: int
     context: Mapping[str, np.ndarray | Coded]
@@ -128,28 +128,31 @@ class VectorizedPolicy:
             score = batch.scores.get(name)
             if score is None:
                 continue
-            conf_col = batch.confidences.get(name)
-            conf = np.ones(n) if conf_col is None else np.asarray(conf_col, dtype=float)
-            absent = np.isnan(score)
-            present = ~absent
+            present = ~np.isnan(score)
             if name in self._media:
                 present &= consent
-            # w * conf * log(p / (1 - p)), clipped, with p the score clamped away from 0 and 1
-            # (absent scores as 0.5): the serving path's operations in its order, in place.
-            p = np.where(absent, 0.5, score)
-            np.clip(p, EPS, 1.0 - EPS, out=p)
+            # Only the sessions that carry the signal: many signals are absent from most.
+            at = np.flatnonzero(present)
+            conf_col = batch.confidences.get(name)
+            conf = np.ones(len(at)) if conf_col is None else np.asarray(conf_col, dtype=float)[at]
+            conf[np.isnan(conf)] = 0.0
+            # w * conf * log(p / (1 - p)), clipped, with p the score clamped away from 0 and
+            # 1: the serving path's operations in its order, in place.
+            p = np.clip(score[at], EPS, 1.0 - EPS)
             odds = np.subtract(1.0, p)
             np.divide(p, odds, out=odds)
             np.log(odds, out=odds)
             weighted = w * conf
             np.multiply(weighted, odds, out=odds)
             np.clip(odds, -self._cap, self._cap, out=odds)
-            np.add(total, odds, out=total, where=present)
-            np.add(mass, weighted, out=mass, where=present)
+            total[at] += odds
+            mass[at] += weighted
             count += present
             if any(f.startswith(f"signals.{name}.") for f in self._named):
                 cols[f"signals.{name}.score"] = np.where(present, score, np.nan)
-                cols[f"signals.{name}.confidence"] = np.where(present, conf, np.nan)
+                named_conf = np.full(n, np.nan)
+                named_conf[at] = conf
+                cols[f"signals.{name}.confidence"] = named_conf
                 cols[f"signals.{name}.present"] = present
         risk = 1.0 / (1.0 + np.exp(-total))
         evidence_mass = np.minimum(1.0, mass / self._total_weight)
