@@ -238,12 +238,14 @@ class AudioHookStream:
 
     async def _serve(self) -> None:
         try:
-            if await asyncio.wait_for(self._until_opened(), self.settings.stream_start_timeout_s):
-                return
-            while not await self._step(await self._receive(self.settings.stream_idle_timeout_s)):
-                pass
-        except TimeoutError:
-            await self._disconnect(ah.AudioHookError(ah.TIMEOUT, "no open message in time"))
+            try:
+                over = await asyncio.wait_for(
+                    self._until_opened(), self.settings.stream_start_timeout_s
+                )
+            except TimeoutError:
+                raise ah.AudioHookError(ah.TIMEOUT, "no open message in time") from None
+            while not over:
+                over = await self._step(await self._receive(self.settings.stream_idle_timeout_s))
         except ah.AudioHookError as exc:
             await self._disconnect(exc)
         except (WebSocketDisconnect, StalledClient):
