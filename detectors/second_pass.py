@@ -37,6 +37,7 @@ class SecondPassStart:
     skipped: tuple[str, ...]  # registered nowhere on this replica
     windows: int
     refused: str | None = None  # why nothing was started (the concurrency bound)
+    failed: tuple[str, ...] = ()  # registered, but their models did not load
 
 
 @dataclass
@@ -52,6 +53,7 @@ class SecondPassMetrics:
     requests: Counter  # by outcome: started | first_pass_only | refused_busy
     windows: Counter  # windows a pool detector processed, per detector
     skipped: Counter  # obligation names not registered on this replica
+    failed: Counter  # pool detectors whose models did not load
     active: Gauge
 
 
@@ -79,6 +81,12 @@ def second_pass_metrics(registry: CollectorRegistry | None = None) -> SecondPass
             skipped=Counter(
                 "liveguard_second_pass_skipped_detectors",
                 "Detectors an obligation named that are not registered on this replica.",
+                ["detector"],
+                registry=registry,
+            ),
+            failed=Counter(
+                "liveguard_second_pass_failed_detectors",
+                "Pool detectors whose models failed to load when an obligation named them.",
                 ["detector"],
                 registry=registry,
             ),
@@ -113,15 +121,23 @@ class SecondPass:
         # stall every session's first pass); this guards the set of started detectors.
         self._loading = threading.Lock()
 
-    def load(self, names: Iterable[str]) -> None:
-        """Start (load the models of) the pool detectors among ``names`` not started yet.
-        Thread-safe; call it off the runtime's thread before ``enable``, which otherwise
-        loads them itself."""
+    def load(self, names: Iterable[str]) -> dict[str, str]:
+        """Start (load the models of) the pool detectors among ``names`` not started yet;
+        those that fail, with why (the others are unaffected; a later obligation tries
+        again). Thread-safe; call it off the runtime's thread before ``enable``, which
+        otherwise loads them itself."""
+        failed: dict[str, str] = {}
         with self._loading:
             for n in names:
                 if n in self.pool and n not in self._started:
-                    self.pool[n].start()
+                    try:
+                        self.pool[n].start()
+                    except Exception as exc:  # e.g. a model file not shipped on this replica
+                        failed[n] = f"{type(exc).__name__}: {str(exc)[:200]}"
+                        self.metrics.failed.labels(n).inc()
+                        continue
                     self._started.add(n)
+        return failed
 
     def active(self, session_id: str) -> tuple[str, ...]:
         a = self._active.get(session_id)
@@ -160,7 +176,11 @@ class SecondPass:
                 0,
                 refused=f"{self.max_sessions} sessions are in second pass already",
             )
-        self.load(in_pool)  # heavier models load on first use only
+        failed = tuple(self.load(in_pool))  # heavier models load on first use only
+        in_pool = tuple(n for n in in_pool if n not in failed)
+        if not in_pool:
+            self.metrics.requests.labels("failed").inc()
+            return SecondPassStart(session_id, (), already, skipped, 0, failed=failed)
         if current is None:
             current = self._active[session_id] = _Active(in_pool, windows, party)
         else:  # a renewed obligation extends the run, over the union of its detectors
@@ -170,7 +190,7 @@ class SecondPass:
             current.states.setdefault(n, self.pool[n].new_state())
         self.metrics.requests.labels("started").inc()
         self.metrics.active.set(len(self._active))
-        return SecondPassStart(session_id, in_pool, already, skipped, windows)
+        return SecondPassStart(session_id, in_pool, already, skipped, windows, failed=failed)
 
     def run(self, batch: list[tuple[str, Window]]) -> list[list[Signal]]:
         """The pool detectors' signals for each window of the batch (empty for windows of

@@ -151,9 +151,11 @@ class Stage2:
         try:
             # Heavier models load in a thread of their own, not the detector lane: every
             # other session's first pass goes on meanwhile.
-            await asyncio.get_running_loop().run_in_executor(
+            failed = await asyncio.get_running_loop().run_in_executor(
                 None, drt.second_pass.load, list(ob.detectors)
             )
+            for name, why in failed.items():
+                log.error("live.second_pass_load_failed", detector=name, detail=why)
             plan = await self._in_lane(
                 drt.enable_second_pass, session_id, list(ob.detectors), self.windows
             )
@@ -167,6 +169,7 @@ class Stage2:
             started=list(plan.started),
             already_running=list(plan.already_running),
             skipped=list(plan.skipped),
+            failed=list(plan.failed),
             windows=plan.windows,
             refused=plan.refused,
         )

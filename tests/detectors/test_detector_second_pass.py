@@ -93,3 +93,33 @@ def test_split_keeps_second_pass_only_detectors_out_of_the_first_pass() -> None:
     assert first == [q] and pool == [sv]
     first, pool = split_detectors([q, sv], ["audio.synthetic_voice"])
     assert first == [sv] and pool == [q]
+
+
+class _Unshipped(SyntheticVoiceDetector):
+    """A real detector whose model file is not on this replica."""
+
+    name = "audio.synthetic_voice_deep"
+
+    def start(self) -> None:
+        raise FileNotFoundError("model file synthetic_voice_deep.onnx is missing")
+
+
+def test_a_pool_detector_that_fails_to_load_is_reported_and_the_rest_run() -> None:
+    reg = CollectorRegistry()
+    pool = SecondPass([SyntheticVoiceDetector(), _Unshipped()], registry=reg)
+    rt = StreamingRuntime([AudioQualityDetector()], RuntimeConfig(), registry=reg, second_pass=pool)
+    rt.start()
+    rt.open_session("a")
+    rt.open_session("b")
+    plan = rt.enable_second_pass("a", ["audio.synthetic_voice_deep", "audio.synthetic_voice"], 2)
+    assert plan.failed == ("audio.synthetic_voice_deep",)
+    assert plan.started == ("audio.synthetic_voice",)
+    names = _names_by_session(rt, 2)
+    assert all("audio.synthetic_voice" in w for w in names["a"])
+    assert (
+        reg.get_sample_value(
+            "liveguard_second_pass_failed_detectors_total",
+            {"detector": "audio.synthetic_voice_deep"},
+        )
+        == 1
+    )

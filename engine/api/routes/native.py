@@ -24,6 +24,7 @@ from engine.store.keys import key_id_of
 from engine.streaming import native as nv
 from engine.streaming.native import Code, NativeError
 from engine.streaming.sessions import (
+    CALLER,
     DetectorsUnavailable,
     LiveSession,
     LiveSessions,
@@ -287,6 +288,10 @@ class NativeStream:
             )
         party, samples = nv.parse_audio(data, self.parties)
         self.frames += 1
+        if party != CALLER:
+            # The agent's audio is accepted and counted, not analysed yet (as Twilio's
+            # outbound track): decisions are about the caller.
+            return
         block = self.block.setdefault(party, [])
         block.append(samples)
         if sum(len(b) for b in block) >= _BLOCK:
