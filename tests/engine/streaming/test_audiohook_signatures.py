@@ -1,8 +1,9 @@
 """A server with an AudioHook client secret: every upgrade must carry a valid RFC 9421
 signature (computed by the test client itself), or it is refused with 401 and the reason,
 before the upgrade. The same server holds one session at most (a second is told 429 with
-Retry-After) and pauses a stream when the detectors are backlogged (the threshold is
-0 windows here, so every block counts as backlogged)."""
+Retry-After), pauses a stream when the detectors are backlogged (the threshold is 0
+windows here, so every block counts as backlogged) and gives up on a session that does not
+open within 1 s or goes silent for 3 s."""
 
 from __future__ import annotations
 
@@ -57,6 +58,8 @@ def signed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Signed]:
         "LIVEGUARD_AUDIOHOOK_CLIENT_SECRET": base64.b64encode(SECRET).decode(),
         "LIVEGUARD_MAX_LIVE_SESSIONS": "1",
         "LIVEGUARD_AUDIOHOOK_PAUSE_BACKLOG": "0",
+        "LIVEGUARD_STREAM_START_TIMEOUT_S": "1",
+        "LIVEGUARD_STREAM_IDLE_TIMEOUT_S": "3",
     }
     srv = Server(url, tmp / "server.log", env=env)
     srv.start(timeout=60.0)
@@ -188,3 +191,25 @@ def test_a_backlogged_stream_is_paused_then_resumed(signed: Signed) -> None:
     assert asyncio.run(_backlogged(signed)) == ["pause", "resume", "closed"]
     log = signed.server.log.read_text()
     assert '"event":"audiohook.paused_for_backlog"' in log
+
+
+async def _silent(s: Signed, open_first: bool) -> dict[str, Any]:
+    h = s.headers()
+    ws = await connect(s.url, h)
+    c = Client(ws, h["Audiohook-Session-Id"])
+    if open_first:
+        assert (await c.open(custom=config()))["type"] == "opened"
+    try:
+        return (await c.answer_disconnect())["parameters"]  # type: ignore[no-any-return]
+    finally:
+        await ws.close()
+
+
+def test_a_session_that_never_opens_is_given_up(signed: Signed) -> None:
+    p = asyncio.run(_silent(signed, open_first=False))
+    assert p == {"reason": "error", "info": "408: no open message in time"}
+
+
+def test_a_silent_session_is_given_up(signed: Signed) -> None:
+    p = asyncio.run(_silent(signed, open_first=True))
+    assert p == {"reason": "error", "info": "408: no message for 3 s"}
