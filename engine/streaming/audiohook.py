@@ -138,6 +138,7 @@ class OpenParameters(BaseModel):
     participant: Participant
     media: list[MediaOffer] = Field(max_length=8)
     language: str | None = Field(default=None, max_length=16)
+    supportedLanguages: bool = False  # asks which languages the server transcribes: none
     customConfig: dict[str, Any] = Field(default_factory=dict, max_length=32)
     inputVariables: dict[str, Any] = Field(default_factory=dict, max_length=32)
 

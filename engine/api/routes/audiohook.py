@@ -363,7 +363,10 @@ class AudioHookStream:
         else:
             await self._open_session(p)
         self.media = media
-        await self._send("opened", {"media": [media.wire()], "startPaused": False})
+        opened: dict[str, Any] = {"media": [media.wire()], "startPaused": False}
+        if p.supportedLanguages:
+            opened["supportedLanguages"] = []  # no transcription here
+        await self._send("opened", opened)
         self.opened = True
         if self.early_event is not None:
             self._notify(self.early_event)

@@ -223,7 +223,8 @@ def test_a_connection_probe_is_opened_and_leaves_no_decision(live: Live) -> None
         sid = str(uuid.uuid4())
         ws = await connect(url(live), upgrade_headers(live.keys["decide"], sid))
         c = Client(ws, sid)
-        first = await c.open(custom={}, conversation=null)
+        first = await c.open(custom={}, conversation=null, supportedLanguages=True)
+        assert first["parameters"]["supportedLanguages"] == []  # asked: none transcribed
         last = await c.close()
         await ws.close()
         return first["type"], last["type"]
