@@ -175,13 +175,13 @@ class Settings(BaseSettings):
         "shows it). Set: every upgrade must carry a valid HTTP message signature (401 "
         "otherwise). Unset: signatures are not checked (logged at startup).",
     )
-    audiohook_pause_backlog: float = Field(
-        default=0.5,
+    audiohook_pause_lag_s: float = Field(
+        default=2.0,
         ge=0,
-        le=1,
-        description="Genesys AudioHook: when at least this fraction of live_max_backlog_windows "
-        "windows wait for the detectors (at two blocks in a row), a stream is paused (AudioHook "
-        "pause) for 2 s, before windows must be dropped. 1: only at the bound; 0: at once.",
+        le=60,
+        description="Genesys AudioHook: when the detectors are this far behind real time (the "
+        "oldest waiting window's wait) at two blocks of a stream in a row, the stream is "
+        "paused (AudioHook pause) for 2 s. 0: at once (tests).",
     )
     live_preload_detectors: bool = Field(
         default=False,

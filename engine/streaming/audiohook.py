@@ -375,25 +375,25 @@ class RateLimit:
 
 
 class Backpressure:
-    """When to ask the client to ``pause``: the detector runtime holds at least ``fraction``
-    of its window bound waiting (``live_max_backlog_windows``, past which it drops the
-    lowest-risk sessions' oldest windows) at ``consecutive`` blocks in a row (one busy
-    moment, e.g. the first inference warming up, is not a backlog). Paused for ``hold_s``,
-    then ``resume``; still backlogged, the next blocks pause again. The client discards what
-    it would have sent and says how much in ``resumed``, so the load goes down before the
-    runtime has to drop windows, and the session skips ahead instead of queueing behind."""
+    """When to ask the client to ``pause``: the detectors were at least ``lag_s`` behind real
+    time (the oldest window waiting for them had waited that long) at ``consecutive`` blocks
+    in a row, so one busy moment, e.g. the first inference warming up, is not a backlog.
+    Paused for ``hold_s``, then ``resume``; still behind, the next blocks pause again. The
+    client discards what it would have sent and says how much in ``resumed``, so the load
+    goes down before the runtime must drop windows, and the session skips ahead instead of
+    queueing behind."""
 
-    def __init__(self, fraction: float, hold_s: float = 2.0, consecutive: int = 2) -> None:
-        self.fraction = fraction
+    def __init__(self, lag_s: float, hold_s: float = 2.0, consecutive: int = 2) -> None:
+        self.lag_s = lag_s
         self.hold_s = hold_s
         self.consecutive = consecutive
         self.busy = 0
         self.paused_at: float | None = None
         self.pauses = 0
 
-    def observe(self, pending: int, bound: int, now: float) -> bool:
-        """True: send ``pause`` now (``pending`` windows wait, of at most ``bound``)."""
-        self.busy = self.busy + 1 if pending >= self.fraction * bound else 0
+    def observe(self, lag_s: float, now: float) -> bool:
+        """True: send ``pause`` now (the detectors are ``lag_s`` behind)."""
+        self.busy = self.busy + 1 if lag_s >= self.lag_s else 0
         if self.paused_at is None and self.busy >= self.consecutive:
             self.paused_at = now
             self.busy = 0

@@ -132,7 +132,7 @@ class AudioHookStream:
         self.block_len = 0
         self.resample = tw.Upsampler()
         self.rate = ah.RateLimit(self.settings.stream_max_messages_per_s)
-        self.backpressure = ah.Backpressure(self.settings.audiohook_pause_backlog)
+        self.backpressure = ah.Backpressure(self.settings.audiohook_pause_lag_s)
         self.outbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=32)
         self.resumer: asyncio.Task[None] | None = None
         #: The start decision, made before ``opened`` may be sent: it follows ``opened``.
@@ -431,14 +431,11 @@ class AudioHookStream:
         x = self.resample(np.concatenate(self.block))
         self.block, self.block_len = [], 0
         await self.registry.push_audio(self.session, x, party=CALLER)
-        drt = self.registry.detector_runtime
-        if drt is None or self.closing:
+        if self.closing:
             return
-        pending, bound = drt.pending, drt.config.max_pending
-        if self.backpressure.observe(pending, bound, time.monotonic()):
-            log.warning(
-                "audiohook.paused_for_backlog", session=self.session_id, pending_windows=pending
-            )
+        lag = self.registry.detector_lag_s()
+        if self.backpressure.observe(lag, time.monotonic()):
+            log.warning("audiohook.paused_for_backlog", session=self.session_id, lag_s=lag)
             await self._send("pause", {})
             self.resumer = asyncio.create_task(self._resume_later())
 

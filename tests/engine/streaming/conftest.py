@@ -65,7 +65,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     env = {
         "LIVEGUARD_SSE_MAX_SUBSCRIBERS": "2",
         "LIVEGUARD_LIVE_PRELOAD_DETECTORS": "true",
-        "LIVEGUARD_AUDIOHOOK_PAUSE_BACKLOG": "1",
+        "LIVEGUARD_AUDIOHOOK_PAUSE_LAG_S": "60",
     }
     srv = Server(url, tmp / "server.log", env=env)
     srv.start(timeout=60.0)

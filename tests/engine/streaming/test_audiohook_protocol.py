@@ -101,12 +101,12 @@ def test_the_nonce_cache_refuses_replays_and_is_bounded() -> None:
 
 
 def test_a_backlog_pauses_once_then_resumes_after_the_hold() -> None:
-    bp = ah.Backpressure(fraction=0.5, hold_s=2.0)
-    assert not bp.observe(60, 100, now=0)  # one busy moment: not a backlog
-    assert not bp.observe(10, 100, now=0.5)
-    assert not bp.observe(50, 100, now=0.6)
-    assert bp.observe(70, 100, now=1) and bp.paused  # two in a row at half the bound
-    assert not bp.observe(90, 100, now=1.5)  # already paused
+    bp = ah.Backpressure(lag_s=2.0, hold_s=2.0)
+    assert not bp.observe(2.5, now=0)  # one busy moment: not a backlog
+    assert not bp.observe(0.1, now=0.5)
+    assert not bp.observe(2.0, now=0.6)
+    assert bp.observe(3.0, now=1) and bp.paused  # two in a row 2 s behind
+    assert not bp.observe(5.0, now=1.5)  # already paused
     assert not bp.resume_due(now=2.9)
     assert bp.resume_due(now=3.0) and not bp.paused
     assert not bp.resume_due(now=4.0)

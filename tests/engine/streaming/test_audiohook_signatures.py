@@ -1,8 +1,8 @@
 """A server with an AudioHook client secret: every upgrade must carry a valid RFC 9421
 signature (computed by the test client itself), or it is refused with 401 and the reason,
 before the upgrade. The same server holds one session at most (a second is told 429 with
-Retry-After), pauses a stream when the detectors are backlogged (the threshold is 0
-windows here, so every block counts as backlogged) and gives up on a session that does not
+Retry-After), pauses a stream when the detectors are behind real time (the threshold is
+0 s here, so every block counts as backlogged) and gives up on a session that does not
 open within 1 s or goes silent for 3 s."""
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def signed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Signed]:
     env = {
         "LIVEGUARD_AUDIOHOOK_CLIENT_SECRET": base64.b64encode(SECRET).decode(),
         "LIVEGUARD_MAX_LIVE_SESSIONS": "1",
-        "LIVEGUARD_AUDIOHOOK_PAUSE_BACKLOG": "0",
+        "LIVEGUARD_AUDIOHOOK_PAUSE_LAG_S": "0",
         "LIVEGUARD_STREAM_START_TIMEOUT_S": "1",
         "LIVEGUARD_STREAM_IDLE_TIMEOUT_S": "3",
     }
