@@ -60,7 +60,10 @@ def policies(root: Path) -> Path:
 
 
 class NativeLive:
-    def __init__(self, server: Server, keys: dict[str, str], db: Path, root: Path) -> None:
+    def __init__(
+        self, server: Server, keys: dict[str, str], db: Path, root: Path, excerpt_key: str
+    ) -> None:
+        self.excerpt_key = excerpt_key
         self.server = server
         self.keys = keys
         self.db = db
@@ -93,17 +96,18 @@ def native_live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NativeLive
     db = root / "liveguard.db"
     url = f"sqlite:///{db}"
     keys = make_keys(url, "decide", "review")
+    excerpt_key = base64.urlsafe_b64encode(os.urandom(32)).decode()
     env = {
         "LIVEGUARD_POLICIES": str(policies(root)),
         "LIVEGUARD_LIVE_PRELOAD_DETECTORS": "true",
         "LIVEGUARD_LIVE_DETECTORS": json.dumps(FIRST_PASS),
-        "LIVEGUARD_ESCALATION_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        "LIVEGUARD_ESCALATION_KEY": excerpt_key,
         "LIVEGUARD_MAX_LIVE_SESSIONS": "4",
         "LIVEGUARD_STREAM_START_TIMEOUT_S": "3",
     }
     srv = Server(url, root / "server.log", env=env)
     srv.start(timeout=60.0)
-    yield NativeLive(srv, keys, db, root)
+    yield NativeLive(srv, keys, db, root, excerpt_key)
     srv.stop()
 
 

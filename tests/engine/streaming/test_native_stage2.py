@@ -140,6 +140,7 @@ def test_the_consented_excerpt_is_sealed_attached_and_audited(
     )
     metrics = httpx.get(f"{native_live.server.url}/metrics").text
     assert 'liveguard_live_escalations_total{outcome="stored"} 1.0' in metrics
+    assert native_live.excerpt_key not in native_live.server.log.read_text()  # never logged
 
 
 def test_without_consent_nothing_leaves_the_runtime(native_live: NativeLive, calls: dict) -> None:
