@@ -8,7 +8,9 @@ every hop decided and committed; with ``--pin`` on the first CPU, this process o
 last); this process opens N sessions (the protocols in turn: Twilio Media Streams, Genesys AudioHook v2),
 each replaying real recordings from the shared data (``audio/manifest.csv``, a different
 clip per session, μ-law 8 kHz in 20 ms frames) at real-time pace on an absolute schedule,
-the sessions' starts spread over one hop so their windows do not line up.
+the sessions' starts spread over one hop so their windows do not line up. The sockets do
+not negotiate permessage-deflate (base64 and μ-law hardly compress; it would only cost
+CPU on both sides).
 
 **Window-to-decision latency**, defined: a session's window k is its caller audio's
 samples [k·hop, (k+1)·hop) (1 s hops); it is *sent* when the frame holding its last sample
@@ -17,9 +19,10 @@ has been written to the socket (wall clock, this process); it is *decided* at th
 server's wall clock, same machine): the runtime takes at most one window per session per
 micro-batch and every window of a caller yields signals, so the k-th hop decision is
 window k's. Latency = decided − sent: receiving, decoding and resampling, waiting for and
-running the detectors, and the policy decision. A session whose hop decisions do not pair
-one to one with its windows (a window dropped, or decided only at the end) is left out
-of the latency figures and counted. Dropped windows come from the server's metrics
+running the detectors, and the policy decision. Windows still waiting at stop are decided
+with the final decision and not timed; when windows were dropped, a session short of hop
+decisions may have lost any of its windows, so only sessions with a hop for every window
+are timed (the others are counted as unpaired). Dropped windows come from the server's metrics
 (``liveguard_detector_dropped_windows_total``, every reason), as a share of the windows
 sent. The in-process figure of ``benchmarks/detectors.py`` (same machine, same process,
 before the server starts) is the baseline: CPU per stream and hop through the detectors
@@ -122,8 +125,10 @@ class Stream:
     frames: int
     windows: int
     sent_windows: list[float] = field(default_factory=list)
-    late_s: float = 0.0
+    sent_samples: int = 0
     pauses: int = 0
+    paused_at: int | None = None  # AudioHook: the frame index the server paused us at
+    paused_frames: int = 0
     error: str | None = None
     ws: Any = None
     # AudioHook: the session's envelope (ids, both sides' sequence numbers, position).
@@ -151,7 +156,7 @@ def _twilio_params(key: str, session_id: str) -> dict[str, str]:
 
 
 async def _open_twilio(s: Stream, base: str, key: str) -> None:
-    ws = await websockets.connect(f"{base}/v1/streams/twilio", max_size=2**20)
+    ws = await websockets.connect(f"{base}/v1/streams/twilio", max_size=2**20, compression=None)
     call = "CA" + uuid.uuid4().hex
     await ws.send(json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"}))
     sid = "MZ" + uuid.uuid4().hex
@@ -172,12 +177,13 @@ async def _open_twilio(s: Stream, base: str, key: str) -> None:
     s.ws = ws
 
 
-async def _twilio_frame(s: Stream, i: int) -> None:
+async def _twilio_frame(s: Stream, i: int) -> bool:
     payload = s.audio.b64[i % len(s.audio.b64)]
     await s.ws.send(
         f'{{"event":"media","sequenceNumber":"{i + 2}","media":{{"track":"inbound",'
         f'"chunk":"{i + 1}","timestamp":"{i * 20}","payload":"{payload}"}},"streamSid":"MZ"}}'
     )
+    return True
 
 
 async def _close_twilio(s: Stream) -> None:
@@ -209,8 +215,18 @@ async def _ah_reader(s: Stream) -> None:
                 continue
             msg = json.loads(raw)
             s.serverseq = msg.get("seq", s.serverseq)
-            if msg["type"] == "pause":
+            if msg["type"] == "pause":  # per the protocol: say so, send no audio until resume
                 s.pauses += 1
+                s.paused_at = s.samples
+                await _ah_send(s, "paused", {})
+            elif msg["type"] == "resume" and s.paused_at is not None:
+                gap = s.samples - s.paused_at
+                start, s.paused_at = s.paused_at, None
+                await _ah_send(
+                    s,
+                    "resumed",
+                    {"start": f"PT{start / RATE:.3f}S", "discarded": f"PT{gap / RATE:.3f}S"},
+                )
             elif msg["type"] == "opened":
                 s.opened.set()
             elif msg["type"] in ("closed", "disconnect"):
@@ -229,7 +245,7 @@ async def _open_audiohook(s: Stream, base: str, key: str) -> None:
         "X-API-KEY": key,
     }
     s.ws = await websockets.connect(
-        f"{base}/v1/streams/audiohook", additional_headers=headers, max_size=2**20
+        f"{base}/v1/streams/audiohook", additional_headers=headers, max_size=2**20, compression=None
     )
     s.reader = asyncio.create_task(_ah_reader(s))
     await _ah_send(
@@ -258,9 +274,13 @@ async def _open_audiohook(s: Stream, base: str, key: str) -> None:
     await asyncio.wait_for(s.opened.wait(), 30)
 
 
-async def _audiohook_frame(s: Stream, i: int) -> None:
+async def _audiohook_frame(s: Stream, i: int) -> bool:
+    s.samples += FRAME  # the position counts what a pause discards too
+    if s.paused_at is not None:
+        s.paused_frames += 1
+        return False
     await s.ws.send(s.chunk(i))
-    s.samples += FRAME
+    return True
 
 
 async def _close_audiohook(s: Stream) -> None:
@@ -381,7 +401,10 @@ class Server:
 
 
 async def _drive(streams: list[Stream], base: str, key: str) -> float:
-    """Open every session, then one ticker sends each session's frame every 20 ms."""
+    """Open every session, then one ticker sends each session's frame every 20 ms. A
+    ticker that falls behind (this process starved of CPU) slips its schedule instead of
+    bursting to catch up, as a real platform would not burst either; the slip is reported.
+    """
     opened = await asyncio.gather(
         *(OPEN[s.protocol](s, base, key) for s in streams), return_exceptions=True
     )
@@ -390,29 +413,34 @@ async def _drive(streams: list[Stream], base: str, key: str) -> float:
             s.error = f"open: {type(r).__name__}: {r}"[:160]
     live = [s for s in streams if s.error is None]
     last_tick = max(s.start_tick + s.frames for s in live)
-    t0 = time.monotonic() + 0.2
-    wall0 = time.time()
+    due = time.monotonic() + 0.2
+    slipped = 0.0
     for tick in range(last_tick):
-        due = t0 + tick * TICK_S
         now = time.monotonic()
         if now < due:
             await asyncio.sleep(due - now)
+        elif now - due > 0.1:
+            slipped += now - due
+            due = now
+        due += TICK_S
         for s in live:
             i = tick - s.start_tick
             if 0 <= i < s.frames and s.error is None:
                 try:
-                    await SEND[s.protocol](s, i)
+                    sent = await SEND[s.protocol](s, i)
                 except websockets.ConnectionClosed as exc:
                     s.error = f"closed: {exc}"[:160]
                     continue
-                # The frame that completes window k: its sent time (the tail completes none).
-                if (i + 1) * FRAME % HOP == 0 and len(s.sent_windows) < s.windows:
+                if not sent:
+                    continue
+                s.sent_samples += FRAME
+                # The frame that completes a window: its sent time (the tail completes none).
+                if s.sent_samples % HOP == 0 and len(s.sent_windows) < s.windows:
                     s.sent_windows.append(time.time())
-                s.late_s = max(s.late_s, time.monotonic() - due)
     await asyncio.gather(
         *(CLOSE[s.protocol](s) for s in live if s.error is None), return_exceptions=True
     )
-    return time.time() - wall0
+    return slipped
 
 
 def run(server: Server, n: int, seconds: float, protocols: list[str], audio: list[Clip]) -> dict:
@@ -434,7 +462,7 @@ def run(server: Server, n: int, seconds: float, protocols: list[str], audio: lis
     ]
     dropped0, _ = server.dropped()
     cpu0, wall0 = server.cpu_s(), time.monotonic()
-    asyncio.run(_drive(streams, server.url.replace("http://", "ws://"), server.key))
+    slipped = asyncio.run(_drive(streams, server.url.replace("http://", "ws://"), server.key))
     cpu_s, wall_s = server.cpu_s() - cpu0, time.monotonic() - wall0
     ids = [s.session_id for s in streams]
     deadline = time.monotonic() + 30
@@ -448,11 +476,15 @@ def run(server: Server, n: int, seconds: float, protocols: list[str], audio: lis
     unpaired = at_end = 0
     for s in streams:
         h = hops[s.session_id]
-        # Windows still waiting at stop are decided with the final decision, not as hops:
-        # without drops the k-th hop is still the k-th window; with drops only a session
-        # whose every window has its hop pairs for certain.
-        paired = len(h) if dropped1 == dropped0 else len(s.sent_windows)
-        if s.error is not None or len(h) > len(s.sent_windows) or len(h) != paired:
+        # A session with a hop decision for every window pairs one to one. Windows still
+        # waiting at stop are decided with the final decision, not as hops: without drops
+        # the k-th hop is still the k-th window; with drops a session short of hops may
+        # have lost any of its windows, so it is left out (and counted).
+        complete = len(h) == len(s.sent_windows)
+        if s.error is not None or len(h) > len(s.sent_windows):
+            unpaired += 1
+            continue
+        if not complete and dropped1 != dropped0:
             unpaired += 1
             continue
         at_end += len(s.sent_windows) - len(h)
@@ -478,8 +510,11 @@ def run(server: Server, n: int, seconds: float, protocols: list[str], audio: lis
         "decided_at_end": at_end,
         "errors": errors,
         "server_cores": cpu_s / wall_s,
-        "client_late_ms": 1000 * max(s.late_s for s in streams),
+        "client_slipped_s": slipped,
         "pauses": sum(s.pauses for s in streams),
+        "paused_pct": 100.0
+        * sum(s.paused_frames for s in streams)
+        / max(1, sum(s.frames for s in streams)),
     }
 
 
@@ -497,6 +532,8 @@ def main() -> None:
         "streams per core comes from the server's measured CPU time)",
     )
     args = ap.parse_args()
+    # SIGTERM ends the run like ^C: the server is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ns = [int(x) for x in args.streams.split(",")]
     protocols = args.protocols.split(",")
     seconds = min(60.0, args.seconds)
@@ -537,7 +574,8 @@ def main() -> None:
                     f"({r['dropped_pct']:.3f} %) {r['dropped_by_reason']}; server CPU "
                     f"{r['server_cores']:.2f} cores; unpaired sessions {r['unpaired']}, windows "
                     f"decided only at the end {r['decided_at_end']}; "
-                    f"client max lateness {r['client_late_ms']:.0f} ms; pauses {r['pauses']}; "
+                    f"load generator slipped {r['client_slipped_s']:.1f} s; AudioHook pauses "
+                    f"{r['pauses']} ({r['paused_pct']:.2f} % of the audio withheld); "
                     f"errors {len(r['errors'])} {r['errors'][:2]} "
                     f"({time.perf_counter() - t:.0f} s)"
                 )
@@ -546,7 +584,14 @@ def main() -> None:
         finally:
             server.stop()
     print(f"load after: {Path('/proc/loadavg').read_text().split()[:3]}")
-    ok = [r for r in results if r["p99_ms"] <= 250 and r["dropped_pct"] < 0.1 and not r["errors"]]
+    ok = [
+        r
+        for r in results
+        if r["p99_ms"] <= 250
+        and r["dropped_pct"] + r["paused_pct"] < 0.1
+        and not r["errors"]
+        and r["client_slipped_s"] < 1.0
+    ]
     best = max(ok, key=lambda r: r["n"]) if ok else min(results, key=lambda r: r["n"])
     # Streams one core carries: N over the CPU the server spent on them (pinned, ≤ 1 core).
     per_core = best["n"] / max(best["server_cores"], 1e-9) if ok else 0.0
@@ -554,6 +599,7 @@ def main() -> None:
         f"RESULT streams={best['n']} streams_per_core={per_core:.0f} "
         f"p99_window_to_decision_ms={best['p99_ms']:.1f} dropped_pct={best['dropped_pct']:.3f} "
         f"median_ms={best['median_ms']:.1f} baseline_streams_per_core={estimate} "
+        f"paused_pct={best['paused_pct']:.3f} slipped_s={best['client_slipped_s']:.1f} "
         f"server_cores={best['server_cores']:.2f} protocols={'+'.join(protocols)} "
         f"pinned={'yes' if args.pin else 'no'} met={'yes' if ok else 'no'}"
     )
