@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from scipy.signal import firwin, lfilter
+from scipy.signal import firwin
 
 #: RFC 6455 close codes the adapter answers bad input with.
 CLOSE_NORMAL = 1000
@@ -148,18 +148,31 @@ def mulaw_encode(x: np.ndarray) -> bytes:
 
 class Upsampler:
     """8 kHz → 16 kHz for the detectors: zero-stuffing and a low-pass FIR whose state is
-    kept across chunks, so 20 ms chunks join without clicks at their edges."""
+    kept across chunks, so 20 ms chunks join without clicks at their edges.
+
+    Computed in polyphase form: of the zero-stuffed signal's taps only every other one
+    meets a sample, so the even outputs are the input convolved with the even taps and the
+    odd outputs with the odd taps, the last input samples carried over as the state. The
+    same numbers as filtering the zero-stuffed signal (``scipy.signal.lfilter``), at half
+    the work and without lfilter's per-call overhead: this runs for every stream on the
+    event loop, ten times a second."""
 
     _TAPS = (firwin(63, 0.5) * 2.0).astype(np.float64)
+    _EVEN = _TAPS[0::2].copy()
+    _ODD = _TAPS[1::2].copy()
 
     def __init__(self) -> None:
-        self._zi = np.zeros(len(self._TAPS) - 1)
+        self._history = np.zeros(len(self._EVEN) - 1)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        up = np.zeros(2 * len(x))
-        up[::2] = x
-        y, self._zi = lfilter(self._TAPS, 1.0, up, zi=self._zi)
-        return np.asarray(y, dtype=np.float32)
+        if len(x) == 0:
+            return np.zeros(0, dtype=np.float32)
+        xx = np.concatenate((self._history, np.asarray(x, dtype=np.float64)))
+        y = np.empty(2 * len(x))
+        y[0::2] = np.convolve(xx, self._EVEN, "valid")
+        y[1::2] = np.convolve(xx[1:], self._ODD, "valid")
+        self._history = xx[len(xx) - len(self._history) :]
+        return y.astype(np.float32)
 
 
 # --- ordering ---------------------------------------------------------------------------

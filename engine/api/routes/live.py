@@ -198,7 +198,9 @@ class TwilioStream:
         """The next message; a stream silent for ``idle_s`` gives its session slot back
         (Twilio sends a media frame every 20 ms while a call is up)."""
         try:
-            return await asyncio.wait_for(self.ws.receive(), idle_s)
+            # A timeout scope, not wait_for: wait_for wraps every message in a new task.
+            async with asyncio.timeout(idle_s):
+                return await self.ws.receive()
         except TimeoutError:
             raise tw.ProtocolError(tw.CLOSE_POLICY, f"no message for {idle_s:g} s") from None
 
