@@ -53,3 +53,13 @@ def test_policy_declares_a_cost_table_for_the_board(policy_id):
     assert costs is not None
     assert costs.attack[Action.log] > costs.attack[Action.block]
     assert costs.legitimate[Action.block] > costs.legitimate[Action.log]
+
+
+@pytest.mark.parametrize("policy_id", IDS)
+def test_escalated_media_has_a_declared_window_and_retention(policy_id):
+    # The live runtime stores an escalated excerpt only for a declared length and time;
+    # a bundled policy that allows escalation without both would escalate nothing.
+    flow = PolicyRepository(POLICIES).get(policy_id).dataflow
+    for e in flow.elements:
+        if e.escalation is not None and e.escalation.allowed:
+            assert e.escalation.max_seconds and e.escalation.retention_days, e.name
