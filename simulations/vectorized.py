@@ -123,12 +123,12 @@ class VectorizedPolicy:
         }
         total = np.full(n, self._prior)
         mass = np.zeros(n)
-        count = np.zeros(n)
+        count = np.zeros(n, dtype=np.int16)  # fewer bytes to add to than doubles
         for name, w in self._signals:
             score = batch.scores.get(name)
             if score is None:
                 continue
-            present = ~np.isnan(score)
+            present = score == score  # False exactly where NaN (absent): one pass, not two
             if name in self._media:
                 present &= consent
             # Only the sessions that carry the signal: many signals are absent from most.
@@ -158,7 +158,7 @@ class VectorizedPolicy:
         evidence_mass = np.minimum(1.0, mass / self._total_weight)
         cols["fused.risk"] = risk
         cols["fused.evidence_mass"] = evidence_mass
-        cols["fused.signal_count"] = count
+        cols["fused.signal_count"] = count.astype(float)
         return cols, risk, evidence_mass
 
     def evaluate(self, batch: Batch) -> BatchResult:
