@@ -152,7 +152,7 @@ def _print_metrics(m: dict[str, Any]) -> None:
         typer.echo("  expected cost: the policy declares no cost table (costs: in policy.yaml)")
     header = (
         f"  {'scenario':<24}{'n':>8}  {'log':>6}{'warn':>7}{'step':>7}{'review':>7}{'block':>7}"
-        f"  {'FPR≥step':>8}{'catch':>8}{'rev/1k':>8}{'raw/1k':>7}{'cost/1k':>10}"
+        f"  {'FPR≥step':>8}{'catch':>8}{'rev/1k':>8}{'raw/1k':>7}{'cost/1k':>14}"
     )
     typer.echo(header)
     for name, g in [("(all)", m["overall"]), *m["scenarios"].items()]:
@@ -165,7 +165,7 @@ def _print_metrics(m: dict[str, Any]) -> None:
             f"{_pct(g['catch_rate_all_attacks']):>8}"
             f"{(g['review_queue']['per_1000_sessions'] or 0):>8.1f}"
             f"{(g['raw_media_escalations_per_1000'] or 0):>7.1f}"
-            f"{'n/a' if cost is None else format(cost['per_1000_sessions'], ',.0f'):>10}"
+            f"{'n/a' if cost is None else format(cost['per_1000_sessions'], ',.0f'):>14}"
         )
     t = m["decision_time_us"]
     if t["timed"]:
