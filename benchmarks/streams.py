@@ -1,19 +1,20 @@
 """Live streams against a real ``liveguard serve``: N concurrent WebSocket sessions.
 
     .venv/bin/python benchmarks/streams.py [--streams 50,100,200] [--seconds 30]
-                                           [--protocols twilio,audiohook] [--pin]
+                                           [--protocols twilio,audiohook,native] [--pin]
 
 The server runs in its own process (all edge audio detectors on, SQLite decision log,
 every hop decided and committed; with ``--pin`` on the first CPU, this process on the
-last); this process opens N sessions (the protocols in turn: Twilio Media Streams, Genesys AudioHook v2),
-each replaying real recordings from the shared data (``audio/manifest.csv``, a different
-clip per session, μ-law 8 kHz in 20 ms frames) at real-time pace on an absolute schedule,
+last); this process opens N sessions (the protocols in turn: Twilio Media Streams, Genesys AudioHook v2, the
+native protocol), each replaying real recordings from the shared data
+(``audio/manifest.csv``, a different clip per session; μ-law 8 kHz for Twilio and
+AudioHook, PCM16 16 kHz for the native protocol, all in 20 ms frames) at real-time pace on an absolute schedule,
 the sessions' starts spread over one hop so their windows do not line up. The sockets do
 not negotiate permessage-deflate (base64 and μ-law hardly compress; it would only cost
 CPU on both sides).
 
 **Window-to-decision latency**, defined: a session's window k is its caller audio's
-samples [k·hop, (k+1)·hop) (1 s hops); it is *sent* when the frame holding its last sample
+seconds [k, k+1) (1 s hops); it is *sent* when the frame holding its last sample
 has been written to the socket (wall clock, this process); it is *decided* at the
 ``decided_at`` of the session's k-th ``live:hop`` decision in the decision log (the
 server's wall clock, same machine): the runtime takes at most one window per session per
@@ -94,6 +95,7 @@ class Clip:
 
     frames: list[bytes]
     b64: list[str]
+    pcm16: list[bytes]  # the native protocol's: party 0, PCM16 LE 16 kHz, 20 ms
 
 
 def recordings(n: int) -> list[Clip]:
@@ -108,7 +110,11 @@ def recordings(n: int) -> list[Clip]:
         x16 = load_audio(shared_data_dir() / "audio" / r[0])
         ulaw = mulaw_encode(resample_poly(x16, 1, 2))
         frames = [ulaw[j : j + FRAME] for j in range(0, len(ulaw) - FRAME + 1, FRAME)]
-        out.append(Clip(frames, [base64.b64encode(f).decode() for f in frames]))
+        pcm = np.clip(np.round(x16 * 32768.0), -32768, 32767).astype("<i2").tobytes()
+        native = [
+            b"\x00" + pcm[4 * j : 4 * j + 4 * FRAME] for j in range(0, len(frames) * FRAME, FRAME)
+        ]
+        out.append(Clip(frames, [base64.b64encode(f).decode() for f in frames], native))
     return out
 
 
@@ -292,9 +298,57 @@ async def _close_audiohook(s: Stream) -> None:
         s.reader.cancel()
 
 
-OPEN = {"twilio": _open_twilio, "audiohook": _open_audiohook}
-SEND = {"twilio": _twilio_frame, "audiohook": _audiohook_frame}
-CLOSE = {"twilio": _close_twilio, "audiohook": _close_audiohook}
+async def _open_native(s: Stream, base: str, key: str) -> None:
+    s.ws = await websockets.connect(
+        f"{base}/v1/streams/liveguard",
+        additional_headers={"Authorization": f"Bearer {key}"},
+        max_size=2**20,
+        compression=None,
+    )
+    context = {
+        "channel": "support_call",
+        "kind": "password_reset",
+        "participant": "external",
+        "consent": {"media_analysis": True},
+        "identity": {"assurance": "substantial"},
+        "device": {"posture": "managed"},
+    }
+    start = {"v": 1, "type": "start", "call_id": s.session_id, "context": context}
+    await s.ws.send(json.dumps(start))
+    while True:
+        msg = json.loads(await asyncio.wait_for(s.ws.recv(), 30))
+        if msg["type"] == "started":
+            break
+        if msg["type"] == "error" and msg.get("fatal"):
+            raise RuntimeError(f"native start refused: {msg.get('code')}")
+    s.reader = asyncio.create_task(_drain(s))
+
+
+async def _drain(s: Stream) -> None:
+    """The server's decisions, read as they come (a client that reads nothing is slow)."""
+    with contextlib.suppress(websockets.ConnectionClosed):
+        async for raw in s.ws:
+            if isinstance(raw, str) and json.loads(raw)["type"] == "ended":
+                s.closed.set()
+
+
+async def _native_frame(s: Stream, i: int) -> bool:
+    await s.ws.send(s.audio.pcm16[i % len(s.audio.pcm16)])
+    return True
+
+
+async def _close_native(s: Stream) -> None:
+    await s.ws.send(json.dumps({"v": 1, "type": "end"}))
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(s.closed.wait(), 30)
+    await s.ws.close()
+    if s.reader is not None:
+        s.reader.cancel()
+
+
+OPEN = {"twilio": _open_twilio, "audiohook": _open_audiohook, "native": _open_native}
+SEND = {"twilio": _twilio_frame, "audiohook": _audiohook_frame, "native": _native_frame}
+CLOSE = {"twilio": _close_twilio, "audiohook": _close_audiohook, "native": _close_native}
 
 
 # --- the server ----------------------------------------------------------------------------
@@ -522,7 +576,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--streams", default="50,100,200")
     ap.add_argument("--seconds", type=float, default=30.0, help="audio per session (≤ 60)")
-    ap.add_argument("--protocols", default="twilio,audiohook")
+    ap.add_argument("--protocols", default="twilio,audiohook,native")
     ap.add_argument("--baseline-seconds", type=float, default=10.0)
     ap.add_argument(
         "--pin",
