@@ -18,8 +18,8 @@ threaded to the one-thread run measured in this same process.
 Target (issue 14): ≥ 50,000,000 session decisions per minute end to end on 2 cores. Measured
 on the development machine (2 cores shared with four other sessions), ``--sessions 2000000``,
 slowest bundled YAML policy, medians of 5: end to end 153 M/min with 2 threads at load average
-5.8 (one thread 157 M/min, fastest run 186 M/min), 95 M/min at load 8.7, 55 M/min at load 11;
-evaluation alone 240 M/min at load 5.8. The implementation before (commit 18f5f84) gave
+5.8 (one thread 157 M/min, fastest run 186 M/min), 95 M/min at load 8.7, 94 M/min at load
+4.0, 55 M/min at load 11; evaluation alone 199-240 M/min. The implementation before (commit 18f5f84) gave
 11 M/min end to end at load 7 on the same policies. 0.6-0.9 CPU-seconds per run.
 """
 
