@@ -33,6 +33,8 @@ Ends with ``RESULT streams=… streams_per_core=… p99_window_to_decision_ms=�
 for the largest N that met p99 ≤ 250 ms and < 0.1 % dropped, where streams per core is N
 over the CPU time the server spent per second of the run (its own /proc accounting, every
 thread); if no N met the targets, the smallest N run with ``streams_per_core=0 met=no``.
+Below saturation that figure is a lower bound: windows then reach the detectors one or two
+at a time, which costs more CPU per window than the batches a saturated server runs.
 """
 
 from __future__ import annotations
