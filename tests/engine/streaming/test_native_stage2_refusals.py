@@ -83,6 +83,10 @@ def test_no_declared_retention_refuses(tmp_path: Path) -> None:
     bundled = tmp_path / "bundled"
     bundled.mkdir()
     shutil.copytree(POLICIES / "support-password-reset", bundled / "support-password-reset")
+    df = bundled / "support-password-reset" / "dataflow.yaml"
+    text = df.read_text()
+    assert "      retention_days: 7\n" in text
+    df.write_text(text.replace("      retention_days: 7\n", ""))  # escalation without retention
     rows, counts = _run(tmp_path, bundled, KEY, escalation=True)
     assert rows == 0 and counts == {"refused_no_declared_retention": 1.0}
 
