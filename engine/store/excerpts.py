@@ -42,6 +42,13 @@ class ExcerptKeyInvalid(ValueError):
     code = "escalation_key_invalid"
 
 
+class EscalationKeyMissing(LiveguardError):
+    """An excerpt exists but this replica has no key to open it (a configuration fault)."""
+
+    code = "escalation_key_missing"
+    http_status = 503
+
+
 class ExcerptUnreadable(LiveguardError):
     """The excerpt was sealed under another key (rotated out), or its blob was altered."""
 
@@ -178,14 +185,17 @@ def for_review(
 
 def read(
     engine: Engine,
-    key: ExcerptKey,
+    key: ExcerptKey | None,
     item_id: str,
     excerpt_id: str,
     who: Principal,
     request_id: str | None = None,
 ) -> tuple[ExcerptInfo, bytes] | None:
     """(its info, the PCM16) of an excerpt attached to review item ``item_id``; None when
-    there is no such excerpt on that item. The read is recorded before it is returned."""
+    there is no such excerpt on that item. The read is recorded before it is returned.
+
+    Without a key (``None``) an unknown excerpt is still None (404 to the caller: nothing
+    to open, nothing about the configuration told); an existing one is refused."""
     session_id = _review_session(engine, item_id)
     with Session(engine) as s:
         row = s.get(EscalatedExcerptRow, excerpt_id)
@@ -202,6 +212,8 @@ def read(
     record_read(engine, who, what, [info.decision_id] if info else [], request_id)
     if info is None:
         return None
+    if key is None:
+        raise EscalationKeyMissing("no LIVEGUARD_ESCALATION_KEY: excerpts cannot be opened")
     if sealed_by != key.key_id:
         raise ExcerptUnreadable(
             f"the excerpt was sealed under key {sealed_by}, not the configured {key.key_id}"

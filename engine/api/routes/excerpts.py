@@ -16,7 +16,6 @@ from fastapi.responses import Response
 
 from engine.api.auth import require, runtime
 from engine.api.routes.common import NotFound, errors, json_response, request_id
-from engine.core.errors import LiveguardError
 from engine.store import excerpts
 from engine.store.keys import Principal
 
@@ -25,16 +24,10 @@ router = APIRouter(prefix="/v1/reviews", tags=["reviews"])
 ItemId = Annotated[str, Path(pattern=r"^[0-9a-f]{1,32}$")]
 
 
-class EscalationKeyMissing(LiveguardError):
-    code = "escalation_key_missing"
-    http_status = 503
-
-
-def _key(request: Request) -> excerpts.ExcerptKey:
+def _key(request: Request) -> excerpts.ExcerptKey | None:
+    # None is checked only once an excerpt is found: an unknown one is 404 either way.
     secret = runtime(request).settings.escalation_key
-    if secret is None:
-        raise EscalationKeyMissing("no LIVEGUARD_ESCALATION_KEY: excerpts cannot be opened")
-    return excerpts.ExcerptKey(secret.get_secret_value())
+    return None if secret is None else excerpts.ExcerptKey(secret.get_secret_value())
 
 
 @router.get(

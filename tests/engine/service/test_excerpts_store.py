@@ -101,6 +101,10 @@ def test_sealed_attached_audited_and_purged(any_db: str) -> None:
     assert excerpts.read(engine, key, "0" * 24, excerpt_id, REVIEWER) is None
     with pytest.raises(excerpts.ExcerptUnreadable):
         excerpts.read(engine, _key(), item_id, excerpt_id, REVIEWER)
+    # Without a configured key: an unknown excerpt is just not there; a real one is refused.
+    assert excerpts.read(engine, None, item_id, "f" * 32, REVIEWER) is None
+    with pytest.raises(excerpts.EscalationKeyMissing):
+        excerpts.read(engine, None, item_id, excerpt_id, REVIEWER)
 
     assert purge(engine, utcnow() + timedelta(days=6)).excerpts_deleted == 0
     report = purge(engine, utcnow() + timedelta(days=7, minutes=1))
