@@ -41,7 +41,7 @@ def stream_file(
     if max(len(x) for x in parties.values()) < SR // 10:
         raise AudioInputError(f"audio {inp.audio} is shorter than 0.1 s")
     rt = StreamingRuntime(
-        discover(detectors),
+        discover(detectors, edge_only=detectors is None),
         RuntimeConfig(hop_ms=hop_ms),
         registry=CollectorRegistry(),  # a CLI run does not export metrics
     )
@@ -135,7 +135,9 @@ def analyze_files(
     yields an error result instead of stopping the run.
     """
     rt = StreamingRuntime(
-        discover(detectors), RuntimeConfig(hop_ms=hop_ms), registry=CollectorRegistry()
+        discover(detectors, edge_only=detectors is None),
+        RuntimeConfig(hop_ms=hop_ms),
+        registry=CollectorRegistry(),
     )
     rt.start()
     hop = SR * hop_ms // 1000

@@ -3,6 +3,12 @@
 Plugins are checked when they are registered, not when first called (pluggy's lesson): a
 detector that does not satisfy the protocol fails at load with a message that names the
 plugin and the mismatch.
+
+Stage 2: a detector class may declare ``second_pass_only = True``: it is heavier and runs
+only on the windows a decision's ``second_pass`` obligation asks for. `discover()` still
+loads it (live sessions split it into the second-pass pool with
+`detectors.second_pass.split_detectors`); ``discover(edge_only=True)`` leaves it out, for
+callers that run every loaded detector on every window (analysis, benchmarks).
 """
 
 from __future__ import annotations
@@ -99,6 +105,13 @@ def validate_detector(plugin: str, det: Any) -> None:
     batch = getattr(det, "process_batch", None)
     if batch is not None and not callable(batch):
         fail("'process_batch' must be a method")
+    if not isinstance(getattr(det, "second_pass_only", False), bool):
+        fail("attribute 'second_pass_only' must be a bool")
+
+
+def second_pass_only(det: Any) -> bool:
+    """True for a stage-2 detector (never among the always-on edge detectors)."""
+    return getattr(det, "second_pass_only", False) is True
 
 
 class DetectorRegistry:
@@ -152,13 +165,18 @@ def discover(
     names: Iterable[str] | None = None,
     configs: dict[str, dict[str, Any]] | None = None,
     group: str = ENTRY_POINT_GROUP,
+    edge_only: bool = False,
 ) -> DetectorRegistry:
-    """Load (optionally a subset of) the detectors registered under the entry-point group."""
+    """Load (optionally a subset of) the detectors registered under the entry-point group;
+    with ``edge_only`` without the second-pass-only ones, even when named."""
     wanted = set(names) if names is not None else None
     configs = configs or {}
     registry = DetectorRegistry()
     for ep in sorted(entry_points(group=group), key=lambda e: e.name):
         if wanted is not None and ep.name not in wanted:
             continue
-        registry.register(load_entry_point(ep, configs.get(ep.name)), plugin=ep.name)
+        det = load_entry_point(ep, configs.get(ep.name))
+        if edge_only and second_pass_only(det):
+            continue
+        registry.register(det, plugin=ep.name)
     return registry

@@ -59,12 +59,13 @@ class SyntheticVoiceDetector(BaseDetector):
     #: what the evaluation featurizes and retrains for this model (training/recipes.py)
     feature_set: ClassVar[str] = "windows_v2"
     recipe: ClassVar[str] = "v2"
+    model_files: ClassVar[dict[str, str]] = MODEL_FILES
 
     _model: OnnxModel | None = None
 
     def start(self) -> None:
         cfg: SyntheticVoiceConfig = self.config  # type: ignore[assignment]
-        self._model = OnnxModel(MODELS_DIR / MODEL_FILES[cfg.variant])
+        self._model = OnnxModel(MODELS_DIR / self.model_files[cfg.variant])
         meta = self._model.metadata
         self._platt = (float(meta.get("platt_a", 1.0)), float(meta.get("platt_b", 0.0)))
         super().start()
@@ -82,6 +83,10 @@ class SyntheticVoiceDetector(BaseDetector):
     def process(self, window: Window, state: SyntheticVoiceState) -> Signal | None:
         return self.process_batch([window], [state])[0]
 
+    def window_features(self, windows: np.ndarray) -> np.ndarray:
+        """What the model reads per window (the second-pass subclass reads more)."""
+        return window_stats_v2(windows)
+
     def score_vectors(self, vectors: np.ndarray) -> np.ndarray:
         """Raw logits for window statistics (used by evaluation as well)."""
         if self._model is None:
@@ -96,7 +101,7 @@ class SyntheticVoiceDetector(BaseDetector):
         ok = frames >= self.config.min_speech_frames  # type: ignore[attr-defined]
         logits = np.zeros(len(windows))
         if ok.any():
-            logits[ok] = self.score_vectors(window_stats_v2(windows[ok]))
+            logits[ok] = self.score_vectors(self.window_features(windows[ok]))
         sums = np.bincount(clip[ok], logits[ok], n_clips)
         cnt = np.bincount(clip[ok], None, n_clips)
         out = np.full(n_clips, np.nan)
@@ -128,7 +133,7 @@ class SyntheticVoiceDetector(BaseDetector):
         scored = [j for j in range(len(todo)) if frames[j] >= cfg.min_speech_frames]
         if not scored:
             return out
-        logits = self.score_vectors(window_stats_v2(batch[scored]))  # one call for the batch
+        logits = self.score_vectors(self.window_features(batch[scored]))  # one call for all
         for j, lg in zip(scored, logits, strict=True):
             i = todo[j]
             w, st = windows[i], states[i]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from pydantic import BaseModel
@@ -38,6 +39,9 @@ from detectors.metrics_eval import eer, rates_at, roc_auc
 from detectors.training.featurize import featurize_many
 from detectors.training.mlp import balanced_platt
 from detectors.training.recipes import Recipe, get_recipe
+
+if TYPE_CHECKING:
+    from detectors.synthetic_voice import SyntheticVoiceDetector
 
 OPERATING_THRESHOLD = 0.5  # calibrated score; the detector's own "spoof" verdict
 N_FOLDS = 3
@@ -63,6 +67,11 @@ class EvaluationReport(BaseModel):
     data: list[str]
     model: str
     recipe: str
+    detector: str = "audio.synthetic_voice"
+    #: True: one refit per held-out system (`Splits.loso_quick`) instead of one per fold
+    loso_quick: bool = False
+    #: held-out systems LOSO ran on (None: every system of the sets)
+    loso_groups: list[str] | None = None
     operating_threshold: float = OPERATING_THRESHOLD
     operating_logit: float | None = None
     train_conditions: list[str]
@@ -141,6 +150,17 @@ class Splits:
         test = (self.folds == fold) & (in_group | (self.labels == 0))
         return train, test
 
+    def loso_quick(self, group: str) -> tuple[np.ndarray, np.ndarray]:
+        """One refit per held-out system instead of one per fold: trained without the system,
+        its speakers and the speakers of the fold holding most of its clips; tested on every
+        clip of the system against that fold's bona fide speech (still speaker-disjoint)."""
+        in_group = self.groups == group
+        k = int(np.bincount(self.folds[in_group], minlength=self.n_folds).argmax())
+        group_speakers = np.isin(self.speakers, np.unique(self.speakers[in_group]))
+        train = (self.folds != k) & ~in_group & ~group_speakers
+        test = in_group | ((self.folds == k) & (self.labels == 0))
+        return train, test
+
     def corpus_out(self, corpus: str) -> tuple[np.ndarray, np.ndarray]:
         in_corpus = self.corpora == corpus
         speakers = np.isin(self.speakers, np.unique(self.speakers[in_corpus]))
@@ -189,13 +209,14 @@ def evaluate(
     variant: str = "fp32",
     recipe_name: str | None = None,
     progress: bool = True,
+    detector: str = "audio.synthetic_voice",
+    loso_quick: bool = False,
+    loso_groups: Sequence[str] | None = None,
 ) -> EvaluationReport:
-    from detectors.synthetic_voice import SyntheticVoiceConfig, SyntheticVoiceDetector
-
     clips = read_sets(data_dirs)
     splits = Splits(clips)
     labels = splits.labels
-    det = SyntheticVoiceDetector(SyntheticVoiceConfig(variant=variant))  # type: ignore[arg-type]
+    det = _detector(detector, variant)
     det.start()
     rec: Recipe = get_recipe(recipe_name or det.recipe)
     conditions = conditions or available_conditions()
@@ -223,6 +244,7 @@ def evaluate(
         data=[str(d) for d in data_dirs],
         model=f"{det.ref} ({variant}, {det.model_digest()})",
         recipe=rec.name,
+        detector=detector,
         train_conditions=train_conds,
         unseen_conditions=[c for c in conditions if c not in train_conds],
         shipped=shipped,
@@ -234,8 +256,45 @@ def evaluate(
         leave_one_corpus_out={},
     )
     if retrain:
-        retrain_protocol(report, clips, rec, feats, conditions, loso, corpus_out, progress)
+        retrain_protocol(
+            report,
+            clips,
+            rec,
+            feats,
+            conditions,
+            loso,
+            corpus_out,
+            progress,
+            loso_quick,
+            loso_groups,
+        )
     return report
+
+
+#: the detectors `evaluate` can measure: signal name -> (module, class, config class)
+EVALUATED = {
+    "audio.synthetic_voice": (
+        "detectors.synthetic_voice",
+        "SyntheticVoiceDetector",
+        "SyntheticVoiceConfig",
+    ),
+    "audio.synthetic_voice_deep": (
+        "detectors.synthetic_voice_deep",
+        "SyntheticVoiceDeepDetector",
+        "SyntheticVoiceDeepConfig",
+    ),
+}
+
+
+def _detector(name: str, variant: str) -> SyntheticVoiceDetector:
+    """The edge screener or its second-pass subclass, by signal name."""
+    import importlib
+
+    if name not in EVALUATED:
+        raise ValueError(f"cannot evaluate {name!r}; known: {', '.join(EVALUATED)}")
+    module, cls, cfg = EVALUATED[name]
+    mod = importlib.import_module(module)
+    return getattr(mod, cls)(getattr(mod, cfg)(variant=variant))
 
 
 def retrain_protocol(
@@ -247,8 +306,15 @@ def retrain_protocol(
     loso: bool = True,
     corpus_out: bool = True,
     progress: bool = True,
+    loso_quick: bool = False,
+    loso_groups: Sequence[str] | None = None,
 ) -> np.ndarray:
-    """Fill the retrained views of `report`; returns the clean speaker-disjoint CV logits."""
+    """Fill the retrained views of `report`; returns the clean speaker-disjoint CV logits.
+
+    `loso_quick` refits once per held-out system instead of once per speaker fold (see
+    `Splits.loso_quick`; the report says so). Cross-validation, which sets the operating
+    point, always runs on every fold. `loso_groups` restricts it to
+    those held-out systems (`report.loso_groups` names them)."""
     from detectors.progress import progress_bar
 
     splits = Splits(clips)
@@ -262,8 +328,19 @@ def retrain_protocol(
     jobs: list[tuple[str, str, int, np.ndarray, np.ndarray]] = []
     for k in range(splits.n_folds):
         jobs.append(("cv", "", k, *splits.cv(k)))  # always: it sets the operating point
+    report.loso_quick = loso and loso_quick
+    groups = splits.group_names()
+    if loso_groups is not None:
+        unknown = sorted(set(loso_groups) - set(groups))
+        if unknown:
+            raise ValueError(f"unknown held-out system(s) {unknown}; known: {groups}")
+        groups = [g for g in groups if g in set(loso_groups)]
+        report.loso_groups = groups if loso and len(groups) < len(splits.group_names()) else None
     if loso:
-        for g in splits.group_names():
+        for g in groups:
+            if loso_quick:
+                jobs.append(("loso", g, 0, *splits.loso_quick(g)))
+                continue
             for k in range(splits.n_folds):
                 jobs.append(("loso", g, k, *splits.loso(g, k)))
     if corpus_out:
@@ -280,7 +357,8 @@ def retrain_protocol(
             slot = preds.setdefault((kind, name), {})
             for cond in conditions:
                 x, clip = prepared[cond]
-                lg = rec.clip_logits(model, x, clip, len(clips))
+                rows = np.flatnonzero(test[clip])  # score only the test clips' windows
+                lg = rec.clip_logits(model, x[rows], clip[rows], len(clips))
                 p = slot.setdefault(cond, np.full(len(clips), np.nan))
                 p[test] = lg[test]
             bar.advance(task)
@@ -294,7 +372,7 @@ def retrain_protocol(
         report.cross_validation[cond] = metrics(p, labels, t_op)
         report.cv_false_alarms[cond] = false_alarms_by_corpus(p, splits, t_op)
     pair_idx = pairs(clips)
-    for g in splits.group_names() if loso else []:
+    for g in groups if loso else []:
         report.leave_one_system_out[g] = {
             cond: metrics(p, labels, t_op) for cond, p in preds[("loso", g)].items()
         }
@@ -322,6 +400,13 @@ def format_report(rep: EvaluationReport) -> str:
         f"data {', '.join(rep.data)}",
         f"trained on conditions: {', '.join(rep.train_conditions)}; "
         f"unseen in training: {', '.join(rep.unseen_conditions) or 'none'}",
+        f"detector {rep.detector}",
+        *(
+            ["LOSO quick: one refit per held-out system (Splits.loso_quick), not one per fold"]
+            if rep.loso_quick
+            else []
+        ),
+        *([f"LOSO reduced to the systems {rep.loso_groups}"] if rep.loso_groups else []),
         f"operating point: calibrated score >= {rep.operating_threshold}"
         + (f" (retrained models: logit >= {rep.operating_logit})" if rep.operating_logit else ""),
         "",

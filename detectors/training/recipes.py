@@ -75,4 +75,12 @@ def get_recipe(name: str) -> Recipe:
         from detectors.training.stats_v2 import StatsV2
 
         return StatsV2()
-    raise ValueError(f"unknown recipe {name!r} (v1 or v2)")
+    if name == "deep_stats":  # the second-pass model
+        from detectors.training.deep_stats import DeepStatsV1
+
+        return DeepStatsV1()
+    if name == "deep_v1":  # a second-pass variant tried (torch CNN, from the `train` extra)
+        from detectors.training.deep_v1 import DeepV1
+
+        return DeepV1()  # type: ignore[return-value]
+    raise ValueError(f"unknown recipe {name!r} (v1, v2, deep_stats or deep_v1)")

@@ -243,14 +243,37 @@ def evaluate_cmd(
     ] = True,
     recipe: Annotated[
         str | None,
-        typer.Option("--recipe", help="Retrain this recipe (v1, v2); default: the shipped one's."),
+        typer.Option(
+            "--recipe",
+            help="Retrain this recipe (v1, v2, deep_stats, deep_v1); default: the shipped one's.",
+        ),
+    ] = None,
+    detector: Annotated[
+        str,
+        typer.Option(
+            "--detector",
+            help="audio.synthetic_voice (edge screener) or audio.synthetic_voice_deep "
+            "(second-pass model).",
+        ),
+    ] = "audio.synthetic_voice",
+    loso_quick: Annotated[
+        bool,
+        typer.Option(
+            "--loso-quick",
+            help="One LOSO refit per held-out system instead of one per speaker fold.",
+        ),
+    ] = False,
+    systems: Annotated[
+        str | None,
+        typer.Option("--systems", help="Comma list: LOSO only for these held-out systems."),
     ] = None,
     conditions: Annotated[
         str | None,
         typer.Option("--conditions", help="Comma list of call conditions (default: all)."),
     ] = None,
 ) -> None:
-    """EER, ROC AUC and error rates at the operating point for audio.synthetic_voice."""
+    """EER, ROC AUC and error rates at the operating point for audio.synthetic_voice or the
+    second-pass audio.synthetic_voice_deep (leave-one-system-out, per call condition)."""
     from detectors.audio_io import AudioInputError, shared_data_dir
     from detectors.degrade import CONDITIONS
     from detectors.training.evaluation import evaluate, format_report
@@ -278,6 +301,9 @@ def evaluate_cmd(
             corpus_out=corpus_out,
             variant=variant,
             recipe_name=recipe,
+            detector=detector,
+            loso_quick=loso_quick,
+            loso_groups=[g.strip() for g in systems.split(",")] if systems else None,
         )
     except (AudioInputError, ValueError, KeyError) as exc:
         raise _fail(str(exc)) from None

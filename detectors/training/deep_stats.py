@@ -1,0 +1,134 @@
+"""synthetic_voice_deep 1.x recipe: a bagged ensemble of wide MLPs on multi-resolution
+window statistics of the normalised log bands (numpy; exported as one ONNX MLP).
+
+Input per window (`detectors.deep_input.deep_stats`): the edge screener's 168 statistics
+plus the per-band mean |change| at lags of 20 and 40 ms (slow spectral modulation, which
+acoustic models smooth differently from a vocal tract) and the per-band spread of the second
+difference (spectral acceleration), all on the gain- and channel-normalised speech frames.
+A clip's (or call's) score is the mean logit of its windows with enough speech.
+
+Training: the edge recipe's call-condition views and group weights (every spoof system and
+bona fide corpus the same total weight within its class); N_MODELS MLPs, each on its own
+seeded draw of MAX_ROWS (window, view) rows; their mean logit is the model's logit. The
+members' standardisation is folded into their first layer, so the ensemble is one MLP with
+N_MODELS x HIDDEN hidden units (exact, not an approximation).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from detectors.deep_input import deep_stats
+from detectors.frontend import speech_mask_frames
+from detectors.training.mlp import MlpParams, train_mlp
+from detectors.training.stats_v2 import (
+    MIN_SPEECH_FRAMES,
+    TRAIN_CONDITIONS,
+    clip_logits,
+    group_weights,
+)
+
+HIDDEN = 128
+N_MODELS = 3
+EPOCHS = 10
+L2 = 1e-3
+BATCH = 512
+MAX_ROWS = 60_000
+
+
+def merge_ensemble(members: Sequence[MlpParams]) -> MlpParams:
+    """Members' mean logit as one MLP on raw features (standardisation folded into w1)."""
+    w1s, b1s, w2s = [], [], []
+    for p in members:
+        assert p.w1 is not None and p.b1 is not None
+        w1 = p.w1 / p.std[:, None]
+        w1s.append(w1)
+        b1s.append(p.b1 - p.mean @ w1)
+        w2s.append(p.w2 / len(members))
+    d = members[0].mean.shape[0]
+    return MlpParams(
+        mean=np.zeros(d),
+        std=np.ones(d),
+        w1=np.concatenate(w1s, axis=1),
+        b1=np.concatenate(b1s),
+        w2=np.concatenate(w2s, axis=0),
+        b2=np.array([float(np.mean([p.b2[0] for p in members]))]),
+    )
+
+
+class EnsembleModel:
+    def __init__(self, params: MlpParams) -> None:
+        self.params = params
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        return self.params.logits(x[:, 1:])
+
+
+class DeepStatsV1:
+    name = "synthetic_voice_deep 1.x (bagged wide MLPs on multi-resolution band statistics)"
+    feature_set = "windows_v2"
+    train_conditions: tuple[str, ...] = TRAIN_CONDITIONS
+
+    def __init__(
+        self,
+        hidden: int = HIDDEN,
+        n_models: int = N_MODELS,
+        extended: bool = True,
+        max_rows: int = MAX_ROWS,
+    ) -> None:
+        self.hidden = hidden
+        self.n_models = n_models
+        self.extended = extended
+        self.max_rows = max_rows
+
+    def prepare(self, windows: np.ndarray) -> np.ndarray:
+        """(N, 1 + D): speech frames of each window, then its statistics."""
+        parts = []
+        for s in range(0, len(windows), 2048):
+            w = windows[s : s + 2048]
+            frames = speech_mask_frames(w).sum(axis=1).astype(np.float32)
+            parts.append(np.concatenate([frames[:, None], deep_stats(w, self.extended)], axis=1))
+        return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
+
+    def fit(
+        self,
+        views: Sequence[tuple[np.ndarray, np.ndarray]],
+        labels: np.ndarray,
+        clip_mask: np.ndarray,
+        seed: int = 0,
+        groups: np.ndarray | None = None,
+    ) -> EnsembleModel:
+        strata = np.asarray(groups if groups is not None else labels.astype(str))
+        xs, ys, ws = [], [], []
+        for x, clip in views:
+            keep = clip_mask[clip] & (x[:, 0] >= MIN_SPEECH_FRAMES)
+            xs.append(x[keep, 1:])
+            ys.append(labels[clip][keep])
+            ws.append(group_weights(labels[clip][keep], strata[clip][keep]))
+        x_all, y_all, w_all = np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
+        members = []
+        for m in range(self.n_models):
+            s = seed * 1_000 + m
+            pick = np.random.default_rng(s).choice(
+                len(y_all), min(self.max_rows, len(y_all)), replace=False
+            )
+            members.append(
+                train_mlp(
+                    x_all[pick],
+                    y_all[pick],
+                    w_all[pick],
+                    hidden=self.hidden,
+                    epochs=EPOCHS,
+                    l2=L2,
+                    batch=BATCH,
+                    seed=s,
+                )
+            )
+        return EnsembleModel(merge_ensemble(members))
+
+    def clip_logits(
+        self, model: EnsembleModel, x: np.ndarray, clip: np.ndarray, n_clips: int
+    ) -> np.ndarray:
+        return clip_logits(model.logits(x), x[:, 0], clip, n_clips)
