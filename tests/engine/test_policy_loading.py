@@ -20,7 +20,7 @@ def _edit(path: Path, change) -> None:
 
 def test_bundled_policy_loads_with_version_and_digest(policies_dir):
     policy = load_policy("support-password-reset", policies_dir)
-    assert policy.ref.version == policy.manifest.version == "1.2.0"
+    assert policy.ref.version == policy.manifest.version == "1.3.0"
     assert policy.ref.digest.startswith("sha256:") and len(policy.ref.digest) == 7 + 64
 
 
