@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from engine.core.models import Action
+from engine.policy.git import version_bump_problems
 from engine.policy.repository import PolicyRepository
 from engine.policy.testsuite import load_suite, run_suite
 
@@ -63,3 +64,10 @@ def test_escalated_media_has_a_declared_window_and_retention(policy_id):
     for e in flow.elements:
         if e.escalation is not None and e.escalation.allowed:
             assert e.escalation.max_seconds and e.escalation.retention_days, e.name
+
+
+@pytest.mark.parametrize("policy_id", IDS)
+def test_policy_content_matches_the_version_it_was_first_committed_with(policy_id):
+    # What `policy lint` checks: a bundled policy changed without a version bump would
+    # carry two digests under one version in the decision log and the sign-off records.
+    assert version_bump_problems(POLICIES, policy_id) == []
