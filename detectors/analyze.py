@@ -179,3 +179,43 @@ def analyze_files(
                     on_done(next_out)
     finally:
         rt.stop()
+
+
+class SecondPassRunner:
+    """Stage 2 for recordings: the detectors a decision's ``second_pass`` obligation lists,
+    run over the same file (for a recording the file is the window a live call's next
+    windows would have been). One runtime per set of names, built on first use and kept, so
+    a batch loads each second-pass model once; names not registered are skipped."""
+
+    def __init__(self, hop_ms: int = 1_000) -> None:
+        self._hop_ms = hop_ms
+        self._runtimes: dict[frozenset[str], StreamingRuntime] = {}
+        self._n = 0
+
+    def run(self, path: Path, names: frozenset[str]) -> list[Signal]:
+        rt = self._runtimes.get(names)
+        if rt is None:
+            registry = discover(sorted(names))
+            if not registry.names():
+                return []
+            rt = StreamingRuntime(
+                registry, RuntimeConfig(hop_ms=self._hop_ms), registry=CollectorRegistry()
+            )
+            rt.start()
+            self._runtimes[names] = rt
+        x = load_audio(path)
+        self._n += 1
+        sid = f"second-pass-{self._n}"
+        rt.open_session(sid)
+        hop = SR * self._hop_ms // 1000
+        ems: list[Emission] = []
+        for start in range(0, len(x), hop):
+            rt.push_audio(sid, x[start : start + hop])
+            ems.extend(rt.drain())
+        ems.extend(rt.close_session(sid))
+        return latest_signals([e for e in ems if e.session_id == sid])
+
+    def close(self) -> None:
+        for rt in self._runtimes.values():
+            rt.stop()
+        self._runtimes.clear()

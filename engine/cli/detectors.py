@@ -154,13 +154,23 @@ def analyze(
         typer.echo(render(decision))  # type: ignore[arg-type]
 
 
+def _second_pass_names(decision: object, ran: set[str]) -> frozenset[str]:
+    """The detectors a decision's second_pass obligation lists that the first pass did not
+    run (empty when it asks for none)."""
+    for ob in getattr(decision, "obligations", ()):
+        if getattr(ob, "kind", None) == "second_pass":
+            return frozenset(ob.detectors) - ran
+    return frozenset()
+
+
 def _analyze_manifest(
     manifest: Path, policy: str | None, policies: Path, hop_ms: int, jsonl: bool, concurrency: int
 ) -> None:
     """Batch mode: every file of the manifest through one micro-batching runtime."""
+    import contextlib
     import sys
 
-    from detectors.analyze import analyze_files, read_file_manifest
+    from detectors.analyze import SecondPassRunner, analyze_files, read_file_manifest
     from detectors.audio_io import AudioInputError
     from detectors.progress import progress_bar
 
@@ -176,7 +186,10 @@ def _analyze_manifest(
             load_policy(policy, policies)
         except LiveguardError as exc:
             raise _fail("; ".join(exc.lines())) from None
-    with progress_bar(sys.stderr.isatty()) as bar:
+    with (
+        contextlib.closing(SecondPassRunner(hop_ms=hop_ms)) as second,
+        progress_bar(sys.stderr.isatty()) as bar,
+    ):
         task = bar.add_task("analyze", total=len(files))
         for res in analyze_files(
             files,
@@ -184,16 +197,29 @@ def _analyze_manifest(
             concurrency=concurrency,
             on_done=lambda n: bar.update(task, completed=n),
         ):
-            decision = None
+            decision, first_action, second_signals = None, None, None
             if policy is not None and res.error is None:
                 session_id = re.sub(r"[^A-Za-z0-9._:\-]", "-", f"analyze-{Path(res.path).stem}")
                 decision = _decide(res.signals, policy, policies, session_id[:128])
+                # Stage 2, as a live session gets it: only when the decision asks, only the
+                # detectors it lists that the first pass did not run; then decided again.
+                wanted = _second_pass_names(decision, {s.name for s in res.signals})
+                if wanted:
+                    second_signals = second.run(Path(res.path), wanted)
+                    first_action = decision.action.value  # type: ignore[attr-defined]
+                    decision = _decide(
+                        [*res.signals, *second_signals], policy, policies, session_id[:128]
+                    )
             doc = {
                 "path": res.path,
                 "label": res.label,
                 "system": res.system,
                 "signals": [s.model_dump(mode="json") for s in res.signals],
-                "second_pass": None,  # no second-pass model yet (issue 12, point 2)
+                # null: no second pass was asked for (or nothing it listed is registered)
+                "second_pass": [s.model_dump(mode="json") for s in second_signals]
+                if second_signals
+                else None,
+                "first_pass_action": first_action,
                 "decision": json.loads(decision.model_dump_json()) if decision else None,  # type: ignore[attr-defined]
                 "error": res.error,
             }

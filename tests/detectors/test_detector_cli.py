@@ -191,7 +191,26 @@ def test_analyze_manifest_prints_one_decided_json_line_per_file(tmp_path: Path) 
     for d in docs:
         assert "audio.synthetic_voice" in {s["name"] for s in d["signals"]}
         assert d["decision"]["policy"]["id"] == "support-password-reset"
-        assert d["second_pass"] is None
+    real = docs[0]
+    # The real caller is decided on the first pass alone; no second pass is asked for.
+    assert real["second_pass"] is None and real["first_pass_action"] is None
+    assert not [o for o in real["decision"]["obligations"] if o["kind"] == "second_pass"]
+
+
+def test_analyze_manifest_runs_the_second_pass_a_decision_asks_for(tmp_path: Path) -> None:
+    sf.write(tmp_path / "fake.wav", load_audio(clip_path("YourTTS zero-shot TTS", 0)), SR)
+    m = manifest_of(tmp_path, [("fake.wav", "spoof")])
+    policy = ["--policy", "support-password-reset", "--policies", str(REPO / "policies")]
+    res = runner.invoke(app, ["analyze", "--manifest", str(m), "--jsonl", *policy])
+    assert res.exit_code == 0, res.output
+    [doc] = [json.loads(line) for line in res.output.splitlines()]
+    # The first pass stepped the clone up with a second_pass obligation; the listed stage-2
+    # detector ran on the file and the decision was made again with its signal.
+    assert doc["first_pass_action"] == "step_up"
+    assert [s["name"] for s in doc["second_pass"]] == ["audio.synthetic_voice_deep"]
+    assert "audio.synthetic_voice_deep" not in {s["name"] for s in doc["signals"]}
+    used = {c["signal"] for c in doc["decision"]["fused"]["contributions"]}
+    assert "audio.synthetic_voice_deep" in used
 
 
 def test_analyze_manifest_matches_single_file_analysis(tmp_path: Path) -> None:
