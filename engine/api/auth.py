@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import structlog
-from fastapi import Depends, Request
+from fastapi import Depends, Request, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from engine.core.errors import LiveguardError
@@ -68,6 +68,25 @@ async def authorize(rt: Runtime, key: str | None, roles: tuple[str, ...]) -> Pri
         )
     check_role(who, roles)
     return who
+
+
+async def authorize_stream(
+    ws: WebSocket, key: str | None, route: str, roles: tuple[str, ...] = ("decide",)
+) -> Principal:
+    """``authorize`` for a stream's key (each protocol carries it its own way); a refusal is
+    logged as on HTTP, with the key's public id, never the key, and re-raised for the
+    protocol to answer in its own terms."""
+    try:
+        return await authorize(runtime(ws), key, roles)
+    except LiveguardError as exc:
+        log.warning(
+            "auth.refused",
+            route=route,
+            code=exc.code,
+            key_id=key_id_of(key) if key else None,
+            client=ws.client.host if ws.client else None,
+        )
+        raise
 
 
 def check_role(who: Principal, roles: tuple[str, ...]) -> None:

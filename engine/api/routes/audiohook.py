@@ -30,10 +30,9 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from engine.api.auth import authorize, runtime
+from engine.api.auth import authorize_stream
 from engine.core.errors import LiveguardError
 from engine.settings import Settings
-from engine.store.keys import key_id_of
 from engine.streaming import audiohook as ah
 from engine.streaming import signatures as sig
 from engine.streaming import twilio as tw
@@ -181,15 +180,8 @@ class AudioHookStream:
         self.session_id = h["audiohook-session-id"].lower()
         key = h.get("x-api-key")
         try:
-            await authorize(runtime(self.ws), key, ("decide",))  # type: ignore[arg-type]
+            await authorize_stream(self.ws, key, ROUTE)
         except LiveguardError as exc:
-            log.warning(
-                "auth.refused",
-                route=ROUTE,
-                code=exc.code,
-                key_id=key_id_of(key) if key else None,
-                client=self.ws.client.host if self.ws.client else None,
-            )
             message = exc.message.replace("'Authorization: Bearer <key>'", "X-API-KEY")
             raise Refused(exc.http_status, exc.code, message) from None
         secret = client_secret(self.settings)

@@ -24,10 +24,10 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from engine.api.auth import authorize, bearer_key, require, runtime
+from engine.api.auth import authorize_stream, bearer_key, require
 from engine.api.routes.common import errors, json_response
 from engine.core.errors import LiveguardError
-from engine.store.keys import Principal, key_id_of
+from engine.store.keys import Principal
 from engine.streaming import twilio as tw
 from engine.streaming.sessions import (
     ContextUpdate,
@@ -257,18 +257,7 @@ class TwilioStream:
         tw.check_media_format(start.mediaFormat)
         ctx_input, control = tw.context_from_parameters(start.customParameters)
         key = control.get("liveguard_key") or self._header_key()
-        try:
-            await authorize(runtime(self.ws), key, ("decide",))  # type: ignore[arg-type]
-        except LiveguardError as exc:
-            # As auth.refused on HTTP: the key's public id, never the key.
-            log.warning(
-                "auth.refused",
-                route="/v1/streams/twilio",
-                code=exc.code,
-                key_id=key_id_of(key) if key else None,
-                client=self.ws.client.host if self.ws.client else None,
-            )
-            raise
+        await authorize_stream(self.ws, key, "/v1/streams/twilio")
         try:
             context = LiveContext.model_validate(ctx_input)
         except ValidationError as exc:

@@ -18,9 +18,8 @@ import structlog
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from engine.api.auth import authorize, bearer_key, runtime
+from engine.api.auth import authorize_stream, bearer_key
 from engine.core.errors import LiveguardError
-from engine.store.keys import key_id_of
 from engine.streaming import native as nv
 from engine.streaming.native import Code, NativeError
 from engine.streaming.sessions import (
@@ -120,15 +119,8 @@ class NativeStream:
             if k == b"authorization":
                 key = bearer_key(v.decode("latin-1"))
         try:
-            await authorize(runtime(self.ws), key, ("decide",))  # type: ignore[arg-type]
+            await authorize_stream(self.ws, key, "/v1/streams/liveguard")
         except LiveguardError as exc:
-            log.warning(
-                "auth.refused",
-                route="/v1/streams/liveguard",
-                code=exc.code,
-                key_id=key_id_of(key) if key else None,
-                client=self.ws.client.host if self.ws.client else None,
-            )
             code = Code.forbidden if exc.http_status == 403 else Code.unauthenticated
             await self._send(nv.error(code, exc.message, fatal=True))
             raise _Closing(CLOSE_POLICY, exc.code) from None
