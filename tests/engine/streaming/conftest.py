@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
-import sqlite3
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,38 +15,17 @@ from scipy.signal import resample_poly
 from detectors.audio_io import load_audio, shared_data_dir
 from engine.streaming.twilio import mulaw_encode
 from tests.engine.service.conftest import Server, make_keys
+from tests.engine.streaming.live_server import LiveServer
 from tests.engine.streaming.native_client import native_live, pcm  # noqa: F401 (fixtures)
 
 CHUNK_MS = 20
 CHUNK_BYTES = 160  # 20 ms of 8 kHz μ-law, what Twilio sends
 
 
-class Live:
-    """The server, its keys and its decision log."""
+class Live(LiveServer):
+    """The server, its keys and its decision log; Twilio's route."""
 
-    def __init__(self, server: Server, keys: dict[str, str], db: Path) -> None:
-        self.server = server
-        self.keys = keys
-        self.db = db
-        self.ws_url = server.url.replace("http://", "ws://") + "/v1/streams/twilio"
-
-    def rows(self, session_id: str) -> list[dict[str, Any]]:
-        with sqlite3.connect(self.db) as conn:
-            conn.row_factory = sqlite3.Row
-            cur = conn.execute(
-                "SELECT * FROM decision_events WHERE session_id = ? ORDER BY decided_at",
-                (session_id,),
-            )
-            return [dict(r) for r in cur.fetchall()]
-
-    def wait_final(self, session_id: str, timeout: float = 10.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            finals = [r for r in self.rows(session_id) if r["request_id"] == "live:final"]
-            if finals:
-                return finals[0]
-            time.sleep(0.05)
-        raise AssertionError(f"no final decision stored for {session_id}")
+    route = "/v1/streams/twilio"
 
 
 @pytest.fixture(scope="package")

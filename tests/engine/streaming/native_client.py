@@ -11,7 +11,6 @@ import base64
 import json
 import os
 import shutil
-import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ import websockets
 
 from detectors.audio_io import load_audio, shared_data_dir
 from tests.engine.service.conftest import POLICIES, Server, make_keys
+from tests.engine.streaming.live_server import LiveServer
 
 SR = 16_000
 FRAME_MS = 100  # what our client sends per binary frame (the README allows any size ≤ 1 s)
@@ -55,35 +55,15 @@ def policies(root: Path) -> Path:
     return out
 
 
-class NativeLive:
+class NativeLive(LiveServer):
+    route = "/v1/streams/liveguard"
+
     def __init__(
         self, server: Server, keys: dict[str, str], db: Path, root: Path, excerpt_key: str
     ) -> None:
+        super().__init__(server, keys, db)
         self.excerpt_key = excerpt_key
-        self.server = server
-        self.keys = keys
-        self.db = db
         self.root = root
-        self.ws_url = server.url.replace("http://", "ws://") + "/v1/streams/liveguard"
-
-    def query(self, sql: str, *args: Any) -> list[dict[str, Any]]:
-        with sqlite3.connect(self.db) as conn:
-            conn.row_factory = sqlite3.Row
-            return [dict(r) for r in conn.execute(sql, args).fetchall()]
-
-    def rows(self, session_id: str) -> list[dict[str, Any]]:
-        return self.query(
-            "SELECT * FROM decision_events WHERE session_id = ? ORDER BY decided_at", session_id
-        )
-
-    def wait_final(self, session_id: str, timeout: float = 10.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            finals = [r for r in self.rows(session_id) if r["request_id"] == "live:final"]
-            if finals:
-                return finals[0]
-            time.sleep(0.05)
-        raise AssertionError(f"no final decision stored for {session_id}")
 
 
 @pytest.fixture(scope="package")
