@@ -54,12 +54,10 @@ def describe(error: BaseException | str) -> str:
     return message[:300]
 
 
-#: The child: compile once, then evaluate input documents until stdin closes.
-_CHILD = r"""
+#: Both children's framing: a 4-byte little-endian length before every message; answers
+#: are a status byte (1 ok, 0 failed), the length, the text. The first message is the job.
+_FRAMING = r"""
 import json, struct, sys
-import regopy  # first: see engine.backends.rego.embedded._plan
-from regopy import Input, Interpreter, LogLevel
-from regopy import rego_shared as rs
 H = struct.Struct("<I")
 src, dst = sys.stdin.buffer, sys.stdout.buffer
 def read():
@@ -72,6 +70,15 @@ def write(status, text):
     dst.write(bytes([status]) + H.pack(len(body)) + body)
     dst.flush()
 job = json.loads(read())
+"""
+
+#: The child: compile once, then evaluate input documents until stdin closes.
+_CHILD = (
+    _FRAMING
+    + r"""
+import regopy  # before anything that loads numpy: see engine.backends.rego.embedded
+from regopy import Input, Interpreter, LogLevel
+from regopy import rego_shared as rs
 rego = Interpreter()
 rego.log_level = LogLevel.NONE
 rego.strict_built_in_errors = True
@@ -93,24 +100,14 @@ while True:
         rs.rego_free_output(out)
     write(1 if ok else 0, text)
 """
+)
 
 
 #: The regorus child: same framing; the decision as JSON text, every failure as status 0.
-_CHILD_REGORUS = r"""
-import json, struct, sys
+_CHILD_REGORUS = (
+    _FRAMING
+    + r"""
 import regorus
-H = struct.Struct("<I")
-src, dst = sys.stdin.buffer, sys.stdout.buffer
-def read():
-    head = src.read(4)
-    if len(head) < 4:
-        sys.exit(0)
-    return src.read(H.unpack(head)[0])
-def write(status, text):
-    body = text.encode()
-    dst.write(bytes([status]) + H.pack(len(body)) + body)
-    dst.flush()
-job = json.loads(read())
 modules, data, rule = job["modules"], job["data"], "data." + job["entrypoint"].replace("/", ".")
 if job["vm"]:
     program = regorus.Program.compile_from_modules(json.dumps(data), list(modules.items()), [rule])
@@ -151,6 +148,7 @@ while True:
     else:
         write(1, text)
 """
+)
 
 
 class RegoWorker:
