@@ -29,6 +29,10 @@ what a row plus a notification give.
 Privacy: an event carries exactly what the local feed shows (action, summary, risk,
 decision id, policy) and nothing the policy could not see; the row holding the latest one
 is deleted when the call ends or its replica's rows expire.
+
+Over ~400 lines on purpose: ``PgSessionBus`` is one listener connection with its
+directory rows, refresh, expiry and fan-out; they share the one connection and its
+reconnect, so they stay in one class beside the local bus they stand in for.
 """
 
 from __future__ import annotations

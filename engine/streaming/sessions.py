@@ -17,6 +17,10 @@ thread (the "detector lane"), which also keeps inference off the event loop. Aud
 it through ``engine.streaming.pump`` (a backlog is the runtime's to schedule: riskiest
 first, lowest-risk oldest dropped); subscribers on other replicas are told through
 ``engine.streaming.events``.
+
+Slightly over ~400 lines on purpose: every protocol goes through this one registry, and
+its open, hop, context, stage-2 and end paths share the session lock that orders a
+session's decisions.
 """
 
 from __future__ import annotations

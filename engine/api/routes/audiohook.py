@@ -10,6 +10,10 @@ session opened and decided once, ``opened``), audio, ``ping``/``pong``, pauses e
 and the close transaction (the final decision, sent as a last ``event``, then ``closed``).
 A problem after the upgrade is a ``disconnect`` naming its AudioHook error code; the
 client's close transaction that follows is answered, and the socket closed.
+
+Over ~400 lines on purpose: ``AudioHookStream`` is one protocol state machine (upgrade,
+open, audio, pause, close) whose states share the sequence counters and the sample
+position; split across modules, a transition could be changed without the others.
 """
 
 from __future__ import annotations

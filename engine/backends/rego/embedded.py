@@ -19,6 +19,10 @@ compiled once per folder digest; per request the evaluator only converts the inp
 it and runs the compiled entrypoint. The input is further pruned to the paths the compiled
 plan can read (``engine.backends.rego.plan``), which keeps conversion cheap and tells governance
 which fields the policy reads.
+
+Slightly over ~400 lines on purpose: it holds the regopy evaluator and
+``RegoEvaluatorBase``, which the regorus evaluator also derives from; the base's input
+pruning and outcome check are regopy's own code path, so they stay beside it.
 """
 
 from __future__ import annotations
