@@ -23,13 +23,17 @@ from pathlib import Path
 import numpy as np
 
 from detectors.audio_io import shared_data_dir
-from detectors.dataset import read_sets
+from detectors.dataset import Clip, read_sets
 from detectors.degrade import available_conditions, ffmpeg_available
 from detectors.onnx_model import MODELS_DIR
 from detectors.training.evaluation import EvaluationReport, Splits, format_report, retrain_protocol
 from detectors.training.featurize import featurize_many
 from detectors.training.mlp import balanced_platt, calibrate, export_onnx
+from detectors.training.recipes import Recipe
 from detectors.training.stats_v2 import StatsV2
+
+#: (feature set, condition) -> (per-window features, their clip index), as featurize_many gives.
+Features = dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]
 
 
 def quantize_int8(src: Path, dst: Path) -> None:
@@ -53,19 +57,14 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--data", type=Path, action="append", default=None)
-    ap.add_argument("--out", type=Path, default=MODELS_DIR)
-    ap.add_argument("--report", type=Path, default=None, help="Also write the tables here.")
-    ap.add_argument("--no-loso", action="store_true", help="Skip the LOSO protocol (faster).")
-    args = ap.parse_args()
-    t0 = time.time()
-    if not ffmpeg_available():
-        raise SystemExit("training needs ffmpeg for the codec augmentation: apt-get install ffmpeg")
-    dirs = args.data or [shared_data_dir() / "audio", shared_data_dir() / "audio_neural"]
+def prepare(
+    data: list[Path] | None, rec: Recipe, detector: str
+) -> tuple[list[Path], list[Clip], list[str], Features, EvaluationReport]:
+    """What every training command starts from: the data sets (both shared ones by
+    default), their features under every condition the protocol and the recipe's training
+    views need (cached), and an empty report for the protocol to fill."""
+    dirs = data or [shared_data_dir() / "audio", shared_data_dir() / "audio_neural"]
     clips = read_sets(dirs)
-    rec = StatsV2()
     conditions = available_conditions()
     needed = list(dict.fromkeys([*conditions, *rec.train_conditions]))
     feats = featurize_many(clips, needed, [rec.feature_set])
@@ -73,6 +72,7 @@ def main() -> None:
         data=[str(d) for d in dirs],
         model="(retrained)",
         recipe=rec.name,
+        detector=detector,
         train_conditions=list(rec.train_conditions),
         unseen_conditions=[c for c in conditions if c not in rec.train_conditions],
         shipped={},
@@ -83,6 +83,21 @@ def main() -> None:
         loso_pairs={},
         leave_one_corpus_out={},
     )
+    return dirs, clips, conditions, feats, report
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--data", type=Path, action="append", default=None)
+    ap.add_argument("--out", type=Path, default=MODELS_DIR)
+    ap.add_argument("--report", type=Path, default=None, help="Also write the tables here.")
+    ap.add_argument("--no-loso", action="store_true", help="Skip the LOSO protocol (faster).")
+    args = ap.parse_args()
+    t0 = time.time()
+    if not ffmpeg_available():
+        raise SystemExit("training needs ffmpeg for the codec augmentation: apt-get install ffmpeg")
+    rec = StatsV2()
+    dirs, clips, conditions, feats, report = prepare(args.data, rec, "audio.synthetic_voice")
     oof = retrain_protocol(
         report, clips, rec, feats, conditions, loso=not args.no_loso, corpus_out=not args.no_loso
     )

@@ -23,15 +23,17 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.audio_io import shared_data_dir
-from detectors.dataset import read_sets
-from detectors.degrade import available_conditions, ffmpeg_available
+from detectors.degrade import ffmpeg_available
 from detectors.onnx_model import MODELS_DIR
 from detectors.training.deep_stats import DeepStatsV1
-from detectors.training.evaluation import EvaluationReport, Splits, format_report, retrain_protocol
-from detectors.training.featurize import featurize_many
+from detectors.training.evaluation import Splits, format_report, retrain_protocol
 from detectors.training.mlp import calibrate, export_onnx
-from detectors.training.train_synthetic_voice import quantize_int8, set_metadata, sha256
+from detectors.training.train_synthetic_voice import (
+    prepare,
+    quantize_int8,
+    set_metadata,
+    sha256,
+)
 
 
 def main() -> None:
@@ -47,27 +49,8 @@ def main() -> None:
 
     if not ffmpeg_available():
         raise SystemExit("training needs ffmpeg for the codec augmentation: apt-get install ffmpeg")
-    dirs = args.data or [shared_data_dir() / "audio", shared_data_dir() / "audio_neural"]
-    clips = read_sets(dirs)
     rec = DeepStatsV1()
-    conditions = available_conditions()
-    needed = list(dict.fromkeys([*conditions, *rec.train_conditions]))
-    feats = featurize_many(clips, needed, [rec.feature_set])
-    report = EvaluationReport(
-        data=[str(d) for d in dirs],
-        model="(retrained)",
-        recipe=rec.name,
-        detector="audio.synthetic_voice_deep",
-        train_conditions=list(rec.train_conditions),
-        unseen_conditions=[c for c in conditions if c not in rec.train_conditions],
-        shipped={},
-        shipped_false_alarms={},
-        cross_validation={},
-        cv_false_alarms={},
-        leave_one_system_out={},
-        loso_pairs={},
-        leave_one_corpus_out={},
-    )
+    dirs, clips, conditions, feats, report = prepare(args.data, rec, "audio.synthetic_voice_deep")
     oof = retrain_protocol(
         report,
         clips,
