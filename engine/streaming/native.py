@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from engine.streaming.sessions import CALLER, ContextUpdate, LiveContext
+from engine.streaming.sessions import AGENT, CALLER, ContextUpdate, LiveContext
 from signals import Signal
 
 VERSION = 1
@@ -229,14 +229,15 @@ def check_series(msg: SeriesMessage) -> tuple[np.ndarray, np.ndarray]:
 
 
 def party_map(start: Start) -> dict[int, str]:
-    """Party id → the runtime's party name (the caller is the one decided about)."""
+    """Party id → the runtime's party name (the caller is the one decided about; the agent
+    is read for turn-taking only)."""
     ids = [p.id for p in start.parties]
     if len(set(ids)) != len(ids):
         raise NativeError(Code.invalid, "party ids must be distinct", "parties")
     roles = [p.role for p in start.parties]
     if len(set(roles)) != len(roles):
         raise NativeError(Code.invalid, "each role at most once", "parties")
-    return {p.id: CALLER if p.role == "caller" else "local" for p in start.parties}
+    return {p.id: CALLER if p.role == "caller" else AGENT for p in start.parties}
 
 
 def decision_message(event: dict[str, Any]) -> dict[str, Any]:

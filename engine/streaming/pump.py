@@ -41,8 +41,11 @@ class AudioPump:
         drt: StreamingRuntime,
         in_lane: InLane,
         absorb: Callable[[list[Emission]], Awaitable[None]],
+        first: str | None = None,
     ) -> None:
         self.drt = drt
+        #: The party whose staged audio goes into the runtime first (the agent's).
+        self._first = first
         self._in_lane = in_lane
         self._absorb = absorb
         self._hop = drt.config.sample_rate * drt.config.hop_ms // 1000
@@ -95,7 +98,12 @@ class AudioPump:
     # --- the pump -----------------------------------------------------------------------
 
     def _push(self, staged: dict[tuple[str, str], deque[np.ndarray]]) -> None:
-        for (sid, party), blocks in staged.items():
+        # The agent's audio first: a session's windows are processed in the order they
+        # fill, and turn-taking reads a hop's caller window after the agent's of that hop
+        # (engine.streaming.tracks hands the blocks over in that order; this keeps it when
+        # both are staged for one step). sorted() is stable: sessions keep their order.
+        first = self._first
+        for (sid, party), blocks in sorted(staged.items(), key=lambda kv: kv[0][1] != first):
             with contextlib.suppress(SessionNotFoundError):  # ended meanwhile
                 self.drt.push_audio(sid, np.concatenate(list(blocks)), party=party)
 

@@ -62,6 +62,10 @@ log = structlog.get_logger("liveguard.live")
 
 #: The party whose signals the decision is about: the caller (Twilio's inbound track).
 CALLER = "remote"
+#: The agent's party (Twilio's outbound track, AudioHook's internal channel, the native
+#: protocol's agent): the name ``behavior.turn_taking`` reads the agent's turns under.
+#: Its windows drive no decision of their own (``_absorb``).
+AGENT = "agent"
 _STRICT = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -258,7 +262,7 @@ class LiveSessions:
                     "the detectors did not load; live sessions cannot be analysed"
                 ) from None
         if self._pump is None:
-            self._pump = AudioPump(self.detector_runtime, self._in_lane, self._absorb)
+            self._pump = AudioPump(self.detector_runtime, self._in_lane, self._absorb, first=AGENT)
         return self.detector_runtime
 
     async def stop(self) -> None:
@@ -366,9 +370,18 @@ class LiveSessions:
         await self._in_lane(drt.push_series, sess.id, name, times_ms, values)
 
     async def _absorb(self, emissions: list[Emission]) -> None:
+        """A batch's signals into their sessions; one ``hop`` decision per session whose
+        caller window was in the batch (the runtime takes one window per session a batch).
+        An agent window updates the detectors' state (turn-taking) and its signals join
+        the session's, decided with the caller's next window: a decision per agent window
+        would double the decisions and the decision log's writes for nothing the caller
+        did."""
         fresh: dict[str, list[Signal]] = defaultdict(list)
+        hop: set[str] = set()
         for e in emissions:
             if e.party == CALLER:
+                hop.add(e.session_id)
+            if _about_the_call(e):
                 fresh[e.session_id].append(e.signal)
         for sid, signals in fresh.items():
             sess = self._sessions.get(sid)
@@ -376,7 +389,8 @@ class LiveSessions:
                 continue
             for s in signals:
                 sess.signals[s.name] = s  # the latest of each detector: bounded by their number
-            await self._decide(sess, "hop")
+            if sid in hop:
+                await self._decide(sess, "hop")
 
     async def update_context(self, session_id: str, update: ContextUpdate) -> Decision:
         sess = self.get(session_id)
@@ -400,7 +414,7 @@ class LiveSessions:
             assert self._pump is not None
             emissions = await self._pump.close(session_id)
             for e in emissions:
-                if e.party == CALLER:
+                if _about_the_call(e):
                     sess.signals[e.signal.name] = e.signal
             decision = await self._decide(sess, "final", final=True)
         finally:
@@ -460,6 +474,14 @@ class LiveSessions:
     @staticmethod
     def unsubscribe(sess: LiveSession, q: asyncio.Queue[Event]) -> None:
         sess.subscribers.discard(q)
+
+
+def _about_the_call(e: Emission) -> bool:
+    """Whether a window's signal may join the decision about the caller: every signal of
+    the caller's windows; of the agent's, only those not derived from a voice (behavior,
+    session), since an audio signal of the agent's window describes the agent's voice (a
+    detector without a party filter), not the caller's."""
+    return e.party == CALLER or not e.signal.media_derived
 
 
 def _offer(q: asyncio.Queue[Event], item: Event) -> None:

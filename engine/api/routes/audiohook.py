@@ -41,6 +41,7 @@ from engine.streaming import audiohook as ah
 from engine.streaming import signatures as sig
 from engine.streaming import twilio as tw
 from engine.streaming.sessions import (
+    AGENT,
     CALLER,
     DetectorsUnavailable,
     LiveContext,
@@ -50,6 +51,7 @@ from engine.streaming.sessions import (
     SessionLimitReached,
     event_of,
 )
+from engine.streaming.tracks import PartyBlocks
 
 log = structlog.get_logger("liveguard.live")
 router = APIRouter(tags=["live"])
@@ -131,9 +133,7 @@ class AudioHookStream:
         self.drift_samples = 0  # the most the client's position and ours ever differed
         self.client_errors = 0
         self.events_lost = 0
-        self.block: list[np.ndarray] = []
-        self.block_len = 0
-        self.resample = tw.Upsampler()
+        self.blocks: PartyBlocks | None = None
         self.rate = ah.RateLimit(self.settings.stream_max_messages_per_s)
         self.backpressure = ah.Backpressure(self.settings.audiohook_pause_lag_s)
         self.outbox: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue(maxsize=32)
@@ -359,6 +359,17 @@ class AudioHookStream:
         else:
             await self._open_session(p)
         self.media = media
+        if self.session is not None:
+            sess = self.session
+            # The internal channel (the agent) is analysed when negotiated (two channels),
+            # and only while the call's consent to media analysis holds
+            # (engine.streaming.tracks).
+            self.blocks = PartyBlocks(
+                ah.BLOCK_SAMPLES,
+                agent="internal" in media.channels,
+                consented=lambda: sess.context.consent.media_analysis,
+                resampler=tw.Upsampler,
+            )
         opened: dict[str, Any] = {"media": [media.wire()], "startPaused": False}
         if p.supportedLanguages:
             opened["supportedLanguages"] = []  # no transcription here
@@ -412,21 +423,22 @@ class AudioHookStream:
         if self.client_paused or self.backpressure.paused:
             self.dropped_frames += 1  # sent across the pause: counted, not analysed
             return
-        if self.session is None:
+        if self.session is None or self.blocks is None:
             return  # a probe
-        # Only the caller (external) is analysed in this slice; the agent's channel
-        # (internal) is decoded and counted, like Twilio's outbound track.
-        self.block.append(channels["external"])
-        self.block_len += n
-        if self.block_len >= ah.BLOCK_SAMPLES:
-            await self._flush_block()
+        # The caller (external) and, when negotiated, the agent (internal): one frame
+        # carries both, the agent's handed over first (engine.streaming.tracks).
+        ready = self.blocks.add(AGENT, channels["internal"]) if "internal" in channels else []
+        await self._push(ready + self.blocks.add(CALLER, channels["external"]))
 
     async def _flush_block(self) -> None:
-        if not self.block or self.session is None:
+        if self.blocks is not None:
+            await self._push(self.blocks.flush())
+
+    async def _push(self, blocks: list[tuple[str, np.ndarray]]) -> None:
+        if not blocks or self.session is None:
             return
-        x = self.resample(np.concatenate(self.block))
-        self.block, self.block_len = [], 0
-        await self.registry.push_audio(self.session, x, party=CALLER)
+        for party, x in blocks:
+            await self.registry.push_audio(self.session, x, party=party)
         if self.closing:
             return
         lag = self.registry.detector_lag_s()
@@ -504,6 +516,7 @@ class AudioHookStream:
             position_drift=ah.format_duration(self.drift_samples),
             dropped_frames=self.dropped_frames,
             pauses=self.backpressure.pauses,
+            agent_not_analysed=ah.format_duration(self.blocks.agent_skipped if self.blocks else 0),
             client_errors=self.client_errors,
             events_lost=self.events_lost,
         )

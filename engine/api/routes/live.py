@@ -30,6 +30,8 @@ from engine.core.errors import LiveguardError
 from engine.store.keys import Principal
 from engine.streaming import twilio as tw
 from engine.streaming.sessions import (
+    AGENT,
+    CALLER,
     ContextUpdate,
     DetectorsUnavailable,
     LiveContext,
@@ -39,6 +41,7 @@ from engine.streaming.sessions import (
     SessionLimitReached,
     SessionUnknown,
 )
+from engine.streaming.tracks import PartyBlocks
 
 log = structlog.get_logger("liveguard.live")
 router = APIRouter(tags=["live"])
@@ -47,6 +50,9 @@ SessionId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:\-]{1,128}$")]
 #: Decoded audio is handed to the detector lane in blocks of this many 8 kHz samples
 #: (100 ms): fewer thread hops than one per 20 ms chunk, still well within a window.
 _BLOCK = 800
+#: Twilio's tracks as the runtime's parties: the caller's voice (inbound) and what is played
+#: to the caller (outbound: the agent, or a bot), the latter for turn-taking only.
+_PARTIES = {"inbound": CALLER, "outbound": AGENT}
 
 
 def live(request: Request | WebSocket) -> LiveSessions:
@@ -149,9 +155,7 @@ class TwilioStream:
         self.stream_sid = ""
         self.marks = False
         self.tracks: dict[str, tw.ChunkOrder] = {}
-        self.resample = tw.Upsampler()
-        self.block: list[Any] = []
-        self.block_len = 0
+        self.blocks: PartyBlocks | None = None
         self.outbox: asyncio.Queue[str] = asyncio.Queue(maxsize=16)
         self.rate = _RateLimit(self.settings.stream_max_messages_per_s)
         self.media = 0
@@ -287,6 +291,15 @@ class TwilioStream:
             )
         except SessionExists as exc:
             raise tw.ProtocolError(tw.CLOSE_POLICY, exc.message) from None
+        sess = self.session
+        # The outbound track is analysed when the stream carries it (``both_tracks``), and
+        # only while the call's consent to media analysis holds (engine.streaming.tracks).
+        self.blocks = PartyBlocks(
+            _BLOCK,
+            agent="outbound" in self.tracks,
+            consented=lambda: sess.context.consent.media_analysis,
+            resampler=tw.Upsampler,
+        )
 
     def _header_key(self) -> str | None:
         for k, v in self.ws.scope["headers"]:
@@ -307,31 +320,27 @@ class TwilioStream:
             await self._audio(media.track, chunk)
 
     async def _audio(self, track: str, chunk: bytes) -> None:
-        # Only the caller's voice (inbound) is analysed in this slice; the agent's track
-        # (outbound) is ordered and counted but not run through the detectors.
-        if track != "inbound":
-            return
-        self.block.append(tw.mulaw_decode(chunk))
-        self.block_len += len(chunk)
-        if self.block_len >= _BLOCK:
-            await self._flush_block()
+        # Both tracks, each in its own blocks and resampler; the agent's (outbound) blocks
+        # reach the runtime before the caller's of the same span (engine.streaming.tracks).
+        if self.blocks is not None:
+            await self._push(self.blocks.add(_PARTIES[track], tw.mulaw_decode(chunk)))
 
-    async def _flush_block(self) -> None:
-        if not self.block or self.session is None:
+    async def _push(self, blocks: list[tuple[str, np.ndarray]]) -> None:
+        if self.session is None:
             return
-        x = self.resample(np.concatenate(self.block))
-        self.block, self.block_len = [], 0
-        await self.registry.push_audio(self.session, x)
+        for party, x in blocks:
+            await self.registry.push_audio(self.session, x, party=party)
 
     async def _end(self) -> None:
         if self.session is None:
             return
         sess = self.session
         try:
-            order = self.tracks.get("inbound")
-            for chunk in order.flush() if order is not None else []:
-                await self._audio("inbound", chunk)
-            await self._flush_block()
+            for track in sorted(self.tracks, reverse=True):  # outbound (the agent's) first
+                for chunk in self.tracks[track].flush():
+                    await self._audio(track, chunk)
+            if self.blocks is not None:
+                await self._push(self.blocks.flush())
         finally:
             self.session = None
             await self.registry.end(sess.id)
@@ -343,6 +352,7 @@ class TwilioStream:
             dtmf=self.dtmf,
             gaps=sum(o.gaps for o in self.tracks.values()),
             discarded=sum(o.discarded for o in self.tracks.values()),
+            agent_not_analysed_s=round(self.blocks.agent_skipped / 8000, 2) if self.blocks else 0,
         )
 
     def _notify(self, event: dict[str, Any]) -> None:

@@ -23,7 +23,7 @@ from engine.core.errors import LiveguardError
 from engine.streaming import native as nv
 from engine.streaming.native import Code, NativeError
 from engine.streaming.sessions import (
-    CALLER,
+    AGENT,
     DetectorsUnavailable,
     LiveSession,
     LiveSessions,
@@ -31,6 +31,7 @@ from engine.streaming.sessions import (
     SessionLimitReached,
     event_of,
 )
+from engine.streaming.tracks import PartyBlocks
 from governance.dataflow import Pattern
 
 log = structlog.get_logger("liveguard.live")
@@ -71,7 +72,7 @@ class NativeStream:
         self.window = time.monotonic()
         self.count = 0
         self.rate_told = False
-        self.block: dict[str, list[Any]] = {}
+        self.blocks: PartyBlocks | None = None
         self.frames = 0
         # ``started`` carries the first decision: changes are pushed only after it.
         self.announced = False
@@ -229,6 +230,14 @@ class NativeStream:
         except LiveguardError as exc:  # the policy: unknown, or does not apply
             raise NativeError(Code.policy, f"{exc.code}: {exc.message}", "policy") from None
         self.parties = parties
+        sess = self.session
+        # The declared agent party is analysed (for turn-taking), and only while the call's
+        # consent to media analysis holds (engine.streaming.tracks).
+        self.blocks = PartyBlocks(
+            _BLOCK,
+            agent=AGENT in parties.values(),
+            consented=lambda: sess.context.consent.media_analysis,
+        )
         policy = self.registry.rt.repo.get(self.session.policy_id)
         # feature_only_cloud: raw media stays on the device; only features may come here.
         self.raw_allowed = policy.dataflow.pattern is not Pattern.feature_only_cloud
@@ -280,27 +289,24 @@ class NativeStream:
             )
         party, samples = nv.parse_audio(data, self.parties)
         self.frames += 1
-        if party != CALLER:
-            # The agent's audio is accepted and counted, not analysed yet (as Twilio's
-            # outbound track): decisions are about the caller.
-            return
-        block = self.block.setdefault(party, [])
-        block.append(samples)
-        if sum(len(b) for b in block) >= _BLOCK:
-            await self._flush(party)
+        if self.blocks is not None:
+            # Each party in its own blocks; the agent's reach the runtime before the
+            # caller's of the same span (engine.streaming.tracks).
+            await self._push(self.blocks.add(party, samples))
 
-    async def _flush(self, party: str) -> None:
-        block = self.block.pop(party, [])
-        if block and self.session is not None:
-            await self.registry.push_audio(self.session, np.concatenate(block), party=party)
+    async def _push(self, blocks: list[tuple[str, np.ndarray]]) -> None:
+        if self.session is None:
+            return
+        for party, x in blocks:
+            await self.registry.push_audio(self.session, x, party=party)
 
     async def _end(self) -> None:
         if self.session is None:
             return
         sess = self.session
         try:
-            for party in list(self.block):
-                await self._flush(party)
+            if self.blocks is not None:
+                await self._push(self.blocks.flush())
         finally:
             self.session = None
             decision = await self.registry.end(sess.id)
@@ -314,7 +320,13 @@ class NativeStream:
                     "decision": nv.decision_message(event),
                 }
             )
-        log.info("live.stream_closed", protocol="native", session=sess.id, frames=self.frames)
+        log.info(
+            "live.stream_closed",
+            protocol="native",
+            session=sess.id,
+            frames=self.frames,
+            agent_not_analysed_s=round(self.blocks.agent_skipped / 16_000, 2) if self.blocks else 0,
+        )
 
     # --- the way back ----------------------------------------------------------------------
 
