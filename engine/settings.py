@@ -175,6 +175,14 @@ class Settings(BaseSettings):
         "shows it). Set: every upgrade must carry a valid HTTP message signature (401 "
         "otherwise). Unset: signatures are not checked (logged at startup).",
     )
+    audiohook_max_nonces: int = Field(
+        default=10_000,
+        ge=1,
+        le=10_000_000,
+        description="Genesys AudioHook with a client secret: unexpired signature nonces held "
+        "in the store (shared by every replica) to refuse a replayed upgrade; past it a new "
+        "upgrade is answered 503 + Retry-After rather than a nonce forgotten early.",
+    )
     audiohook_pause_lag_s: float = Field(
         default=2.0,
         ge=0,

@@ -159,3 +159,17 @@ class EscalatedExcerptRow(SQLModel, table=True):
     duration_ms: int
     key_id: str = Field(max_length=16)  # which key sealed it (a fingerprint, not the key)
     sealed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class AudioHookNonceRow(SQLModel, table=True):
+    """A nonce of a verified AudioHook upgrade signature, held until that signature would
+    have expired anyway: the same signed upgrade replayed to any replica sharing the store
+    is refused (``engine.store.nonces``). ``valid_until`` is epoch seconds, not a datetime:
+    it is computed from and compared with the signature's own ``created``/``expires``
+    integers, on every backend alike. The nonce is random (what Genesys sends); nothing of
+    the call is stored."""
+
+    __tablename__ = "audiohook_nonces"
+
+    nonce: str = Field(primary_key=True, max_length=256)
+    valid_until: float = Field(index=True)

@@ -6,7 +6,8 @@ secret: ``Signature-Input`` names the covered components and the signature param
 ``Signature`` carries the MAC, both as RFC 8941 structured-field dictionaries. Here: just
 enough of RFC 8941 to read and re-serialize those two fields, the signature base of RFC 9421
 §2.5, the checks (every required component covered, algorithm, key id, age and expiry,
-nonce) and a bounded cache that refuses a nonce seen before.
+nonce) and the replay guard that refuses a nonce seen before: on every replica sharing
+the store (``engine.store.nonces``), with a bounded per-process cache in front of it.
 
 The signature base is rebuilt from the *parsed* ``Signature-Input`` (re-serialized), not
 from its raw text, so a signer that pads or reorders differently does not verify.
@@ -14,14 +15,22 @@ from its raw text, so a signer that pads or reorders differently does not verify
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from engine.store.nonces import NoncesFull, NonceStore
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 #: What Genesys covers, and what we therefore require a signature to cover.
 REQUIRED_COMPONENTS = (
@@ -378,6 +387,11 @@ class NonceCache:
     def __len__(self) -> int:
         return len(self._seen)
 
+    def holds(self, nonce: str, now: float) -> bool:
+        """Whether ``nonce`` was admitted here and its signature has not expired."""
+        self._purge(now)
+        return nonce in self._seen
+
     def admit(self, v: Verified, now: float) -> bool:
         """True once per nonce; False for a replay. CacheFull when no room is left."""
         self._purge(now)
@@ -403,3 +417,46 @@ class NonceCache:
 
 class CacheFull(Exception):
     pass
+
+
+class NoncesUnavailable(Exception):
+    """The nonce store cannot be asked: the upgrade is refused (503), never admitted
+    unchecked."""
+
+
+class ReplayGuard:
+    """A nonce admitted once across every replica sharing the store.
+
+    The store (``engine.store.nonces``, one ``INSERT … ON CONFLICT`` per verified upgrade)
+    is the authority: the same signed upgrade replayed to another replica within its
+    validity window is refused there. The per-process ``NonceCache`` in front of it only
+    answers a replay to this replica without a round trip; it learns a nonce after the
+    store admitted it, so a refusal by the cache is always one the store would give.
+    One code path on SQLite (one replica) and PostgreSQL (several)."""
+
+    def __init__(self, store: NonceStore, cache: NonceCache | None = None) -> None:
+        self.store = store
+        self.cache = cache or NonceCache(store.max_rows)
+
+    @classmethod
+    def on(cls, engine: Engine, max_nonces: int) -> ReplayGuard:
+        """The guard of the store behind ``engine`` (the decision log's)."""
+        return cls(NonceStore(engine, max_nonces))
+
+    async def admit(self, v: Verified, now: float) -> bool:
+        """True once per nonce, on any replica; False for a replay. CacheFull when the
+        store holds its bound of unexpired nonces; NoncesUnavailable on a store error."""
+        if self.cache.holds(v.nonce, now):
+            return False
+        try:
+            # Off the event loop: a database round trip (SQLite may wait on its lock).
+            fresh = await asyncio.to_thread(self.store.admit, v.nonce, v.valid_until, now)
+        except NoncesFull as exc:
+            raise CacheFull(str(exc)) from None
+        except Exception as exc:
+            raise NoncesUnavailable(type(exc).__name__) from exc
+        if fresh:
+            # A full cache only loses its shortcut: the store still refuses the replay.
+            with contextlib.suppress(CacheFull):
+                self.cache.admit(v, now)
+        return fresh

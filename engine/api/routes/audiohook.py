@@ -191,7 +191,7 @@ class AudioHookStream:
         secret = client_secret(self.settings)
         if secret is not None:
             assert key is not None
-            self._check_signature(secret, key)
+            await self._check_signature(secret, key)
         if len(self.registry) >= self.registry.max_sessions:
             raise Refused(
                 429,
@@ -201,7 +201,7 @@ class AudioHookStream:
                 retry_after=self.settings.retry_after_s,
             )
 
-    def _check_signature(self, secret: bytes, key: str) -> None:
+    async def _check_signature(self, secret: bytes, key: str) -> None:
         scope = self.ws.scope
         target = scope.get("raw_path") or scope["path"].encode()
         if scope.get("query_string"):
@@ -217,15 +217,27 @@ class AudioHookStream:
             verified = sig.verify(req, secret, key, now)
         except sig.SignatureRefused as exc:
             raise Refused(401, "bad_signature", str(exc)) from None
-        nonces: sig.NonceCache | None = getattr(self.ws.app.state, _NONCES_KEY, None)
+        # The nonce is recorded in the store, so a replay to any replica sharing it is
+        # refused (engine.store.nonces), with this process's cache as the fast first check.
+        nonces: sig.ReplayGuard | None = getattr(self.ws.app.state, _NONCES_KEY, None)
         if nonces is None:
-            nonces = sig.NonceCache()
+            rt = self.ws.app.state.runtime
+            nonces = sig.ReplayGuard.on(rt.db, self.settings.audiohook_max_nonces)
             setattr(self.ws.app.state, _NONCES_KEY, nonces)
         try:
-            fresh = nonces.admit(verified, now)
+            fresh = await nonces.admit(verified, now)
         except sig.CacheFull:
             raise Refused(
                 503, "busy", "too many signed upgrades in flight; retry later", retry_after=1
+            ) from None
+        except sig.NoncesUnavailable as exc:
+            # Never admitted unchecked: a replay could not be told from a first use.
+            log.error("audiohook.nonce_store_failed", error=str(exc))
+            raise Refused(
+                503,
+                "store_unavailable",
+                "the signature's nonce cannot be checked (the store is unavailable); retry later",
+                retry_after=self.settings.retry_after_s,
             ) from None
         if not fresh:
             raise Refused(401, "replayed_nonce", "the signature's nonce was used before")
