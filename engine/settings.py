@@ -231,6 +231,13 @@ class Settings(BaseSettings):
         description="PostgreSQL: a replica refreshes its live sessions' directory rows every "
         "third of this; a row not refreshed for this long (its replica died) is expired.",
     )
+    live_forward_timeout_s: float = Field(
+        default=3.0,
+        gt=0,
+        le=60,
+        description="PostgreSQL: how long PUT /v1/sessions/{id}/context on a replica other "
+        "than the session's waits for the owning replica's decision; past it: 504.",
+    )
     live_max_backlog_windows: int = Field(
         default=400,
         ge=1,

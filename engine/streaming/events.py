@@ -26,22 +26,42 @@ is brought up to date from the row's ``seq`` and ``last_event`` at the next refr
 subscriber never needed the history, only the current state and what follows, which is
 what a row plus a notification give.
 
+A third part lets ``PUT /v1/sessions/{id}/context`` land on any replica:
+
+- **the control channel** ``liveguard_session_control``: a replica that does not hold the
+  session reads its owner from the directory and NOTIFYs it the validated context update
+  with a request id; the owner applies it through the same path as a local update and
+  NOTIFYs the decision back (in parts, a payload being < 8000 bytes) under that
+  id; the asking replica waits ``live_forward_timeout_s`` at most (504 past it). Every
+  message names the replica it is for, and each ignores the others' (the channel is
+  database-wide). Trust: the caller was authorized (role ``decide``) by the replica it
+  reached; the owner trusts the message because it came through the database, and
+  PostgreSQL lets any role that can connect to the database NOTIFY (no table privilege
+  needed), so the boundary is the database's: it must be liveguard's alone, which is also
+  what keeps its decision log and keys safe. What a forged message can do is bounded by
+  the update's model, re-validated by the owner: exactly what a ``decide`` key holder can
+  do. Context values are never logged.
+
 Privacy: an event carries exactly what the local feed shows (action, summary, risk,
 decision id, policy) and nothing the policy could not see; the row holding the latest one
 is deleted when the call ends or its replica's rows expire.
 
 Over ~400 lines on purpose: ``PgSessionBus`` is one listener connection with its
-directory rows, refresh, expiry and fan-out; they share the one connection and its
-reconnect, so they stay in one class beside the local bus they stand in for.
+directory rows, refresh, expiry, fan-out and the control channel's requests and answers;
+they share the one connection and its reconnect, and forwarding reads the directory, so
+they stay in one class beside the local bus they stand in for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import json
 import secrets
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -61,6 +81,20 @@ MAX_PAYLOAD_BYTES = 7_999
 OUTBOX = 4_096
 #: Every statement of the bus is bounded in time; past it the connection is dropped.
 STATEMENT_TIMEOUT_S = 5.0
+#: Forwarded context updates and their answers, between replicas (see the docstring).
+CONTROL_CHANNEL = "liveguard_session_control"
+#: Context updates this replica forwarded and still waits for; past it: 503.
+MAX_FORWARDS = 256
+#: Forwarded updates being applied here for other replicas at once; past it: answered busy.
+MAX_SERVED = 64
+#: A forwarded update's decision travels back as base64 in parts of this many characters
+#: (each answer's payload stays well below the limit), at most MAX_PARTS of them.
+PART_CHARS = 6_000
+MAX_PARTS = 16
+
+#: The registry's way to apply a forwarded update: (session id, update as JSON data) →
+#: the decision as JSON text; a LiveguardError is relayed to the asking replica.
+ContextHandler = Callable[[str, dict[str, Any]], Awaitable[str]]
 
 #: One item on a follower's queue: an event, or None when the feed has ended.
 Event = dict[str, Any] | None
@@ -69,6 +103,37 @@ Event = dict[str, Any] | None
 class TooManyFollowers(LiveguardError):
     code = "too_many_subscribers"
     http_status = 429
+
+
+class OwnerTimeout(LiveguardError):
+    """The replica holding the session did not answer a forwarded update in time."""
+
+    code = "owner_timeout"
+    http_status = 504
+
+
+class ForwardTooLarge(LiveguardError):
+    code = "payload_too_large"
+    http_status = 413
+
+
+class ForwardUnavailable(LiveguardError):
+    """A forwarded update could not be sent (the database, or too many waiting)."""
+
+    code = "forward_unavailable"
+    http_status = 503
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": "1"}
+
+
+class Relayed(LiveguardError):
+    """The owning replica's refusal of a forwarded update, with its code and status."""
+
+    def __init__(self, code: str, status: int, message: str) -> None:
+        super().__init__(message)
+        self.code, self.http_status = code, status
 
 
 def offer(q: asyncio.Queue[Event], item: Event) -> None:
@@ -132,6 +197,17 @@ class SessionBus(Protocol):
 
     def unfollow(self, f: Follow) -> None: ...
 
+    def serve_context(self, handler: ContextHandler) -> None:
+        """How this replica applies updates forwarded to it by other replicas."""
+        ...
+
+    async def forward_context(
+        self, session_id: str, update: dict[str, Any], timeout_s: float
+    ) -> str | None:
+        """The decision (JSON) of the replica the session streams on, after it applied
+        ``update``; None if it streams on no other replica."""
+        ...
+
 
 class LocalBus:
     """One replica: the registry's subscribers are all there is; nothing to tell anyone."""
@@ -155,6 +231,14 @@ class LocalBus:
         return None
 
     def unfollow(self, f: Follow) -> None:
+        return None
+
+    def serve_context(self, handler: ContextHandler) -> None:
+        return None
+
+    async def forward_context(
+        self, session_id: str, update: dict[str, Any], timeout_s: float
+    ) -> str | None:
         return None
 
 
@@ -211,6 +295,49 @@ WHERE session_id = ANY(%(ids)s) AND seen_at >= now() - make_interval(secs => %(t
 """
 
 
+_NOTIFY = "SELECT pg_notify(%(ch)s, %(payload)s)"
+
+
+@dataclass
+class _Waiting:
+    """A forwarded update's answer being received: from ``owner``, in ``parts``."""
+
+    owner: str
+    future: asyncio.Future[tuple[str, Any]]
+    parts: dict[int, str] = field(default_factory=dict)
+
+
+def context_request(
+    qid: str, replica: str, owner: str, session_id: str, update: dict[str, Any]
+) -> str:
+    """The NOTIFY payload forwarding ``update`` to ``owner``. The update's model bounds
+    every field (the one unbounded integer is cut at 4300 digits by the JSON parsers), so
+    it fits; were it ever too large it is refused whole, never cut: a partial context
+    would be decided as if it were complete."""
+    note = {"t": "ctx", "q": qid, "r": replica, "to": owner, "s": session_id, "u": update}
+    payload = json.dumps(note, separators=(",", ":"))
+    size = len(payload.encode())
+    if size > MAX_PAYLOAD_BYTES:
+        raise ForwardTooLarge(
+            f"session {session_id!r} streams on another replica and this update is too "
+            f"large to forward there ({size} bytes encoded, at most {MAX_PAYLOAD_BYTES})"
+        )
+    return payload
+
+
+def _err(code: str, status: int, message: str) -> dict[str, Any]:
+    return {"err": {"code": code, "status": status, "message": message[:1000]}}
+
+
+def answer_parts(decision_json: str) -> list[str]:
+    """The decision in base64 parts of PART_CHARS (ValueError past MAX_PARTS)."""
+    text = base64.b64encode(decision_json.encode()).decode()
+    parts = [text[i : i + PART_CHARS] for i in range(0, len(text), PART_CHARS)] or [""]
+    if len(parts) > MAX_PARTS:
+        raise ValueError(f"a decision of {len(decision_json)} bytes")
+    return parts
+
+
 @dataclass
 class _Outgoing:
     session_id: str
@@ -239,6 +366,16 @@ class PgSessionBus:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.listening = asyncio.Event()
+        self._handler: ContextHandler | None = None
+        self._waiting: dict[str, _Waiting] = {}  # request id -> the answer awaited here
+        self._serving: set[asyncio.Task[None]] = set()
+        self.forwards = Counter(
+            "liveguard_live_context_forwards_total",
+            "Context updates for sessions streamed elsewhere: sent (answered, timeout, "
+            "failed) and served here for other replicas (served, busy).",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.events = Counter(
             "liveguard_live_bus_events_total",
             "Session events for other replicas: notified, dropped (outbox full), failed.",
@@ -266,14 +403,17 @@ class PgSessionBus:
                 break
             await asyncio.sleep(0.05)
         async with self._lock:  # no statement in flight when its connection closes
-            for t in self._tasks:
+            for t in [*self._tasks, *self._serving]:
                 t.cancel()
-        for t in self._tasks:
+        for t in [*self._tasks, *self._serving]:
             with contextlib.suppress(BaseException):
                 await t
         for fs in self._follows.values():
             for f in fs:
                 f.end()
+        for w in self._waiting.values():
+            if not w.future.done():
+                w.future.set_exception(ForwardUnavailable("this replica is shutting down"))
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await self._conn.close()
@@ -407,10 +547,14 @@ class PgSessionBus:
                     self.url, autocommit=True, connect_timeout=5
                 ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {CONTROL_CHANNEL}")
                     self.listening.set()
                     await self._catch_up()  # what was notified while nobody listened
                     async for note in conn.notifies():
-                        self._deliver(note.payload)
+                        if note.channel == CONTROL_CHANNEL:
+                            self._control(note.payload)
+                        else:
+                            self._deliver(note.payload)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -454,6 +598,153 @@ class PgSessionBus:
                     f.end()  # ended, or its replica died: the feed is over
                 elif row[2] is not None:
                     f.take(row[1], row[2])
+
+    # --- context updates for sessions streamed elsewhere -----------------------------------
+
+    def serve_context(self, handler: ContextHandler) -> None:
+        self._handler = handler
+
+    async def forward_context(
+        self, session_id: str, update: dict[str, Any], timeout_s: float
+    ) -> str | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        try:
+            rows = await self._execute(_READ, {"ids": [session_id], "ttl": self.ttl_s})
+        except Exception as exc:
+            self.forwards.labels("failed").inc()
+            raise ForwardUnavailable(
+                f"cannot tell which replica streams session {session_id!r} "
+                f"(the store is unavailable: {type(exc).__name__})"
+            ) from None
+        if not rows or rows[0][1] == self.replica_id:
+            return None  # streaming nowhere (or ended here meanwhile): unknown
+        owner = rows[0][1]
+        if len(self._waiting) >= MAX_FORWARDS:
+            self.forwards.labels("failed").inc()
+            raise ForwardUnavailable(f"{MAX_FORWARDS} forwarded updates are waiting already")
+        qid = secrets.token_hex(8)
+        payload = context_request(qid, self.replica_id, owner, session_id, update)
+        waiting = _Waiting(owner, loop.create_future())
+        self._waiting[qid] = waiting
+        try:
+            try:
+                await self._execute(_NOTIFY, {"ch": CONTROL_CHANNEL, "payload": payload})
+            except Exception as exc:
+                self.forwards.labels("failed").inc()
+                raise ForwardUnavailable(
+                    f"cannot forward the update to the replica streaming session "
+                    f"{session_id!r} ({type(exc).__name__})"
+                ) from None
+            try:
+                async with asyncio.timeout(max(0.0, deadline - loop.time())):
+                    kind, body = await waiting.future
+            except TimeoutError:
+                self.forwards.labels("timeout").inc()
+                log.warning("live.context_forward_timeout", session=session_id, owner=owner)
+                raise OwnerTimeout(
+                    f"session {session_id!r} streams on another replica, which did not "
+                    f"answer within {timeout_s:g} s (live_forward_timeout_s); the update "
+                    "may or may not have been applied there"
+                ) from None
+        finally:
+            self._waiting.pop(qid, None)
+        self.forwards.labels("answered").inc()
+        if kind == "err":
+            raise Relayed(str(body["code"]), int(body["status"]), str(body["message"]))
+        return str(body)
+
+    def _control(self, payload: str) -> None:
+        try:
+            note = json.loads(payload)
+            kind, to = note["t"], note["to"]
+        except (ValueError, KeyError, TypeError):
+            return
+        if to != self.replica_id:
+            return  # another replica's (or another store's on this database)
+        if kind == "ctx":
+            self._serve(note)
+        elif kind == "ans":
+            self._answered(note)
+
+    def _answered(self, note: dict[str, Any]) -> None:
+        waiting = self._waiting.get(str(note.get("q")))
+        if waiting is None or waiting.future.done() or note.get("r") != waiting.owner:
+            return  # late (timed out), or not from the replica asked
+        try:
+            if "err" in note:
+                err = note["err"]
+                status = int(err["status"])
+                body = {
+                    "code": str(err["code"])[:64],
+                    "status": status if 400 <= status <= 599 else 502,
+                    "message": str(err["message"])[:1000],
+                }
+                waiting.future.set_result(("err", body))
+                return
+            n, i = int(note["n"]), int(note["i"])
+            if not (0 < n <= MAX_PARTS and 0 <= i < n):
+                return
+            waiting.parts[i] = str(note["d"])
+            if len(waiting.parts) == n:
+                text = "".join(waiting.parts[k] for k in range(n))
+                waiting.future.set_result(("ok", base64.b64decode(text, validate=True).decode()))
+        except (KeyError, TypeError, ValueError, binascii.Error):
+            return
+
+    def _serve(self, note: dict[str, Any]) -> None:
+        # Not authenticated beyond the database: any role that can connect to it may
+        # NOTIFY (the same trust boundary as the store itself, see the module docstring).
+        # The caller was authorized (role decide) where the PUT landed; the update is
+        # validated again by its model before it is applied, and only to a session here.
+        try:
+            qid, requester, sid, update = str(note["q"]), str(note["r"]), str(note["s"]), note["u"]
+        except (KeyError, TypeError):
+            return
+        if not isinstance(update, dict):
+            return
+        if self._handler is None or len(self._serving) >= MAX_SERVED:
+            self.forwards.labels("busy").inc()
+            err = _err("busy", 503, f"the replica streaming session {sid!r} is busy; retry later")
+            task = asyncio.create_task(self._answer(qid, requester, sid, [err]))
+        else:
+            task = asyncio.create_task(self._apply(qid, requester, sid, update))
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
+
+    async def _apply(self, qid: str, requester: str, sid: str, update: dict[str, Any]) -> None:
+        assert self._handler is not None
+        answers: list[dict[str, Any]]
+        try:
+            decision = await self._handler(sid, update)
+        except LiveguardError as exc:  # e.g. the session ended meanwhile: 404 there too
+            answers = [_err(exc.code, exc.http_status, exc.message)]
+        except Exception as exc:
+            log.error("live.context_forward_failed", session=sid, error=type(exc).__name__)
+            why = f"the replica streaming session {sid!r} failed to apply the update"
+            answers = [_err("internal", 500, why)]
+        else:
+            self.forwards.labels("served").inc()
+            try:
+                parts = answer_parts(decision)
+                answers = [{"i": i, "n": len(parts), "d": p} for i, p in enumerate(parts)]
+            except ValueError as exc:  # applied and logged, but too large to send back
+                why = f"session {sid!r} was re-decided, but its decision is too large to forward"
+                answers = [_err("decision_too_large", 500, f"{why} ({exc})")]
+        await self._answer(qid, requester, sid, answers)
+
+    async def _answer(
+        self, qid: str, requester: str, sid: str, answers: list[dict[str, Any]]
+    ) -> None:
+        head = {"t": "ans", "q": qid, "r": self.replica_id, "to": requester}
+        rows = [
+            {"ch": CONTROL_CHANNEL, "payload": json.dumps({**head, **a}, separators=(",", ":"))}
+            for a in answers
+        ]
+        try:
+            await self._execute(_NOTIFY, rows, many=True)
+        except Exception as exc:  # the asking replica times out and says so
+            log.warning("live.context_answer_not_sent", session=sid, error=type(exc).__name__)
 
     # --- the connection ----------------------------------------------------------------------
 

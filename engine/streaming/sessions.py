@@ -213,6 +213,8 @@ class LiveSessions:
         self._loading: asyncio.Future[StreamingRuntime] | None = None
         # Stage 2 (second_pass obligations, raw-media escalation): engine.streaming.stage2.
         self.stage2 = Stage2(rt, self._in_lane, registry)
+        # Context updates for sessions streaming here, sent by the replica a PUT reached.
+        self.bus.serve_context(self._context_from_peer)
 
     # --- lifecycle -----------------------------------------------------------------------
 
@@ -393,13 +395,39 @@ class LiveSessions:
                 await self._decide(sess, "hop")
 
     async def update_context(self, session_id: str, update: ContextUpdate) -> Decision:
-        sess = self.get(session_id)
+        """Applied here if the session streams here; otherwise forwarded to the replica it
+        streams on (PostgreSQL: ``engine.streaming.events``), which applies it the same way
+        and answers with the decision; SessionUnknown if it streams nowhere."""
+        sess = self._sessions.get(session_id)
+        if sess is not None:
+            return await self._apply_context(sess, update)
+        forwarded = await self.bus.forward_context(
+            session_id,
+            update.model_dump(mode="json", exclude_unset=True),
+            self.rt.settings.live_forward_timeout_s,
+        )
+        if forwarded is None:
+            raise SessionUnknown(
+                f"no live session {session_id!r} on any replica (ended, or never started)"
+            )
+        return Decision.model_validate_json(forwarded)
+
+    async def _context_from_peer(self, session_id: str, data: dict[str, Any]) -> str:
+        """An update another replica forwarded (its caller authorized there, role
+        ``decide``): validated again by the model, and applied only to a session streaming
+        here, never forwarded on. The decision as JSON, for the asking replica."""
+        try:
+            update = ContextUpdate.model_validate(data)
+        except ValidationError as exc:
+            raise _invalid(exc) from None
+        decision = await self._apply_context(self.get(session_id), update)
+        return decision.model_dump_json()
+
+    async def _apply_context(self, sess: LiveSession, update: ContextUpdate) -> Decision:
         try:
             sess.context = update.applied_to(sess.context)
         except ValidationError as exc:
-            err = exc.errors()[0]
-            where = ".".join(str(p) for p in err["loc"])
-            raise RequestInvalid(f"{where}: {err['msg']}") from None
+            raise _invalid(exc) from None
         return await self._decide(sess, "context")
 
     async def end(self, session_id: str) -> Decision | None:
@@ -482,6 +510,12 @@ def _about_the_call(e: Emission) -> bool:
     session), since an audio signal of the agent's window describes the agent's voice (a
     detector without a party filter), not the caller's."""
     return e.party == CALLER or not e.signal.media_derived
+
+
+def _invalid(exc: ValidationError) -> RequestInvalid:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    return RequestInvalid(f"{where}: {err['msg']}")
 
 
 def _offer(q: asyncio.Queue[Event], item: Event) -> None:

@@ -26,6 +26,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from engine.api.auth import authorize_stream, bearer_key, require
 from engine.api.routes.common import errors, json_response
+from engine.api.schemas import ErrorBody
 from engine.core.errors import LiveguardError
 from engine.store.keys import Principal
 from engine.streaming import twilio as tw
@@ -65,7 +66,15 @@ def live(request: Request | WebSocket) -> LiveSessions:
 @router.put(
     "/v1/sessions/{session_id}/context",
     summary="Replace sections of a live session's context; the session is re-decided",
-    responses=errors(401, 403, 404, 422, 503),
+    # On a replica other than the session's the update is forwarded to it (PostgreSQL):
+    # 504 when that replica does not answer within live_forward_timeout_s.
+    responses={
+        **errors(401, 403, 404, 413, 422, 503),
+        504: {
+            "model": ErrorBody,
+            "description": "The replica streaming the session did not answer in time.",
+        },
+    },
 )
 async def put_context(
     request: Request,
