@@ -35,6 +35,7 @@ class Calls:
     audiohook: str
     native: str
     native_no_consent: str
+    native_silent_agent: str
     caller_only: str
     caller_only_windows: int
 
@@ -129,7 +130,9 @@ async def _audiohook(live: Live, session: str, call: Call) -> None:
     await ws.close()
 
 
-async def _native(live: Live, session: str, call: Call, consent: bool) -> None:
+async def _native(
+    live: Live, session: str, call: Call, *, consent: bool = True, agent_audio: bool = True
+) -> None:
     url = live.server.url.replace("http://", "ws://") + "/v1/streams/liveguard"
     context = nc.reset_context()
     context["consent"] = {"media_analysis": consent, "raw_media_escalation": False}
@@ -143,7 +146,8 @@ async def _native(live: Live, session: str, call: Call, consent: bool) -> None:
         for k, off in enumerate(range(0, len(caller), step)):
             await asyncio.sleep(max(0.0, t0 + (k + 1) * 0.1 - time.monotonic()))
             await ws.send(nc.audio_frame(0, caller[off : off + step]))
-            await ws.send(nc.audio_frame(7, agent[off : off + step]))
+            if agent_audio:
+                await ws.send(nc.audio_frame(7, agent[off : off + step]))
         await _until_decided(live, session, call.caller_windows)
         await ws.send(nc.end())
         await nc.until(ws, "ended")
@@ -158,15 +162,18 @@ async def _all(live: Live) -> Calls:
         audiohook=f"agent-ah-{tag}",
         native=f"agent-native-{tag}",
         native_no_consent=f"agent-native-nc-{tag}",
+        native_silent_agent=f"agent-native-silent-{tag}",
         caller_only=f"caller-only-{tag}",
         caller_only_windows=4,
     )
     caller_only = call.caller[: int(4.5 * SR)] + call.agent[: int(4.5 * SR)]  # one voice track
+    short = Call(np.zeros_like(caller_only), caller_only)
     await asyncio.gather(
         _twilio(live, calls.twilio, call.caller, call.agent),
         _audiohook(live, calls.audiohook, call),
-        _native(live, calls.native, call, consent=True),
+        _native(live, calls.native, call),
         _native(live, calls.native_no_consent, call, consent=False),
+        _native(live, calls.native_silent_agent, short, agent_audio=False),
         _twilio(live, calls.caller_only, caller_only, None),
     )
     return calls
@@ -175,7 +182,14 @@ async def _all(live: Live) -> Calls:
 @pytest.fixture(scope="module")
 def calls(live: Live) -> Calls:
     out = asyncio.run(_all(live))
-    for session in (out.twilio, out.audiohook, out.native, out.native_no_consent, out.caller_only):
+    for session in (
+        out.twilio,
+        out.audiohook,
+        out.native,
+        out.native_no_consent,
+        out.native_silent_agent,
+        out.caller_only,
+    ):
         live.wait_final(session)
     return out
 
@@ -218,3 +232,10 @@ def test_a_caller_only_call_gets_one_hop_decision_per_window(live: Live, calls: 
     hops = _hops(live, calls.caller_only)
     assert len(hops) == calls.caller_only_windows
     assert all(_turn_taking(r) is None for r in live.rows(calls.caller_only))
+
+
+def test_a_declared_agent_that_sends_nothing_does_not_hold_up_the_callers_decisions(
+    live: Live, calls: Calls
+) -> None:
+    # The caller's blocks wait for the agent's at most two blocks, then go on alone.
+    assert len(_hops(live, calls.native_silent_agent)) == calls.caller_only_windows
