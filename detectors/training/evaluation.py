@@ -100,6 +100,19 @@ def metrics(scores: np.ndarray, labels: np.ndarray, threshold: float | None = No
     return m
 
 
+#: Spoof systems of our own making (`detectors.training.vocoded`): training data only,
+#: never a held-out system nor a test clip.
+AUGMENT_PREFIX = "aug: "
+#: A training-aid vocoder of the same family as a shared system is dropped from training
+#: whenever that system is held out, so leave-one-system-out stays unseen-system.
+AUGMENT_FAMILY: dict[str, tuple[str, ...]] = {
+    "aug: HiFi-GAN LJSpeech copy-synthesis": (
+        "HiFi-GAN universal copy-synthesis",
+        "WaveFake vocoder resynthesis of LJSpeech (vocoder not stated)",
+    ),
+}
+
+
 def holdout_group(system: str) -> str:
     """Systems that are one engine's voices are held out together."""
     if system.startswith("flite_"):
@@ -129,7 +142,14 @@ class Splits:
         self.n = len(clips)
         self.labels = np.array([c.label for c in clips])
         self.speakers = np.array([c.speaker for c in clips])
-        self.groups = np.array([holdout_group(c.system) if c.label else "" for c in clips])
+        self.augment = np.array([c.system.startswith(AUGMENT_PREFIX) for c in clips], bool)
+        self.groups = np.array(
+            [
+                holdout_group(c.system) if c.label and not a else ""
+                for c, a in zip(clips, self.augment, strict=True)
+            ]
+        )
+        self.systems = np.array([c.system for c in clips])
         self.corpora = np.array([bonafide_corpus(c) if not c.label else "" for c in clips])
         self.folds = speaker_folds(list(self.speakers), n_folds)
         # what training balances: spoof system or bona fide corpus
@@ -142,12 +162,17 @@ class Splits:
     def corpus_names(self) -> list[str]:
         return sorted(set(self.corpora) - {""})
 
+    def _family(self, group: str) -> np.ndarray:
+        """Training-aid clips of the held-out group's family (see AUGMENT_FAMILY)."""
+        fam = [s for s, groups in AUGMENT_FAMILY.items() if group in groups]
+        return np.isin(self.systems, fam)
+
     def loso(self, group: str, fold: int) -> tuple[np.ndarray, np.ndarray]:
         """(train mask, test mask) for a held-out group and speaker fold."""
         in_group = self.groups == group
         group_speakers = np.isin(self.speakers, np.unique(self.speakers[in_group]))
-        train = (self.folds != fold) & ~in_group & ~group_speakers
-        test = (self.folds == fold) & (in_group | (self.labels == 0))
+        train = (self.folds != fold) & ~in_group & ~group_speakers & ~self._family(group)
+        test = (self.folds == fold) & (in_group | (self.labels == 0)) & ~self.augment
         return train, test
 
     def loso_quick(self, group: str) -> tuple[np.ndarray, np.ndarray]:
@@ -157,8 +182,8 @@ class Splits:
         in_group = self.groups == group
         k = int(np.bincount(self.folds[in_group], minlength=self.n_folds).argmax())
         group_speakers = np.isin(self.speakers, np.unique(self.speakers[in_group]))
-        train = (self.folds != k) & ~in_group & ~group_speakers
-        test = in_group | ((self.folds == k) & (self.labels == 0))
+        train = (self.folds != k) & ~in_group & ~group_speakers & ~self._family(group)
+        test = (in_group | ((self.folds == k) & (self.labels == 0))) & ~self.augment
         return train, test
 
     def corpus_out(self, corpus: str) -> tuple[np.ndarray, np.ndarray]:
@@ -167,7 +192,7 @@ class Splits:
         return ~in_corpus & ~speakers, in_corpus
 
     def cv(self, fold: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.folds != fold, self.folds == fold
+        return self.folds != fold, (self.folds == fold) & ~self.augment
 
 
 def false_alarms_by_corpus(

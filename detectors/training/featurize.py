@@ -138,3 +138,19 @@ def featurize(
     return featurize_many(clips, [condition], [feature_set], cache=cache, progress=False)[
         (feature_set, condition)
     ]
+
+
+def merge_features(
+    first: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]],
+    second: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]],
+    n_first: int,
+) -> dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]:
+    """Features of two clip lists as one (the second's clip indices shifted past the first's
+    `n_first` clips). A view only the first has stays as it is: the second's clips (training
+    aids) are simply absent from it. Each list keeps its own cache entries."""
+    out = dict(first)
+    for key, (x2, c2) in second.items():
+        if key in first:
+            x1, c1 = first[key]
+            out[key] = (np.concatenate([x1, x2]), np.concatenate([c1, c2 + n_first]))
+    return out

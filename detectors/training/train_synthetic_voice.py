@@ -23,11 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from detectors.audio_io import shared_data_dir
-from detectors.dataset import Clip, read_sets
+from detectors.dataset import Clip, read_manifest, read_sets
 from detectors.degrade import available_conditions, ffmpeg_available
 from detectors.onnx_model import MODELS_DIR
 from detectors.training.evaluation import EvaluationReport, Splits, format_report, retrain_protocol
-from detectors.training.featurize import featurize_many
+from detectors.training.featurize import featurize_many, merge_features
 from detectors.training.mlp import balanced_platt, calibrate, export_onnx
 from detectors.training.recipes import Recipe
 from detectors.training.stats_v2 import StatsV2
@@ -58,16 +58,29 @@ def sha256(path: Path) -> str:
 
 
 def prepare(
-    data: list[Path] | None, rec: Recipe, detector: str
+    data: list[Path] | None, rec: Recipe, detector: str, augment: Path | None = None
 ) -> tuple[list[Path], list[Clip], list[str], Features, EvaluationReport]:
     """What every training command starts from: the data sets (both shared ones by
     default), their features under every condition the protocol and the recipe's training
-    views need (cached), and an empty report for the protocol to fill."""
+    views need (cached), and an empty report for the protocol to fill.
+
+    `augment`: a folder of training-aid spoofs (`detectors.training.vocoded`, built there
+    when its manifest is missing); they join the clips after the data sets, with features
+    for the recipe's training views only (they are never test clips)."""
     dirs = data or [shared_data_dir() / "audio", shared_data_dir() / "audio_neural"]
     clips = read_sets(dirs)
     conditions = available_conditions()
     needed = list(dict.fromkeys([*conditions, *rec.train_conditions]))
     feats = featurize_many(clips, needed, [rec.feature_set])
+    if augment is not None:
+        from detectors.training import vocoded
+
+        if not (augment / "manifest.csv").is_file():
+            vocoded.build(augment, vocoded.VOCODERS, vocoded.DEFAULT_LIMIT, 2)
+        aug = read_manifest(augment)
+        aug_feats = featurize_many(aug, list(rec.train_conditions), [rec.feature_set])
+        feats = merge_features(feats, aug_feats, len(clips))
+        clips = clips + aug
     report = EvaluationReport(
         data=[str(d) for d in dirs],
         model="(retrained)",
@@ -92,12 +105,21 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=MODELS_DIR)
     ap.add_argument("--report", type=Path, default=None, help="Also write the tables here.")
     ap.add_argument("--no-loso", action="store_true", help="Skip the LOSO protocol (faster).")
+    ap.add_argument(
+        "--augment",
+        type=Path,
+        default=None,
+        help="Also train on the vocoded training aids in DIR (detectors.training.vocoded; "
+        "built there when missing). Measured not to help: see synthetic_voice.md.",
+    )
     args = ap.parse_args()
     t0 = time.time()
     if not ffmpeg_available():
         raise SystemExit("training needs ffmpeg for the codec augmentation: apt-get install ffmpeg")
     rec = StatsV2()
-    dirs, clips, conditions, feats, report = prepare(args.data, rec, "audio.synthetic_voice")
+    dirs, clips, conditions, feats, report = prepare(
+        args.data, rec, "audio.synthetic_voice", args.augment
+    )
     oof = retrain_protocol(
         report, clips, rec, feats, conditions, loso=not args.no_loso, corpus_out=not args.no_loso
     )
