@@ -253,7 +253,13 @@ class AudioHookStream:
             except TimeoutError:
                 raise ah.AudioHookError(ah.TIMEOUT, "no open message in time") from None
             while not over:
-                over = await self._step(await self._receive(self.settings.stream_idle_timeout_s))
+                # While we hold the stream paused the client rightly sends no audio: its
+                # silence is ours, so the idle bound grows by the hold (a loaded server's
+                # late ``resume`` must not turn into the client's timeout).
+                idle = self.settings.stream_idle_timeout_s
+                if self.backpressure.paused:
+                    idle += self.backpressure.hold_s
+                over = await self._step(await self._receive(idle))
         except ah.AudioHookError as exc:
             await self._disconnect(exc)
         except (WebSocketDisconnect, StalledClient):

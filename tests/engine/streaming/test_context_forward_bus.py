@@ -12,7 +12,7 @@ from engine.streaming.events import MAX_PAYLOAD_BYTES, PgSessionBus
 from tests.engine.service.conftest import pg_url  # noqa: F401
 
 #: Several payloads' worth once in base64, with characters JSON would escape.
-BIG = json.dumps({"summary": "é\"" * 6_000})
+BIG = json.dumps({"summary": 'é"' * 6_000})
 
 
 async def _forward(url: str) -> tuple[str | None, list[tuple[str, dict[str, Any]]]]:
