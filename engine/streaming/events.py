@@ -604,19 +604,26 @@ class PgSessionBus:
     def serve_context(self, handler: ContextHandler) -> None:
         self._handler = handler
 
+    async def _forwarding(self, sql: str, params: Any, refusal: str) -> list[Any]:
+        """A store call of a forward; failing, the forward is counted failed and refused
+        with ``refusal`` and the exception's type (never its text, which may carry the
+        payload)."""
+        try:
+            return await self._execute(sql, params)
+        except Exception as exc:
+            self.forwards.labels("failed").inc()
+            raise ForwardUnavailable(f"{refusal} ({type(exc).__name__})") from None
+
     async def forward_context(
         self, session_id: str, update: dict[str, Any], timeout_s: float
     ) -> str | None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        try:
-            rows = await self._execute(_READ, {"ids": [session_id], "ttl": self.ttl_s})
-        except Exception as exc:
-            self.forwards.labels("failed").inc()
-            raise ForwardUnavailable(
-                f"cannot tell which replica streams session {session_id!r} "
-                f"(the store is unavailable: {type(exc).__name__})"
-            ) from None
+        rows = await self._forwarding(
+            _READ,
+            {"ids": [session_id], "ttl": self.ttl_s},
+            f"cannot tell which replica streams session {session_id!r}: the store is unavailable",
+        )
         if not rows or rows[0][1] == self.replica_id:
             return None  # streaming nowhere (or ended here meanwhile): unknown
         owner = rows[0][1]
@@ -628,14 +635,11 @@ class PgSessionBus:
         waiting = _Waiting(owner, loop.create_future())
         self._waiting[qid] = waiting
         try:
-            try:
-                await self._execute(_NOTIFY, {"ch": CONTROL_CHANNEL, "payload": payload})
-            except Exception as exc:
-                self.forwards.labels("failed").inc()
-                raise ForwardUnavailable(
-                    f"cannot forward the update to the replica streaming session "
-                    f"{session_id!r} ({type(exc).__name__})"
-                ) from None
+            await self._forwarding(
+                _NOTIFY,
+                {"ch": CONTROL_CHANNEL, "payload": payload},
+                f"cannot forward the update to the replica streaming session {session_id!r}",
+            )
             try:
                 async with asyncio.timeout(max(0.0, deadline - loop.time())):
                     kind, body = await waiting.future

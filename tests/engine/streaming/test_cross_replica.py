@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ import websockets
 
 from tests.engine.service.conftest import Server, make_keys, pg_url  # noqa: F401
 from tests.engine.streaming.conftest import connected, media, params, silence, start, stop
+from tests.engine.streaming.live_server import follow_feed
 
 TTL_S = 2.0  # LIVEGUARD_LIVE_PRESENCE_TTL_S: a dead replica's rows expire fast here
 CONTEXT_AT_CHUNK = 110
@@ -50,37 +50,6 @@ def replicas(
     b.stop()
 
 
-async def _follow(
-    srv: Server,
-    key: str,
-    session_id: str,
-    out: list[tuple[str, dict[str, Any]]],
-    ready: asyncio.Event,
-) -> None:
-    """An agent's SSE feed of ``session_id`` on ``srv``, retried while it is not yet known."""
-    headers = {"Authorization": f"Bearer {key}"}
-    url = f"{srv.url}/v1/sessions/{session_id}/events"
-    async with httpx.AsyncClient(timeout=30) as client:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            async with client.stream("GET", url, headers=headers) as resp:
-                if resp.status_code == 404:
-                    await asyncio.sleep(0.05)
-                    continue
-                assert resp.status_code == 200, await resp.aread()
-                ready.set()
-                kind = ""
-                async for line in resp.aiter_lines():
-                    if line.startswith("event: "):
-                        kind = line[7:]
-                    elif line.startswith("data: "):
-                        out.append((kind, json.loads(line[6:])))
-                        if kind == "end":
-                            return
-                return
-        raise AssertionError(f"{session_id} never appeared on {srv.url}")
-
-
 async def _closed(ws: websockets.ClientConnection) -> tuple[int | None, str | None]:
     with contextlib.suppress(websockets.ConnectionClosed):
         async for _ in ws:
@@ -96,7 +65,7 @@ async def _call_on_a_followed_on_b(r: Replicas, clip: list[bytes]) -> dict[str, 
         await ws.send(connected())
         await ws.send(start(call, params(r.keys["decide"], session_id=sid)))
         ready = asyncio.Event()
-        feed = asyncio.create_task(_follow(r.b, r.keys["review"], sid, events, ready))
+        feed = asyncio.create_task(follow_feed(r.b, r.keys["review"], sid, events, ready))
         await asyncio.wait_for(ready.wait(), 15)
         # The same session id on the other replica, while it streams here: refused.
         async with websockets.connect(Replicas.ws(r.b)) as dup:
@@ -187,7 +156,7 @@ async def _replica_dies(r: Replicas) -> dict[str, Any]:
             await ws.send(connected())
             await ws.send(start(call, params(r.keys["decide"], session_id=sid)))
             ready = asyncio.Event()
-            feed = asyncio.create_task(_follow(r.b, r.keys["review"], sid, events, ready))
+            feed = asyncio.create_task(follow_feed(r.b, r.keys["review"], sid, events, ready))
             await asyncio.wait_for(ready.wait(), 30)
             for i, chunk in enumerate(silence(10), start=1):
                 await ws.send(media(i, chunk))

@@ -25,6 +25,7 @@ from engine.store.db import make_engine
 from tests.engine.service.conftest import Server, make_keys, pg_url  # noqa: F401
 from tests.engine.streaming.audiohook_client import Client, config, connect, sign, upgrade_headers
 from tests.engine.streaming.conftest import connected, media, params, silence, start, stop
+from tests.engine.streaming.live_server import follow_feed
 
 SECRET = b"liveguard-test-client-secret-32b"
 AUDIOHOOK = "/v1/streams/audiohook"
@@ -142,30 +143,6 @@ def test_the_other_replica_admits_a_fresh_signature_for_the_same_authority(
 # --- context updates reach the replica that streams the call --------------------------------
 
 
-async def _feed(srv: Server, key: str, sid: str, out: list[tuple[str, dict]], ready: Any) -> None:
-    """The session's SSE feed on ``srv``, retried while the session is not there yet."""
-    url = f"{srv.url}/v1/sessions/{sid}/events"
-    async with httpx.AsyncClient(timeout=30) as client:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            async with client.stream("GET", url, headers={"Authorization": f"Bearer {key}"}) as r:
-                if r.status_code == 404:
-                    await asyncio.sleep(0.05)
-                    continue
-                assert r.status_code == 200, await r.aread()
-                kind = ""
-                async for line in r.aiter_lines():
-                    if line.startswith("event: "):
-                        kind = line[7:]
-                    elif line.startswith("data: "):
-                        out.append((kind, json.loads(line[6:])))
-                        ready.set()
-                        if kind == "end":
-                            return
-                return
-    raise AssertionError(f"{sid} never appeared on {srv.url}")
-
-
 async def _closed(ws: Any) -> int | None:
     with contextlib.suppress(websockets.ConnectionClosed):
         async for _ in ws:
@@ -181,7 +158,9 @@ async def _call_on_a_context_on_b(r: Replicas) -> dict[str, Any]:
         await ws.send(connected())
         await ws.send(start(call, params(r.keys["decide"], session_id=sid)))
         ready = asyncio.Event()
-        feed = asyncio.create_task(_feed(r.a, r.keys["review"], sid, events, ready))
+        feed = asyncio.create_task(
+            follow_feed(r.a, r.keys["review"], sid, events, ready, ready_on_first_event=True)
+        )
         await asyncio.wait_for(ready.wait(), 30)  # the session is open on A
         for i, chunk in enumerate(silence(10), start=1):
             await ws.send(media(i, chunk))
