@@ -28,7 +28,8 @@ lint: setup
 	$(VENV)/bin/lint-imports
 
 # Debian packages the suite needs: ffmpeg (with libgsm) for the GSM call-codec condition of
-# `liveguard detectors evaluate` (PyPI's static ffmpeg builds lack the GSM encoder), and
+# `liveguard detectors evaluate` (PyPI's static ffmpeg builds lack the GSM encoder),
+# libopencore-amrnb0 for its AMR-NB condition (Debian's ffmpeg has no AMR-NB encoder), and
 # chromium for the board report's browser test (driven by Playwright with executable_path;
 # never `playwright install`).
 sysdeps:
@@ -37,6 +38,11 @@ sysdeps:
 	  apt-get install -y -q ffmpeg >/dev/null 2>&1 || \
 	  { apt-get update -q >/dev/null && apt-get install -y -q ffmpeg >/dev/null; } || \
 	  { echo "could not install ffmpeg: run 'apt-get install ffmpeg' as root"; exit 1; }; }
+	@ldconfig -p | grep -q libopencore-amrnb.so.0 || { \
+	  echo "installing libopencore-amrnb0 (Debian package; needs root)"; \
+	  apt-get install -y -q libopencore-amrnb0 >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q libopencore-amrnb0 >/dev/null; } || \
+	  { echo "could not install libopencore-amrnb0: run 'apt-get install libopencore-amrnb0' as root"; exit 1; }; }
 	@command -v chromium >/dev/null || { \
 	  echo "installing chromium (Debian package; needs root)"; \
 	  apt-get install -y -q chromium >/dev/null 2>&1 || \

@@ -9,6 +9,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy.signal import resample_poly
 
+from detectors import amr_nb
+
 SR = 16_000
 
 
@@ -152,6 +154,7 @@ CONDITIONS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     "alaw_8k": lambda x, seed: alaw_8k(x),
     "gsm_codec": lambda x, seed: gsm_codec(x),
     "opus_12k": lambda x, seed: opus_low(x),
+    "amr_nb_4k75": lambda x, seed: amr_nb.round_trip(x, "4k75"),
     "mp3_24k": lambda x, seed: mp3_low(x),
     "noise_10db": lambda x, seed: add_noise(x, 10.0, seed),
     "noise_20db": lambda x, seed: add_noise(x, 20.0, seed + 1),
@@ -165,8 +168,9 @@ CONDITIONS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
 #: Conditions that need ffmpeg (Debian's build: libgsm, libopus, libmp3lame, G.711).
 FFMPEG_CONDITIONS = frozenset({"alaw_8k", "gsm_codec", "opus_12k", "mp3_24k"})
 
-#: AMR-NB is not here: Debian's ffmpeg decodes AMR-NB but has no encoder (no
-#: libopencore-amrnb encoder in the build), and no PyPI package on this machine provides one.
+#: AMR-NB at its lowest rate (4.75 kbit/s, what a mobile call falls back to on a weak link):
+#: Debian's ffmpeg has no AMR-NB encoder, so `detectors.amr_nb` calls opencore-amr directly.
+LIBRARY_CONDITIONS = {"amr_nb_4k75": amr_nb.available}
 
 #: What `liveguard detectors evaluate` reports by default (noise_20db is for training).
 EVALUATION_CONDITIONS = (
@@ -175,6 +179,7 @@ EVALUATION_CONDITIONS = (
     "alaw_8k",
     "gsm_codec",
     "opus_12k",
+    "amr_nb_4k75",
     "mp3_24k",
     "noise_10db",
     "packet_loss_10pct",
@@ -186,7 +191,12 @@ EVALUATION_CONDITIONS = (
 
 
 def available_conditions() -> list[str]:
-    return [c for c in EVALUATION_CONDITIONS if c not in FFMPEG_CONDITIONS or ffmpeg_available()]
+    return [
+        c
+        for c in EVALUATION_CONDITIONS
+        if (c not in FFMPEG_CONDITIONS or ffmpeg_available())
+        and LIBRARY_CONDITIONS.get(c, lambda: True)()
+    ]
 
 
 def simulate_replay(x: np.ndarray, seed: int = 0) -> np.ndarray:
