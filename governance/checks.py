@@ -100,6 +100,17 @@ def _escalation(ctx: _Ctx, df: DataFlowManifest) -> list[GovernanceProblem]:
                     "declared (set escalation.reviewer_access)",
                 )
             )
+        if esc.retention_days is None:
+            # Not a leak (the live runtime keeps no raw media for an unstated time) but a
+            # manifest that promises escalation the runtime will silently never perform.
+            out.append(
+                ctx.flow(
+                    "escalation_without_retention",
+                    f"element {el.name!r}: raw media may be escalated but no retention is "
+                    "declared, so no excerpt is ever kept (set escalation.retention_days, "
+                    "1-365)",
+                )
+            )
     return out
 
 

@@ -40,6 +40,7 @@ CLEAN_DATAFLOW: dict[str, Any] = {
                 "reviewer_access": ["fraud-review-team"],
                 "destination": "cloud",
                 "max_seconds": 30,
+                "retention_days": 7,
             },
         },
         {

@@ -141,6 +141,17 @@ def test_escalation_without_reviewer_access_is_reported(
     assert codes(run(df=no_reviewer)) == ["escalation_without_reviewer"]
 
 
+def test_escalation_without_retention_is_reported(
+    run: Callable[..., list[GovernanceProblem]],
+) -> None:
+    def no_retention(d: dict[str, Any]) -> None:
+        del d["elements"][0]["escalation"]["retention_days"]
+
+    [problem] = run(df=no_retention)
+    assert problem.code == "escalation_without_retention"
+    assert "escalation.retention_days" in problem.message
+
+
 def test_disallowed_escalation_needs_neither_consent_nor_reviewer(
     run: Callable[..., list[GovernanceProblem]],
 ) -> None:
