@@ -129,11 +129,19 @@ class ForwardUnavailable(LiveguardError):
 
 
 class Relayed(LiveguardError):
-    """The owning replica's refusal of a forwarded update, with its code and status."""
+    """The owning replica's refusal of a forwarded update, with its code and status.
+
+    Where the owner's message speaks of "this replica" (a session that ended there, a busy
+    owner) the caller, who asked another replica, is told whose answer it is. A busy owner's
+    429/503 keeps its advice to retry."""
 
     def __init__(self, code: str, status: int, message: str) -> None:
+        if "this replica" in message:
+            message = f"the replica streaming this session answered: {message}"
         super().__init__(message)
         self.code, self.http_status = code, status
+        if status in (429, 503):
+            self.headers = {"Retry-After": "1"}
 
 
 def offer(q: asyncio.Queue[Event], item: Event) -> None:
