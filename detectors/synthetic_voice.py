@@ -52,7 +52,7 @@ class SyntheticVoiceState:
 
 class SyntheticVoiceDetector(BaseDetector):
     name: ClassVar[str] = "audio.synthetic_voice"
-    version: ClassVar[str] = "2.0.0"
+    version: ClassVar[str] = "2.1.0"
     modality: ClassVar[Modality] = Modality.audio
     consumes: ClassVar[tuple[str, ...]] = ("raw_audio", "features.spectral_statistics")
     config_model: ClassVar[type[BaseModel]] = SyntheticVoiceConfig
@@ -62,12 +62,15 @@ class SyntheticVoiceDetector(BaseDetector):
     model_files: ClassVar[dict[str, str]] = MODEL_FILES
 
     _model: OnnxModel | None = None
+    operating_score: float = 0.5
 
     def start(self) -> None:
         cfg: SyntheticVoiceConfig = self.config  # type: ignore[assignment]
         self._model = OnnxModel(MODELS_DIR / self.model_files[cfg.variant])
         meta = self._model.metadata
         self._platt = (float(meta.get("platt_a", 1.0)), float(meta.get("platt_b", 0.0)))
+        # the model's own spoof verdict, fitted with its calibration (models before 2.1: 0.5)
+        self.operating_score = float(meta.get("operating_score", 0.5))
         super().start()
 
     def stop(self) -> None:
@@ -157,11 +160,19 @@ class SyntheticVoiceDetector(BaseDetector):
         conf = min(1.0, st.good_frames / cfg.full_confidence_frames)
         if q.narrowband:
             conf *= cfg.narrowband_confidence
-        if score >= 0.5:
+        if score >= self.operating_score:  # the model's own verdict (<= 5 % held-out FA)
             ev = [
                 Evidence(
                     code="audio.vocoder_artifacts",
                     message=f"Voice shows speech-synthesis artifacts ({score:.2f})",
+                    value=round(score, 3),
+                )
+            ]
+        elif score >= 0.5:
+            ev = [
+                Evidence(
+                    code="audio.weak_vocoder_artifacts",
+                    message=f"Some speech-synthesis marks, below the alarm point ({score:.2f})",
                     value=round(score, 3),
                 )
             ]

@@ -27,6 +27,7 @@ it is the logit where the recipe's Platt fit on speaker-disjoint out-of-fold sco
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,7 @@ from pydantic import BaseModel
 from detectors.dataset import Clip, pairs, read_sets
 from detectors.degrade import available_conditions
 from detectors.metrics_eval import eer, rates_at, roc_auc
+from detectors.training import heldout
 from detectors.training.featurize import featurize_many
 from detectors.training.mlp import balanced_platt
 from detectors.training.recipes import Recipe, get_recipe
@@ -43,8 +45,12 @@ from detectors.training.recipes import Recipe, get_recipe
 if TYPE_CHECKING:
     from detectors.synthetic_voice import SyntheticVoiceDetector
 
-OPERATING_THRESHOLD = 0.5  # calibrated score; the detector's own "spoof" verdict
+OPERATING_THRESHOLD = 0.5  # calibrated score; the detector's own "spoof" verdict (1.x, 2.0)
 N_FOLDS = 3
+#: log-likelihood ratio that alone moves a session from the bundled support-password-reset
+#: prior (0.05) to its step_up threshold (0.20): logit(0.20) - logit(0.05). What the
+#: `step_up_rate` view measures against (one signal at full confidence, nothing else).
+STEP_UP_LLR = float(np.log(0.20 / 0.80) - np.log(0.05 / 0.95))
 
 
 class Metrics(BaseModel):
@@ -74,6 +80,19 @@ class EvaluationReport(BaseModel):
     loso_groups: list[str] | None = None
     operating_threshold: float = OPERATING_THRESHOLD
     operating_logit: float | None = None
+    #: how the operating point was set: "fa_bounded" (the lowest logit with <= 5 % false
+    #: alarms on every bona fide corpus held out of training, `heldout.py`; the figures per
+    #: held-out system and corpus use the point fitted without it) or "score_0.5" (the
+    #: protocol ran without the full LOSO and corpus-out views)
+    operating_rule: str = "score_0.5"
+    #: Platt (a, b) of the retrained models: speaker-disjoint CV logits, balanced classes
+    platt: tuple[float, float] | None = None
+    #: Platt (a, b) refitted on held-out logits only (unseen systems vs unseen corpora,
+    #: clean): how far the in-domain log-likelihood ratio overstates the evidence there
+    heldout_platt: tuple[float, float] | None = None
+    #: per held-out system / corpus, clean: share of clips whose calibrated log-likelihood
+    #: ratio alone reaches STEP_UP_LLR: clones vs real callers the policy would step up
+    step_up_rate: dict[str, float] = {}
     train_conditions: list[str]
     unseen_conditions: list[str]
     shipped: dict[str, dict[str, Metrics]]  # condition -> "overall" | system -> metrics
@@ -254,20 +273,22 @@ def evaluate(
 
     shipped: dict[str, dict[str, Metrics]] = {}
     shipped_fa: dict[str, dict[str, float]] = {}
+    op = det.operating_score  # the model's own verdict (its metadata; 0.5 before 2.1)
     for cond in conditions:
         x, clip = feats[(det.feature_set, cond)]
         lg = det.clip_logits(x, clip, len(clips))
         cal = _nan_calibrate(det.calibrated, lg)
-        per = {"overall": metrics(cal, labels, OPERATING_THRESHOLD)}
+        per = {"overall": metrics(cal, labels, op)}
         for sys_name in sorted(set(systems) - {"bonafide"}):
             m = (systems == sys_name) | (labels == 0)
-            per[sys_name] = metrics(cal[m], labels[m], OPERATING_THRESHOLD)
+            per[sys_name] = metrics(cal[m], labels[m], op)
         shipped[cond] = per
-        shipped_fa[cond] = false_alarms_by_corpus(cal, splits, OPERATING_THRESHOLD)
+        shipped_fa[cond] = false_alarms_by_corpus(cal, splits, op)
 
     report = EvaluationReport(
         data=[str(d) for d in data_dirs],
         model=f"{det.ref} ({variant}, {det.model_digest()})",
+        operating_threshold=round(op, 4),
         recipe=rec.name,
         detector=detector,
         train_conditions=train_conds,
@@ -333,8 +354,8 @@ def retrain_protocol(
     progress: bool = True,
     loso_quick: bool = False,
     loso_groups: Sequence[str] | None = None,
-) -> np.ndarray:
-    """Fill the retrained views of `report`; returns the clean speaker-disjoint CV logits.
+) -> ProtocolLogits:
+    """Fill the retrained views of `report`; returns its out-of-fold logits and calibration.
 
     `loso_quick` refits once per held-out system instead of once per speaker fold (see
     `Splits.loso_quick`; the report says so). Cross-validation, which sets the operating
@@ -389,17 +410,16 @@ def retrain_protocol(
             bar.advance(task)
 
     cv_clean = preds[("cv", "")].get("clean", next(iter(preds[("cv", "")].values())))
-    ok = ~np.isnan(cv_clean)
-    a, b = balanced_platt(cv_clean[ok], labels[ok])
-    t_op = -b / a if a > 0 else 0.0  # logit where the calibrated score is 0.5
-    report.operating_logit = round(float(t_op), 4)
+    full, per_name = _calibration(report, splits, preds, cv_clean, groups)
+    t_op = full.operating_logit
     for cond, p in preds[("cv", "")].items():
         report.cross_validation[cond] = metrics(p, labels, t_op)
         report.cv_false_alarms[cond] = false_alarms_by_corpus(p, splits, t_op)
     pair_idx = pairs(clips)
     for g in groups if loso else []:
+        cal = per_name.get(g, full)
         report.leave_one_system_out[g] = {
-            cond: metrics(p, labels, t_op) for cond, p in preds[("loso", g)].items()
+            cond: metrics(p, labels, cal.operating_logit) for cond, p in preds[("loso", g)].items()
         }
         in_g = [(s, src) for s, src in pair_idx if splits.groups[s] == g]
         pm = pair_metrics(preds[("loso", g)][conditions[0]], in_g) if in_g else None
@@ -407,10 +427,61 @@ def retrain_protocol(
             report.loso_pairs[g] = pm
     for c in splits.corpus_names() if corpus_out else []:
         m = splits.corpora == c
+        t_c = per_name.get(c, full).operating_logit
         report.leave_one_corpus_out[c] = {
-            cond: round(float((p[m] >= t_op).mean()), 4) for cond, p in preds[("corpus", c)].items()
+            cond: round(float((p[m] >= t_c).mean()), 4) for cond, p in preds[("corpus", c)].items()
         }
-    return cv_clean
+    if per_name and "clean" in conditions:
+        for kind, name in preds:
+            if kind in ("loso", "corpus"):
+                m = splits.groups == name if kind == "loso" else splits.corpora == name
+                v = preds[(kind, name)]["clean"][m]
+                llr = full.llr(v[~np.isnan(v)])  # CV Platt: fitted on no held-out logit
+                report.step_up_rate[name] = round(float((llr >= STEP_UP_LLR).mean()), 4)
+    return ProtocolLogits(cv_clean, preds, full)
+
+
+@dataclass(frozen=True)
+class ProtocolLogits:
+    """What the training commands take from the protocol: the clean CV logits, every
+    out-of-fold logit, and the calibration and operating point the shipped model gets."""
+
+    cv_clean: np.ndarray
+    preds: heldout.OUT_OF_FOLD
+    calibration: heldout.Calibration
+
+
+def _calibration(
+    report: EvaluationReport,
+    splits: Splits,
+    preds: heldout.OUT_OF_FOLD,
+    cv_clean: np.ndarray,
+    groups: Sequence[str],
+) -> tuple[heldout.Calibration, dict[str, heldout.Calibration]]:
+    """The retrained models' calibration (Platt on the speaker-disjoint CV logits) and
+    operating point: false-alarm bounded on held-out corpora when the protocol held out
+    every system and corpus (with one point per held-out name fitted without it), else the
+    calibrated score's 0.5."""
+    ok = ~np.isnan(cv_clean)
+    a, b = balanced_platt(cv_clean[ok], splits.labels[ok])
+    corpora = splits.corpus_names()
+    have = {name for kind, name in preds if kind in ("loso", "corpus")}
+    per_name: dict[str, heldout.Calibration] = {}
+    if groups and set(groups) == set(splits.group_names()) and set(corpora) <= have:
+        pool = heldout.heldout_pool(preds, splits.groups, splits.corpora, ["clean"])
+        full = heldout.Calibration(a, b, heldout.fa_bounded_logit(pool))
+        for n in [*groups, *corpora]:
+            without = heldout.heldout_pool(preds, splits.groups, splits.corpora, ["clean"], n)
+            per_name[n] = heldout.Calibration(a, b, heldout.fa_bounded_logit(without))
+        ha, hb = heldout.weighted_platt(pool.logits, pool.labels, pool.weights)
+        report.heldout_platt = (round(ha, 6), round(hb, 6))
+        report.operating_rule = "fa_bounded"
+    else:
+        full = heldout.Calibration(a, b, -b / a if a > 0 else 0.0)  # the score's 0.5
+        report.operating_rule = "score_0.5"
+    report.platt = (round(a, 6), round(b, 6))
+    report.operating_logit = round(float(full.operating_logit), 4)
+    return full, per_name
 
 
 def _pct(v: float | None) -> str:
@@ -433,7 +504,19 @@ def format_report(rep: EvaluationReport) -> str:
         ),
         *([f"LOSO reduced to the systems {rep.loso_groups}"] if rep.loso_groups else []),
         f"operating point: calibrated score >= {rep.operating_threshold}"
-        + (f" (retrained models: logit >= {rep.operating_logit})" if rep.operating_logit else ""),
+        + (
+            f" (retrained models: logit >= {rep.operating_logit}"
+            + (
+                f", the lowest with <= {100 * heldout.FA_TARGET:g} % false alarms on every "
+                "bona fide corpus held out of training; per held-out system and corpus the "
+                "point fitted without it"
+                if rep.operating_rule == "fa_bounded"
+                else ", calibrated score 0.5"
+            )
+            + ")"
+            if rep.operating_logit is not None
+            else ""
+        ),
         "",
     ]
     conds = list(rep.shipped or rep.cross_validation)
@@ -498,6 +581,31 @@ def format_report(rep: EvaluationReport) -> str:
         ]
         for c, per in rep.leave_one_corpus_out.items():
             lines.append(f"| {c} | " + " | ".join(_pct(per.get(k)) for k in conds) + " |")
+    if rep.step_up_rate:
+        spoof = [v for k, v in rep.step_up_rate.items() if k in rep.leave_one_system_out]
+        bona = [v for k, v in rep.step_up_rate.items() if k in rep.leave_one_corpus_out]
+        lines += [
+            "",
+            f"### Held out, clean: share whose calibrated log-likelihood ratio alone reaches "
+            f"{STEP_UP_LLR:.2f} (support-password-reset's step_up from its prior)",
+            "",
+            "| held out | share % |",
+            "|---|---|",
+            *(f"| {k[:44]} | {_pct(v)} |" for k, v in rep.step_up_rate.items()),
+        ]
+        if rep.heldout_platt and rep.platt:
+            (ha, hb), (a, b) = rep.heldout_platt, rep.platt
+            lines += [
+                "",
+                f"Platt refitted on the held-out logits (clean): a = {ha:.3f}, b = {hb:.3f}; "
+                f"the scores' in-domain calibration: a = {a:.3f}, b = {b:.3f}.",
+            ]
+        if spoof and bona and np.mean(bona) > 0:
+            lines += [
+                "",
+                f"Mean over systems {_pct(float(np.mean(spoof)))} %, over bona fide corpora "
+                f"{_pct(float(np.mean(bona)))} %: ratio {np.mean(spoof) / np.mean(bona):.1f}.",
+            ]
     if rep.cross_validation:
         lines += [
             "",

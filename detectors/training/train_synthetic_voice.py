@@ -28,7 +28,7 @@ from detectors.degrade import available_conditions, ffmpeg_available
 from detectors.onnx_model import MODELS_DIR
 from detectors.training.evaluation import EvaluationReport, Splits, format_report, retrain_protocol
 from detectors.training.featurize import featurize_many, merge_features
-from detectors.training.mlp import balanced_platt, calibrate, export_onnx
+from detectors.training.mlp import export_onnx
 from detectors.training.recipes import Recipe
 from detectors.training.stats_v2 import StatsV2
 
@@ -114,18 +114,24 @@ def main() -> None:
     )
     args = ap.parse_args()
     t0 = time.time()
+    try:
+        import onnx  # noqa: F401 - the export needs it; fail now, not after the protocol
+    except ImportError:
+        raise SystemExit(
+            "training needs onnx for the export: .venv/bin/pip install -e '.[train]' "
+            "(or just 'onnx>=1.16,<1.18')"
+        ) from None
     if not ffmpeg_available():
         raise SystemExit("training needs ffmpeg for the codec augmentation: apt-get install ffmpeg")
     rec = StatsV2()
     dirs, clips, conditions, feats, report = prepare(
         args.data, rec, "audio.synthetic_voice", args.augment
     )
-    oof = retrain_protocol(
+    protocol = retrain_protocol(
         report, clips, rec, feats, conditions, loso=not args.no_loso, corpus_out=not args.no_loso
     )
     labels = Splits(clips).labels
-    ok = ~np.isnan(oof)
-    a, b = balanced_platt(oof[ok], labels[ok])
+    cal = protocol.calibration
 
     train_views = []
     for c in rec.train_conditions:
@@ -133,7 +139,8 @@ def main() -> None:
         train_views.append((rec.prepare(x), clip))
     strata = Splits(clips).strata
     final = rec.fit(train_views, labels, np.ones(len(clips), dtype=bool), seed=0, groups=strata)
-    params = calibrate(final.params, oof[ok], labels[ok])
+    params = final.params
+    params.platt_a, params.platt_b = cal.platt_a, cal.platt_b
     args.out.mkdir(parents=True, exist_ok=True)
     fp32 = args.out / "synthetic_voice.onnx"
     int8 = args.out / "synthetic_voice.int8.onnx"
@@ -143,6 +150,8 @@ def main() -> None:
     meta = {
         "platt_a": f"{params.platt_a:.6f}",
         "platt_b": f"{params.platt_b:.6f}",
+        "operating_rule": report.operating_rule,
+        "operating_score": f"{cal.operating_score:.6f}",
         "features": "frontend.window_stats_v2 " + ",".join(rec.parts),
         "n_parameters": str(params.n_parameters),
         "training_data": ",".join(d.name for d in dirs),
@@ -158,8 +167,10 @@ def main() -> None:
     summary = {
         "n_clips": len(clips),
         "n_parameters": params.n_parameters,
-        "platt": [round(a, 6), round(b, 6)],
+        "operating_rule": report.operating_rule,
+        "platt": [round(params.platt_a, 6), round(params.platt_b, 6)],
         "operating_logit": report.operating_logit,
+        "operating_score": round(cal.operating_score, 6),
         "sha256": {fp32.name: sha256(fp32), int8.name: sha256(int8)},
         "seconds": round(time.time() - t0, 1),
     }

@@ -27,7 +27,7 @@ from detectors.degrade import ffmpeg_available
 from detectors.onnx_model import MODELS_DIR
 from detectors.training.deep_stats import DeepStatsV1
 from detectors.training.evaluation import Splits, format_report, retrain_protocol
-from detectors.training.mlp import calibrate, export_onnx
+from detectors.training.mlp import export_onnx
 from detectors.training.train_synthetic_voice import (
     prepare,
     quantize_int8,
@@ -45,13 +45,19 @@ def main() -> None:
     ap.add_argument("--loso-quick", action="store_true", help="One LOSO refit per system.")
     args = ap.parse_args()
     t0 = time.time()
-    import onnx  # noqa: F401 - the export needs it; fail now, not after the protocol
+    try:
+        import onnx  # noqa: F401 - the export needs it; fail now, not after the protocol
+    except ImportError:
+        raise SystemExit(
+            "training needs onnx for the export: .venv/bin/pip install -e '.[train]' "
+            "(or just 'onnx>=1.16,<1.18')"
+        ) from None
 
     if not ffmpeg_available():
         raise SystemExit("training needs ffmpeg for the codec augmentation: apt-get install ffmpeg")
     rec = DeepStatsV1()
     dirs, clips, conditions, feats, report = prepare(args.data, rec, "audio.synthetic_voice_deep")
-    oof = retrain_protocol(
+    protocol = retrain_protocol(
         report,
         clips,
         rec,
@@ -69,7 +75,7 @@ def main() -> None:
         args.report.with_suffix(".json").write_text(report.model_dump_json(indent=2))
     splits = Splits(clips)
     labels = splits.labels
-    ok = ~np.isnan(oof)
+    cal = protocol.calibration
     train_views = []
     for c in rec.train_conditions:
         x, clip = feats[(rec.feature_set, c)]
@@ -77,7 +83,8 @@ def main() -> None:
     final = rec.fit(
         train_views, labels, np.ones(len(clips), dtype=bool), seed=0, groups=splits.strata
     )
-    params = calibrate(final.params, oof[ok], labels[ok])
+    params = final.params
+    params.platt_a, params.platt_b = cal.platt_a, cal.platt_b
     args.out.mkdir(parents=True, exist_ok=True)
     fp32 = args.out / "synthetic_voice_deep.onnx"
     int8 = args.out / "synthetic_voice_deep.int8.onnx"
@@ -89,6 +96,8 @@ def main() -> None:
     meta = {
         "platt_a": f"{params.platt_a:.6f}",
         "platt_b": f"{params.platt_b:.6f}",
+        "operating_rule": report.operating_rule,
+        "operating_score": f"{cal.operating_score:.6f}",
         "features": "deep_input.deep_stats (window_stats_v2 + lag-2/4 band flux + band acceleration)",
         "ensemble": f"{rec.n_models} x MLP-{rec.hidden}",
         "n_parameters": str(params.n_parameters),
@@ -101,7 +110,9 @@ def main() -> None:
         "n_clips": len(clips),
         "n_parameters": params.n_parameters,
         "platt": [round(params.platt_a, 6), round(params.platt_b, 6)],
+        "operating_rule": report.operating_rule,
         "operating_logit": report.operating_logit,
+        "operating_score": round(cal.operating_score, 6),
         "sha256": {fp32.name: sha256(fp32), int8.name: sha256(int8)},
         "seconds_protocol": round(t_protocol, 1),
         "seconds": round(time.time() - t0, 1),

@@ -188,3 +188,17 @@ def test_voice_consistency_keeps_embeddings_only() -> None:
         arrays += [a for a in items if isinstance(a, np.ndarray)]
     assert arrays, "expected reference and recent embeddings"
     assert all(a.shape == (256,) for a in arrays)  # no spectrogram frames, no samples
+
+
+def test_synthetic_voice_verdict_follows_the_models_operating_point() -> None:
+    class FiresOnAnything(SyntheticVoiceDetector):
+        def start(self) -> None:
+            super().start()
+            self.operating_score = 0.0
+
+    x = speech("LibriSpeech train", 0)
+    det = SyntheticVoiceDetector()
+    real = last(run_detectors([det], {"remote": x}), "audio.synthetic_voice")
+    assert det.operating_score > 0.5 and "audio.vocoder_artifacts" not in codes(real)
+    again = last(run_detectors([FiresOnAnything()], {"remote": x}), "audio.synthetic_voice")
+    assert again.score == real.score and "audio.vocoder_artifacts" in codes(again)

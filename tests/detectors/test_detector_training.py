@@ -131,3 +131,12 @@ def test_shipped_onnx_files_are_the_ones_the_card_names() -> None:
         m = re.search(rf"`{re.escape(name)}`[^`]*sha256 `([0-9a-f]{{64}})`", card)
         assert m, f"card names no full sha256 for {name}"
         assert hashlib.sha256((MODELS_DIR / name).read_bytes()).hexdigest() == m.group(1)
+
+
+def test_shipped_models_carry_their_false_alarm_bounded_operating_point() -> None:
+    from detectors.onnx_model import OnnxModel
+
+    for name in ("synthetic_voice.onnx", "synthetic_voice_deep.onnx"):
+        meta = OnnxModel(MODELS_DIR / name).metadata
+        assert meta["operating_rule"] == "fa_bounded", name
+        assert 0.5 <= float(meta["operating_score"]) < 1.0, name
