@@ -142,6 +142,18 @@ class StreamingRuntime:
         """Higher-risk sessions are served first (e.g. a payout call, or a high fused risk)."""
         self._session(session_id).risk = float(risk)
 
+    def reset_states(self, session_id: str, names: Iterable[str]) -> list[str]:
+        """Forget what the named detectors accumulated for the session (a withdrawn consent:
+        nothing measured under it goes on being signalled). Returns the names reset."""
+        sess = self._session(session_id)
+        wanted = set(names)
+        done = []
+        for d in self.detectors:
+            if d.name in wanted:
+                sess.states[d.name] = d.new_state()
+                done.append(d.name)
+        return done
+
     def update_metadata(self, session_id: str, **metadata: Any) -> None:
         self._session(session_id).metadata.update(metadata)
 

@@ -90,6 +90,18 @@ class AudioPump:
 
         return await self._in_lane(work)  # type: ignore[no-any-return]
 
+    async def reset(self, session_id: str, names: list[str]) -> list[str]:
+        """Detector states of the session forgotten, in the runtime's lane (see
+        ``StreamingRuntime.reset_states``); a session already gone resets nothing."""
+
+        def work() -> list[str]:
+            try:
+                return self.drt.reset_states(session_id, names)
+            except SessionNotFoundError:
+                return []
+
+        return await self._in_lane(work)  # type: ignore[no-any-return]
+
     async def idle(self) -> None:
         """Until nothing is staged or waiting (for shutdown and tests)."""
         while self._task is not None and not self._task.done():

@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from detectors.registry import discover
 from detectors.runtime import Emission, RuntimeConfig, StreamingRuntime
 from detectors.second_pass import SecondPass, split_detectors
+from detectors.turn_taking import TurnTakingDetector
 from engine.core.errors import LiveguardError, PolicyInvalid, RequestInvalid
 from engine.core.models import (
     Consent,
@@ -66,6 +67,9 @@ CALLER = "remote"
 #: protocol's agent): the name ``behavior.turn_taking`` reads the agent's turns under.
 #: Its windows drive no decision of their own (``_absorb``).
 AGENT = "agent"
+#: Detectors that read the agent's audio (only under consent to media analysis): what they
+#: hold is forgotten when that consent is withdrawn mid-call.
+FED_BY_AGENT = (TurnTakingDetector.name,)
 _STRICT = ConfigDict(frozen=True, extra="forbid")
 
 
@@ -424,11 +428,24 @@ class LiveSessions:
         return decision.model_dump_json()
 
     async def _apply_context(self, sess: LiveSession, update: ContextUpdate) -> Decision:
+        before = sess.context.consent.media_analysis
         try:
             sess.context = update.applied_to(sess.context)
         except ValidationError as exc:
             raise _invalid(exc) from None
+        if before and not sess.context.consent.media_analysis:
+            await self._forget_consented(sess)
         return await self._decide(sess, "context")
+
+    async def _forget_consented(self, sess: LiveSession) -> None:
+        """Consent to media analysis withdrawn: what was measured from the agent's audio
+        under it (the reply times turn-taking keeps) is forgotten, not signalled on. Media
+        signals the decision sets aside itself; this one it would not (it is a behavior
+        signal), so it goes here."""
+        for name in FED_BY_AGENT:
+            sess.signals.pop(name, None)
+        if self._pump is not None:
+            await self._pump.reset(sess.id, list(FED_BY_AGENT))
 
     async def end(self, session_id: str) -> Decision | None:
         """The final partial window, the final decision (always stored), subscribers told;

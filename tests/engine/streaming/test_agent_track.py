@@ -14,6 +14,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 import websockets
@@ -36,6 +37,7 @@ class Calls:
     native: str
     native_no_consent: str
     native_silent_agent: str
+    native_withdrawn: str
     caller_only: str
     caller_only_windows: int
 
@@ -130,8 +132,27 @@ async def _audiohook(live: Live, session: str, call: Call) -> None:
     await ws.close()
 
 
+async def _withdraw_when_turn_taking_is_signalled(live: Live, session: str) -> None:
+    """Once a hop decision carries turn-taking, consent to media analysis is withdrawn."""
+    for _ in range(600):
+        if any(_turn_taking(r) is not None for r in _hops(live, session)):
+            break
+        await asyncio.sleep(0.05)
+    body = {"consent": {"media_analysis": False, "raw_media_escalation": False}}
+    h = {"Authorization": f"Bearer {live.keys['decide']}"}
+    async with httpx.AsyncClient(timeout=10) as c:
+        r = await c.put(f"{live.server.url}/v1/sessions/{session}/context", headers=h, json=body)
+    assert r.status_code == 200, r.text
+
+
 async def _native(
-    live: Live, session: str, call: Call, *, consent: bool = True, agent_audio: bool = True
+    live: Live,
+    session: str,
+    call: Call,
+    *,
+    consent: bool = True,
+    agent_audio: bool = True,
+    withdraw: bool = False,
 ) -> None:
     url = live.server.url.replace("http://", "ws://") + "/v1/streams/liveguard"
     context = nc.reset_context()
@@ -143,11 +164,18 @@ async def _native(
         caller, agent = pcm16(call.caller), pcm16(call.agent)
         step = SR // 10 * 2  # 100 ms of PCM16
         t0 = time.monotonic()
+        withdrawing = (
+            asyncio.create_task(_withdraw_when_turn_taking_is_signalled(live, session))
+            if withdraw
+            else None
+        )
         for k, off in enumerate(range(0, len(caller), step)):
             await asyncio.sleep(max(0.0, t0 + (k + 1) * 0.1 - time.monotonic()))
             await ws.send(nc.audio_frame(0, caller[off : off + step]))
             if agent_audio:
                 await ws.send(nc.audio_frame(7, agent[off : off + step]))
+        if withdrawing is not None:
+            await withdrawing
         await _until_decided(live, session, call.caller_windows)
         await ws.send(nc.end())
         await nc.until(ws, "ended")
@@ -163,6 +191,7 @@ async def _all(live: Live) -> Calls:
         native=f"agent-native-{tag}",
         native_no_consent=f"agent-native-nc-{tag}",
         native_silent_agent=f"agent-native-silent-{tag}",
+        native_withdrawn=f"agent-native-withdrawn-{tag}",
         caller_only=f"caller-only-{tag}",
         caller_only_windows=4,
     )
@@ -174,6 +203,7 @@ async def _all(live: Live) -> Calls:
         _native(live, calls.native, call),
         _native(live, calls.native_no_consent, call, consent=False),
         _native(live, calls.native_silent_agent, short, agent_audio=False),
+        _native(live, calls.native_withdrawn, call, withdraw=True),
         _twilio(live, calls.caller_only, caller_only, None),
     )
     return calls
@@ -188,6 +218,7 @@ def calls(live: Live) -> Calls:
         out.native,
         out.native_no_consent,
         out.native_silent_agent,
+        out.native_withdrawn,
         out.caller_only,
     ):
         live.wait_final(session)
@@ -239,3 +270,14 @@ def test_a_declared_agent_that_sends_nothing_does_not_hold_up_the_callers_decisi
 ) -> None:
     # The caller's blocks wait for the agent's at most two blocks, then go on alone.
     assert len(_hops(live, calls.native_silent_agent)) == calls.caller_only_windows
+
+
+def test_a_withdrawn_consent_forgets_the_turn_taking_measured_under_it(
+    live: Live, calls: Calls
+) -> None:
+    rows = live.rows(calls.native_withdrawn)
+    changed = [i for i, r in enumerate(rows) if r["request_id"] == "live:context"]
+    assert changed, [r["request_id"] for r in rows]
+    before, after = rows[: changed[0]], rows[changed[0] :]
+    assert any(_turn_taking(r) is not None for r in before)  # it was there under consent
+    assert after and all(_turn_taking(r) is None for r in after)
