@@ -408,6 +408,10 @@ class Backpressure:
             return True
         return False
 
+    def remaining(self, now: float) -> float:
+        """Seconds of the hold still to run (0.0 when not paused)."""
+        return 0.0 if self.paused_at is None else max(0.0, self.paused_at + self.hold_s - now)
+
     @property
     def paused(self) -> bool:
         return self.paused_at is not None

@@ -466,9 +466,17 @@ class AudioHookStream:
             self.resumer = asyncio.create_task(self._resume_later())
 
     async def _resume_later(self) -> None:
-        await asyncio.sleep(self.backpressure.hold_s)
-        if self.backpressure.resume_due(time.monotonic()) and not self.closing:
-            await self._send("resume", {})
+        # Until the hold has passed by time.monotonic(), not just one sleep of hold_s: under
+        # uvloop a timer counts from libuv's millisecond loop clock, cached per iteration and
+        # so behind the real clock on a busy loop, and may fire a little *before* paused_at
+        # + hold_s; a single check then never sent resume and the paused (rightly silent)
+        # client was timed out.
+        bp = self.backpressure
+        while bp.paused and not self.closing:
+            if bp.resume_due(time.monotonic()):
+                await self._send("resume", {})
+                return
+            await asyncio.sleep(max(0.005, bp.remaining(time.monotonic())))
 
     async def _close(self) -> None:
         """The client's close transaction: the final decision (as a last ``event``), then
