@@ -466,11 +466,10 @@ class AudioHookStream:
             self.resumer = asyncio.create_task(self._resume_later())
 
     async def _resume_later(self) -> None:
-        # Until the hold has passed by time.monotonic(), not just one sleep of hold_s: under
-        # uvloop a timer counts from libuv's millisecond loop clock, cached per iteration and
-        # so behind the real clock on a busy loop, and may fire a little *before* paused_at
-        # + hold_s; a single check then never sent resume and the paused (rightly silent)
-        # client was timed out.
+        # Until the hold has passed by time.monotonic(), not just one sleep of hold_s: a
+        # single check after a timer that woke even slightly early (event loops count from
+        # their own, coarser clock) would never send resume, and the paused (rightly
+        # silent) client would be timed out.
         bp = self.backpressure
         while bp.paused and not self.closing:
             if bp.resume_due(time.monotonic()):
