@@ -467,7 +467,7 @@ def _calibration(
     corpora = splits.corpus_names()
     have = {name for kind, name in preds if kind in ("loso", "corpus")}
     per_name: dict[str, heldout.Calibration] = {}
-    if groups and set(groups) == set(splits.group_names()) and set(corpora) <= have:
+    if groups and set(groups) == set(splits.group_names()) and set(groups) | set(corpora) <= have:
         pool = heldout.heldout_pool(preds, splits.groups, splits.corpora, ["clean"])
         full = heldout.Calibration(a, b, heldout.fa_bounded_logit(pool))
         for n in [*groups, *corpora]:

@@ -84,3 +84,34 @@ def test_calibration_reads_a_logit_as_a_log_likelihood_ratio() -> None:
     cal = heldout.Calibration(platt_a=2.0, platt_b=-1.0, operating_logit=1.0)
     assert cal.llr(np.array([0.5, 1.0])).tolist() == [0.0, 1.0]
     assert cal.operating_score == pytest.approx(1 / (1 + np.exp(-1.0)))
+
+
+def test_without_leave_one_system_out_the_operating_point_falls_back_to_the_score_half() -> None:
+    from detectors.training.evaluation import EvaluationReport, Splits, _calibration
+
+    from .test_detector_training import toy_clips
+
+    clips = toy_clips()
+    splits = Splits(clips)
+    rng = np.random.default_rng(4)
+    cv = np.where(splits.labels == 1, rng.normal(1, 1, len(clips)), rng.normal(-1, 1, len(clips)))
+    corpus_only: heldout.OUT_OF_FOLD = {("cv", ""): {"clean": cv}}
+    for c in splits.corpus_names():  # what `evaluate --no-loso` leaves: CV and corpus-out
+        corpus_only[("corpus", c)] = {"clean": np.where(splits.corpora == c, cv, np.nan)}
+    report = EvaluationReport(
+        data=[],
+        model="",
+        recipe="",
+        train_conditions=[],
+        unseen_conditions=[],
+        shipped={},
+        shipped_false_alarms={},
+        cross_validation={},
+        cv_false_alarms={},
+        leave_one_system_out={},
+        loso_pairs={},
+        leave_one_corpus_out={},
+    )
+    full, per_name = _calibration(report, splits, corpus_only, cv, splits.group_names())
+    assert report.operating_rule == "score_0.5" and per_name == {}
+    assert full.operating_score == pytest.approx(0.5)
