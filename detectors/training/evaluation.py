@@ -95,13 +95,13 @@ class EvaluationReport(BaseModel):
     step_up_rate: dict[str, float] = {}
     train_conditions: list[str]
     unseen_conditions: list[str]
-    shipped: dict[str, dict[str, Metrics]]  # condition -> "overall" | system -> metrics
-    shipped_false_alarms: dict[str, dict[str, float]]  # condition -> bona fide corpus -> FA
-    cross_validation: dict[str, Metrics]
-    cv_false_alarms: dict[str, dict[str, float]]  # condition -> bona fide corpus -> FA
-    leave_one_system_out: dict[str, dict[str, Metrics]]  # group -> condition -> metrics
-    loso_pairs: dict[str, PairMetrics]  # group -> pairs (clean)
-    leave_one_corpus_out: dict[str, dict[str, float]]  # bona fide corpus -> condition -> FA
+    shipped: dict[str, dict[str, Metrics]] = {}  # condition -> "overall" | system -> metrics
+    shipped_false_alarms: dict[str, dict[str, float]] = {}  # condition -> bona fide corpus -> FA
+    cross_validation: dict[str, Metrics] = {}
+    cv_false_alarms: dict[str, dict[str, float]] = {}  # condition -> bona fide corpus -> FA
+    leave_one_system_out: dict[str, dict[str, Metrics]] = {}  # group -> condition -> metrics
+    loso_pairs: dict[str, PairMetrics] = {}  # group -> pairs (clean)
+    leave_one_corpus_out: dict[str, dict[str, float]] = {}  # bona fide corpus -> condition -> FA
 
 
 def metrics(scores: np.ndarray, labels: np.ndarray, threshold: float | None = None) -> Metrics:

@@ -57,6 +57,20 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def require_training_tools() -> None:
+    """Fail at once, not after a protocol of minutes, when the export or the codec views
+    cannot run."""
+    try:
+        import onnx  # noqa: F401 - the export needs it
+    except ImportError:
+        raise SystemExit(
+            "training needs onnx for the export: .venv/bin/pip install -e '.[train]' "
+            "(or just 'onnx>=1.16,<1.18')"
+        ) from None
+    if not ffmpeg_available():
+        raise SystemExit("training needs ffmpeg for the codec augmentation: apt-get install ffmpeg")
+
+
 def prepare(
     data: list[Path] | None, rec: Recipe, detector: str, augment: Path | None = None
 ) -> tuple[list[Path], list[Clip], list[str], Features, EvaluationReport]:
@@ -88,13 +102,6 @@ def prepare(
         detector=detector,
         train_conditions=list(rec.train_conditions),
         unseen_conditions=[c for c in conditions if c not in rec.train_conditions],
-        shipped={},
-        shipped_false_alarms={},
-        cross_validation={},
-        cv_false_alarms={},
-        leave_one_system_out={},
-        loso_pairs={},
-        leave_one_corpus_out={},
     )
     return dirs, clips, conditions, feats, report
 
@@ -114,15 +121,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     t0 = time.time()
-    try:
-        import onnx  # noqa: F401 - the export needs it; fail now, not after the protocol
-    except ImportError:
-        raise SystemExit(
-            "training needs onnx for the export: .venv/bin/pip install -e '.[train]' "
-            "(or just 'onnx>=1.16,<1.18')"
-        ) from None
-    if not ffmpeg_available():
-        raise SystemExit("training needs ffmpeg for the codec augmentation: apt-get install ffmpeg")
+    require_training_tools()
     rec = StatsV2()
     dirs, clips, conditions, feats, report = prepare(
         args.data, rec, "audio.synthetic_voice", args.augment

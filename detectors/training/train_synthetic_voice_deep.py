@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.degrade import ffmpeg_available
 from detectors.onnx_model import MODELS_DIR
 from detectors.training.deep_stats import DeepStatsV1
 from detectors.training.evaluation import Splits, format_report, retrain_protocol
@@ -31,6 +30,7 @@ from detectors.training.mlp import export_onnx
 from detectors.training.train_synthetic_voice import (
     prepare,
     quantize_int8,
+    require_training_tools,
     set_metadata,
     sha256,
 )
@@ -45,16 +45,7 @@ def main() -> None:
     ap.add_argument("--loso-quick", action="store_true", help="One LOSO refit per system.")
     args = ap.parse_args()
     t0 = time.time()
-    try:
-        import onnx  # noqa: F401 - the export needs it; fail now, not after the protocol
-    except ImportError:
-        raise SystemExit(
-            "training needs onnx for the export: .venv/bin/pip install -e '.[train]' "
-            "(or just 'onnx>=1.16,<1.18')"
-        ) from None
-
-    if not ffmpeg_available():
-        raise SystemExit("training needs ffmpeg for the codec augmentation: apt-get install ffmpeg")
+    require_training_tools()
     rec = DeepStatsV1()
     dirs, clips, conditions, feats, report = prepare(args.data, rec, "audio.synthetic_voice_deep")
     protocol = retrain_protocol(

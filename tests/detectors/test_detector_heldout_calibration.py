@@ -99,18 +99,7 @@ def test_without_leave_one_system_out_the_operating_point_falls_back_to_the_scor
     for c in splits.corpus_names():  # what `evaluate --no-loso` leaves: CV and corpus-out
         corpus_only[("corpus", c)] = {"clean": np.where(splits.corpora == c, cv, np.nan)}
     report = EvaluationReport(
-        data=[],
-        model="",
-        recipe="",
-        train_conditions=[],
-        unseen_conditions=[],
-        shipped={},
-        shipped_false_alarms={},
-        cross_validation={},
-        cv_false_alarms={},
-        leave_one_system_out={},
-        loso_pairs={},
-        leave_one_corpus_out={},
+        data=[], model="", recipe="", train_conditions=[], unseen_conditions=[]
     )
     full, per_name = _calibration(report, splits, corpus_only, cv, splits.group_names())
     assert report.operating_rule == "score_0.5" and per_name == {}
