@@ -41,6 +41,7 @@ from typing import Any, Generic, TypeVar
 from regopy import Input, Interpreter, LogLevel
 from regopy import rego_shared as _rs
 
+from engine.backends.rego import teardown
 from engine.backends.rego.document import DATA_FILE, REGO_FILE, to_outcome
 from engine.backends.rego.input import fields_read, request_input
 from engine.backends.rego.lint import regopy_errors
@@ -54,6 +55,8 @@ from engine.core.models import Fused
 from engine.core.policy import Outcome, PolicyView
 from governance.files import FileRefused, load_json, read_text
 from governance.folder import folder_digest
+
+teardown.install()  # rego-cpp handles alive at interpreter exit are freed quietly
 
 _lib = _rs.rego
 _S, _I, _F, _B, _N = (
