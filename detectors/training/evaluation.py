@@ -431,13 +431,6 @@ def retrain_protocol(
         report.leave_one_corpus_out[c] = {
             cond: round(float((p[m] >= t_c).mean()), 4) for cond, p in preds[("corpus", c)].items()
         }
-    if per_name and "clean" in conditions:
-        for kind, name in preds:
-            if kind in ("loso", "corpus"):
-                m = splits.groups == name if kind == "loso" else splits.corpora == name
-                v = preds[(kind, name)]["clean"][m]
-                llr = full.llr(v[~np.isnan(v)])  # CV Platt: fitted on no held-out logit
-                report.step_up_rate[name] = round(float((llr >= STEP_UP_LLR).mean()), 4)
     return ProtocolLogits(cv_clean, preds, full)
 
 
@@ -460,22 +453,29 @@ def _calibration(
 ) -> tuple[heldout.Calibration, dict[str, heldout.Calibration]]:
     """The retrained models' calibration (Platt on the speaker-disjoint CV logits) and
     operating point: false-alarm bounded on held-out corpora when the protocol held out
-    every system and corpus (with one point per held-out name fitted without it), else the
-    calibrated score's 0.5."""
+    every system and corpus and scored clean speech (with one point per held-out corpus
+    fitted without it), else the calibrated score's 0.5. Fills the held-out views of the
+    report (Platt refit, step-up shares)."""
     ok = ~np.isnan(cv_clean)
     a, b = balanced_platt(cv_clean[ok], splits.labels[ok])
     corpora = splits.corpus_names()
     have = {name for kind, name in preds if kind in ("loso", "corpus")}
+    every = bool(groups) and set(groups) == set(splits.group_names())
+    every = every and set(groups) | set(corpora) <= have
     per_name: dict[str, heldout.Calibration] = {}
-    if groups and set(groups) == set(splits.group_names()) and set(groups) | set(corpora) <= have:
-        pool = heldout.heldout_pool(preds, splits.groups, splits.corpora, ["clean"])
+    if every and "clean" in preds[("cv", "")]:
+        pool = heldout.heldout_pool(preds, splits.groups, splits.corpora)
         full = heldout.Calibration(a, b, heldout.fa_bounded_logit(pool))
-        for n in [*groups, *corpora]:
-            without = heldout.heldout_pool(preds, splits.groups, splits.corpora, ["clean"], n)
-            per_name[n] = heldout.Calibration(a, b, heldout.fa_bounded_logit(without))
+        for c in corpora:  # spoof logits never set the point: only a corpus needs a refit
+            without = heldout.heldout_pool(preds, splits.groups, splits.corpora, exclude=c)
+            per_name[c] = heldout.Calibration(a, b, heldout.fa_bounded_logit(without))
         ha, hb = heldout.weighted_platt(pool.logits, pool.labels, pool.weights)
         report.heldout_platt = (round(ha, 6), round(hb, 6))
         report.operating_rule = "fa_bounded"
+        llr = full.llr(pool.logits)  # CV Platt: fitted on no held-out logit
+        for name in dict.fromkeys(pool.names):
+            at = pool.names == name
+            report.step_up_rate[name] = round(float((llr[at] >= STEP_UP_LLR).mean()), 4)
     else:
         full = heldout.Calibration(a, b, -b / a if a > 0 else 0.0)  # the score's 0.5
         report.operating_rule = "score_0.5"

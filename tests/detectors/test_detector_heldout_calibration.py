@@ -31,16 +31,14 @@ def _preds(rng: np.random.Generator) -> heldout.OUT_OF_FOLD:
 
 
 def test_pool_gives_every_held_out_name_and_both_classes_equal_weight() -> None:
-    pool = heldout.heldout_pool(_preds(np.random.default_rng(0)), GROUPS, CORPORA, ["clean"])
+    pool = heldout.heldout_pool(_preds(np.random.default_rng(0)), GROUPS, CORPORA)
     assert len(pool.logits) == 300
     for name in ("sysA", "sysB", "c1", "c2"):
         assert pool.weights[pool.names == name].sum() == pytest.approx(0.5)
 
 
 def test_pool_leaves_out_the_excluded_name() -> None:
-    pool = heldout.heldout_pool(
-        _preds(np.random.default_rng(0)), GROUPS, CORPORA, ["clean"], exclude="sysB"
-    )
+    pool = heldout.heldout_pool(_preds(np.random.default_rng(0)), GROUPS, CORPORA, exclude="sysB")
     assert "sysB" not in set(pool.names)
     assert pool.weights[pool.labels == 1].sum() == pytest.approx(1.0)
 
@@ -49,7 +47,7 @@ def test_pool_without_a_corpus_out_view_is_refused() -> None:
     preds = _preds(np.random.default_rng(0))
     only_loso = {k: v for k, v in preds.items() if k[0] == "loso"}
     with pytest.raises(ValueError, match="corpus-out"):
-        heldout.heldout_pool(only_loso, GROUPS, CORPORA, ["clean"])
+        heldout.heldout_pool(only_loso, GROUPS, CORPORA)
 
 
 def test_weighted_platt_recovers_a_known_log_likelihood_ratio() -> None:
@@ -64,7 +62,7 @@ def test_weighted_platt_recovers_a_known_log_likelihood_ratio() -> None:
 
 def test_operating_point_holds_false_alarms_on_the_hottest_corpus() -> None:
     preds = _preds(np.random.default_rng(2))
-    pool = heldout.heldout_pool(preds, GROUPS, CORPORA, ["clean"])
+    pool = heldout.heldout_pool(preds, GROUPS, CORPORA)
     t = heldout.fa_bounded_logit(pool, target=0.05)
     for corpus in ("c1", "c2"):
         v = preds[("corpus", corpus)]["clean"][corpus == CORPORA]
@@ -75,8 +73,8 @@ def test_operating_point_holds_false_alarms_on_the_hottest_corpus() -> None:
 
 def test_operating_point_without_the_hot_corpus_is_lower() -> None:
     preds = _preds(np.random.default_rng(3))
-    full = heldout.heldout_pool(preds, GROUPS, CORPORA, ["clean"])
-    without_c2 = heldout.heldout_pool(preds, GROUPS, CORPORA, ["clean"], exclude="c2")
+    full = heldout.heldout_pool(preds, GROUPS, CORPORA)
+    without_c2 = heldout.heldout_pool(preds, GROUPS, CORPORA, exclude="c2")
     assert heldout.fa_bounded_logit(without_c2) < heldout.fa_bounded_logit(full)
 
 
