@@ -215,10 +215,11 @@ def main() -> None:
         f"throughput: {per_stream * 1000:.2f} ms CPU per stream per 1 s hop -> ~{estimate} streams/core"
     )
     n = max(10, int(estimate * 0.85))  # leave headroom for frame handling and scheduling
-    tries = counts or [n]
+    steps = [n]
+    for _ in range(5):
+        steps.append(int(steps[-1] * 0.85))
     result = None
-    for i in range(len(counts) if counts else 6):
-        n = tries[i] if counts else n
+    for n in counts or steps:
         r = realtime(args.variant, n, src, args.seconds)
         print(
             f"real time, {n} streams: window-to-signal median {r['median_ms']:.1f} ms, "
@@ -227,8 +228,6 @@ def main() -> None:
         if r["p99_ms"] <= 200 and r["dropped"] == 0:
             result = r
             break
-        if not counts:
-            n = int(n * 0.85)
     if result is None:
         print("could not meet p99 <= 200 ms")
         result = r

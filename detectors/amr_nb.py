@@ -18,17 +18,15 @@ from scipy.signal import resample_poly
 
 FRAME = 160  # samples per AMR frame at 8 kHz (20 ms)
 MAX_FRAME_BYTES = 32  # MR122: 1 header byte + 31 speech bytes
-#: enum Mode of interf_enc.h: MR475 = 0 (4.75 kbit/s) ... MR122 = 7 (12.2 kbit/s)
 #: the encoder's look-ahead (5 ms at 8 kHz), measured: removed so the decoded speech lines up
 DELAY = 40
+#: enum Mode of interf_enc.h: MR475 = 0 (4.75 kbit/s) ... MR122 = 7 (12.2 kbit/s)
 MODES = {"4k75": 0, "5k15": 1, "5k9": 2, "6k7": 3, "7k4": 4, "7k95": 5, "10k2": 6, "12k2": 7}
-_NAMES = ("opencore-amrnb", "libopencore-amrnb.so.0")
 
 
 @cache
 def _library() -> ctypes.CDLL | None:
-    for name in _NAMES:
-        path = ctypes.util.find_library(name) if "/" not in name and ".so" not in name else name
+    for path in (ctypes.util.find_library("opencore-amrnb"), "libopencore-amrnb.so.0"):
         if not path:
             continue
         try:
@@ -62,11 +60,16 @@ def available() -> bool:
     return _library() is not None
 
 
-def encode(pcm8k: np.ndarray, mode: str = "4k75") -> list[bytes]:
-    """16-bit PCM at 8 kHz -> AMR-NB frames (storage format), the last frame zero-padded."""
+def _require() -> ctypes.CDLL:
     lib = _library()
     if lib is None:
         raise RuntimeError("AMR-NB needs libopencore-amrnb0 (apt-get install libopencore-amrnb0)")
+    return lib
+
+
+def encode(pcm8k: np.ndarray, mode: str = "4k75") -> list[bytes]:
+    """16-bit PCM at 8 kHz -> AMR-NB frames (storage format), the last frame zero-padded."""
+    lib = _require()
     if mode not in MODES:
         raise ValueError(f"unknown AMR-NB mode {mode!r}; known: {', '.join(MODES)}")
     n = -(-len(pcm8k) // FRAME) * FRAME
@@ -91,9 +94,7 @@ def encode(pcm8k: np.ndarray, mode: str = "4k75") -> list[bytes]:
 
 def decode(frames: list[bytes]) -> np.ndarray:
     """AMR-NB frames (storage format) -> 16-bit PCM at 8 kHz."""
-    lib = _library()
-    if lib is None:
-        raise RuntimeError("AMR-NB needs libopencore-amrnb0 (apt-get install libopencore-amrnb0)")
+    lib = _require()
     state = lib.Decoder_Interface_init()
     pcm = np.zeros(len(frames) * FRAME, dtype=np.int16)
     buf = (ctypes.c_ubyte * MAX_FRAME_BYTES)()
