@@ -156,7 +156,11 @@ async def _replica_dies(r: Replicas) -> dict[str, Any]:
             await ws.send(connected())
             await ws.send(start(call, params(r.keys["decide"], session_id=sid)))
             ready = asyncio.Event()
-            feed = asyncio.create_task(follow_feed(r.b, r.keys["review"], sid, events, ready))
+            # Killed only once the follower on B has seen C's first decision: the feed can
+            # open (B's directory knows the session) before that decision is published.
+            feed = asyncio.create_task(
+                follow_feed(r.b, r.keys["review"], sid, events, ready, ready_on_first_event=True)
+            )
             await asyncio.wait_for(ready.wait(), 30)
             for i, chunk in enumerate(silence(10), start=1):
                 await ws.send(media(i, chunk))
