@@ -1,7 +1,8 @@
 """Input of the second-pass synthetic-voice model (audio.synthetic_voice_deep), numpy only.
 
 Built from the same per-window frame arrays as the edge screener (`frontend.window_frames`
-of the window's power spectrogram: 98 frames x 64 linear log bands + frame dB + valid flag),
+of the window's power spectrogram: 98 frames x 64 linear log bands, frame dB, valid flag and
+32 spectral fine-structure values),
 so the runtime computes nothing new per window and training reads the same feature cache.
 Shared by the detector and by training so both see exactly the same numbers.
 
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors.frontend import N_BANDS, speech_mask_frames, window_stats_v2
+from detectors.fine_structure import fine_stats
+from detectors.frontend import FINE_COL, N_BANDS, speech_mask_frames, window_stats_v2
 
 #: divides the normalised log bands so they are of order 1 (natural-log units, measured
 #: spread over speech frames of the shared sets is about 1.5-2.5)
@@ -39,18 +41,22 @@ def deep_inputs(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     )
 
 
-def deep_stats(windows: np.ndarray, extended: bool = True) -> np.ndarray:
-    """(N, 168 + 192) statistics of the second-pass model for window arrays (N, T, 66).
+def deep_stats(windows: np.ndarray, extended: bool = True, fine: bool = True) -> np.ndarray:
+    """(N, 168 + 192 + 48) statistics of the second-pass model for window arrays
+    (N, T, WINDOW_COLUMNS).
 
     The edge screener's `window_stats_v2`, then per band over the speech frames of the gain-
     normalised log bands: mean |change| at lags of 2 and 4 frames (20 and 40 ms: slow
-    spectral modulation) and the spread of the second difference (spectral acceleration).
+    spectral modulation) and the spread of the second difference (spectral acceleration);
+    then (2.x, `fine`) the spectral fine-structure statistics of the same speech frames
+    (`fine_structure.fine_stats`, as the edge screener 3.x reads them). 1.x: `fine=False`.
     """
     base = window_stats_v2(windows)
     if not extended:
         return base
     w = windows.astype(np.float32)
-    m = speech_mask_frames(w).astype(np.float32)
+    speech = speech_mask_frames(w)
+    m = speech.astype(np.float32)
     bands = w[:, :, :N_BANDS]
     x = bands - bands.mean(axis=2, keepdims=True)
     out = [base]
@@ -63,4 +69,6 @@ def deep_stats(windows: np.ndarray, extended: bool = True) -> np.ndarray:
     acc = (x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2]) * both
     amu = acc.sum(axis=1) / nb
     out.append(np.sqrt((((acc - amu[:, None, :]) * both) ** 2).sum(axis=1) / nb))
+    if fine:
+        out.append(fine_stats(w[:, :, FINE_COL:], speech))
     return np.concatenate(out, axis=1).astype(np.float32)

@@ -14,6 +14,8 @@ from functools import lru_cache
 import librosa
 import numpy as np
 
+from detectors.fine_structure import N_FINE, fine_stats, frame_fine
+
 SR = 16_000
 N_FFT = 512
 WIN = 400  # 25 ms
@@ -326,6 +328,10 @@ def compute_features(
 
 N_BANDS = 64
 WINDOW_FRAMES = (SR - WIN) // HOP + 1  # 98 frames in a 1 s window (no centering)
+#: columns of a window array: log bands, frame dB, valid flag, then the spectral fine
+#: structure of each frame (`fine_structure.frame_fine`, new in windows-v3)
+FINE_COL = N_BANDS + 2
+WINDOW_COLUMNS = FINE_COL + N_FINE
 
 
 def log_bands(power: np.ndarray) -> np.ndarray:
@@ -334,16 +340,18 @@ def log_bands(power: np.ndarray) -> np.ndarray:
 
 
 def window_frames(power: np.ndarray) -> np.ndarray:
-    """(WINDOW_FRAMES, N_BANDS + 2): log bands, frame dB and a valid flag, zero-padded.
+    """(WINDOW_FRAMES, WINDOW_COLUMNS): log bands, frame dB, a valid flag and the frame's
+    spectral fine structure, zero-padded.
 
     The same array the runtime builds from each window's power spectrogram; training caches it.
     """
-    out = np.zeros((WINDOW_FRAMES, N_BANDS + 2), dtype=np.float32)
+    out = np.zeros((WINDOW_FRAMES, WINDOW_COLUMNS), dtype=np.float32)
     n = min(len(power), WINDOW_FRAMES)
     if n:
         out[:n, :N_BANDS] = log_bands(power[:n])
         out[:n, N_BANDS] = frame_db(power[:n])
         out[:n, N_BANDS + 1] = 1.0
+        out[:n, FINE_COL:] = frame_fine(power[:n])
     return out
 
 
@@ -361,7 +369,7 @@ def window_bands(x: np.ndarray, hop_s: float = 1.0) -> np.ndarray:
             break
         out.append(window_frames(power_spectrogram(chunk)))
     if not out:
-        return np.zeros((0, WINDOW_FRAMES, N_BANDS + 2), dtype=np.float16)
+        return np.zeros((0, WINDOW_FRAMES, WINDOW_COLUMNS), dtype=np.float16)
     return np.stack(out).astype(np.float16)
 
 
@@ -372,7 +380,7 @@ STATS_V2_PARTS = ("band_std", "band_flux", "cep_std", "dcep_std")
 
 
 def speech_mask_frames(windows: np.ndarray, range_db: float = 35.0) -> np.ndarray:
-    """Speech frames of window arrays (N, T, N_BANDS + 2): valid, within `range_db` of the
+    """Speech frames of window arrays (N, T, WINDOW_COLUMNS): valid, within `range_db` of the
     window's loudest frame and above -75 dB (level-invariant, like `speech_frame_mask`)."""
     db = windows[:, :, N_BANDS].astype(np.float32)
     valid = windows[:, :, N_BANDS + 1] > 0
@@ -414,3 +422,11 @@ def window_stats_v2(windows: np.ndarray, parts: tuple[str, ...] = STATS_V2_PARTS
     if "shape" in parts:
         out.append(mu)
     return np.concatenate(out, axis=1).astype(np.float32)
+
+
+def window_stats_v3(windows: np.ndarray) -> np.ndarray:
+    """synthetic_voice 3.x input (N, 168 + 48): `window_stats_v2`, then the spectral fine
+    structure statistics of the same speech frames (`fine_structure.fine_stats`)."""
+    w = windows.astype(np.float32)
+    fine = fine_stats(w[:, :, FINE_COL:], speech_mask_frames(w))
+    return np.concatenate([window_stats_v2(w), fine], axis=1)

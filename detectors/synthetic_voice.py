@@ -1,10 +1,12 @@
 """audio.synthetic_voice: does the voice carry the marks of a speech synthesizer or vocoder?
 
-2.x (see `models/synthetic_voice.md`): each 1 s window is scored on its own from statistics
-of its 64 linear log-band energies over the speech frames (`frontend.window_stats_v2`):
-per-band spread and frame-to-frame change, cepstral spread and delta-cepstral spread. Every
-frame's own mean energy and the window's mean spectrum are taken out first, so loudness and
-a fixed recording channel carry nothing. Windows with too little speech are not scored.
+3.x (see `models/synthetic_voice.md`): each 1 s window is scored on its own from statistics
+over its speech frames (`frontend.window_stats_v3`): of its 64 linear log-band energies
+(per-band spread and frame-to-frame change, cepstral and delta-cepstral spread; every
+frame's own mean energy and the window's mean spectrum taken out first, so loudness and a
+fixed recording channel carry nothing), and of the spectral fine structure below the
+envelope (`fine_structure.py`: what a vocoder has to invent). Windows with too little speech
+are not scored.
 The windows of all sessions in a micro-batch are scored in one onnxruntime call; the
 session's score is the calibrated average of its window logits, so evidence accumulates
 over the call. Only the running logit sum and speech counters are kept per session.
@@ -20,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from detectors.base import BaseDetector
-from detectors.frontend import speech_mask_frames, window_frames, window_stats_v2
+from detectors.frontend import speech_mask_frames, window_frames, window_stats_v3
 from detectors.onnx_model import MODELS_DIR, OnnxModel
 from detectors.protocol import Window
 from signals import Evidence, Modality, Signal, sigmoid
@@ -52,13 +54,13 @@ class SyntheticVoiceState:
 
 class SyntheticVoiceDetector(BaseDetector):
     name: ClassVar[str] = "audio.synthetic_voice"
-    version: ClassVar[str] = "2.1.0"
+    version: ClassVar[str] = "3.0.0"
     modality: ClassVar[Modality] = Modality.audio
     consumes: ClassVar[tuple[str, ...]] = ("raw_audio", "features.spectral_statistics")
     config_model: ClassVar[type[BaseModel]] = SyntheticVoiceConfig
     #: what the evaluation featurizes and retrains for this model (training/recipes.py)
-    feature_set: ClassVar[str] = "windows_v2"
-    recipe: ClassVar[str] = "v2"
+    feature_set: ClassVar[str] = "windows_v3"
+    recipe: ClassVar[str] = "v3"
     model_files: ClassVar[dict[str, str]] = MODEL_FILES
 
     _model: OnnxModel | None = None
@@ -88,7 +90,7 @@ class SyntheticVoiceDetector(BaseDetector):
 
     def window_features(self, windows: np.ndarray) -> np.ndarray:
         """What the model reads per window (the second-pass subclass reads more)."""
-        return window_stats_v2(windows)
+        return window_stats_v3(windows)
 
     def score_vectors(self, vectors: np.ndarray) -> np.ndarray:
         """Raw logits for window statistics (used by evaluation as well)."""

@@ -1,14 +1,16 @@
-"""synthetic_voice_deep 1.x recipe: a bagged ensemble of wide MLPs on multi-resolution
+"""synthetic_voice_deep 1.x and 2.x recipe: a bagged ensemble of wide MLPs on multi-resolution
 window statistics of the normalised log bands (numpy; exported as one ONNX MLP).
 
 Input per window (`detectors.deep_input.deep_stats`): the edge screener's 168 statistics
 plus the per-band mean |change| at lags of 20 and 40 ms (slow spectral modulation, which
 acoustic models smooth differently from a vocal tract) and the per-band spread of the second
-difference (spectral acceleration), all on the gain- and channel-normalised speech frames.
+difference (spectral acceleration), all on the gain- and channel-normalised speech frames;
+2.x adds the spectral fine-structure statistics the edge screener 3.x reads.
 A clip's (or call's) score is the mean logit of its windows with enough speech.
 
 Training: the edge recipe's call-condition views and group weights (every spoof system and
-bona fide corpus the same total weight within its class); N_MODELS MLPs, each on its own
+bona fide corpus the same total weight within its class; 2.x moves them group-robustly,
+DRO_ETA, as the edge screener 3.x does); N_MODELS MLPs, each on its own
 seeded draw of MAX_ROWS (window, view) rows; their mean logit is the model's logit. The
 members' standardisation is folded into their first layer, so the ensemble is one MLP with
 N_MODELS x HIDDEN hidden units (exact, not an approximation).
@@ -24,6 +26,7 @@ from detectors.deep_input import deep_stats
 from detectors.frontend import speech_mask_frames
 from detectors.training.mlp import MlpParams, train_mlp
 from detectors.training.stats_v2 import (
+    DRO_ETA,
     MIN_SPEECH_FRAMES,
     TRAIN_CONDITIONS,
     clip_logits,
@@ -67,8 +70,11 @@ class EnsembleModel:
 
 
 class DeepStatsV1:
-    name = "synthetic_voice_deep 1.x (bagged wide MLPs on multi-resolution band statistics)"
-    feature_set = "windows_v2"
+    name = (
+        "synthetic_voice_deep 2.x (bagged group-DRO MLPs on multi-resolution band statistics "
+        "and spectral fine structure)"
+    )
+    feature_set = "windows_v3"
     train_conditions: tuple[str, ...] = TRAIN_CONDITIONS
 
     def __init__(
@@ -77,11 +83,15 @@ class DeepStatsV1:
         n_models: int = N_MODELS,
         extended: bool = True,
         max_rows: int = MAX_ROWS,
+        fine: bool = True,
+        dro_eta: float = DRO_ETA,
     ) -> None:
         self.hidden = hidden
         self.n_models = n_models
         self.extended = extended
         self.max_rows = max_rows
+        self.fine = fine  # 2.x: the fine-structure statistics too (1.x: False)
+        self.dro_eta = dro_eta  # 2.x: group-DRO members (1.x: 0)
 
     def prepare(self, windows: np.ndarray) -> np.ndarray:
         """(N, 1 + D): speech frames of each window, then its statistics."""
@@ -89,7 +99,9 @@ class DeepStatsV1:
         for s in range(0, len(windows), 2048):
             w = windows[s : s + 2048]
             frames = speech_mask_frames(w).sum(axis=1).astype(np.float32)
-            parts.append(np.concatenate([frames[:, None], deep_stats(w, self.extended)], axis=1))
+            parts.append(
+                np.concatenate([frames[:, None], deep_stats(w, self.extended, self.fine)], axis=1)
+            )
         return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
 
     def fit(
@@ -101,13 +113,15 @@ class DeepStatsV1:
         groups: np.ndarray | None = None,
     ) -> EnsembleModel:
         strata = np.asarray(groups if groups is not None else labels.astype(str))
-        xs, ys, ws = [], [], []
+        xs, ys, ws, gs = [], [], [], []
         for x, clip in views:
             keep = clip_mask[clip] & (x[:, 0] >= MIN_SPEECH_FRAMES)
             xs.append(x[keep, 1:])
             ys.append(labels[clip][keep])
             ws.append(group_weights(labels[clip][keep], strata[clip][keep]))
+            gs.append(strata[clip][keep])
         x_all, y_all, w_all = np.concatenate(xs), np.concatenate(ys), np.concatenate(ws)
+        g_all = np.concatenate(gs)
         members = []
         for m in range(self.n_models):
             s = seed * 1_000 + m
@@ -124,6 +138,8 @@ class DeepStatsV1:
                     l2=L2,
                     batch=BATCH,
                     seed=s,
+                    groups=g_all[pick],
+                    dro_eta=self.dro_eta,
                 )
             )
         return EnsembleModel(merge_ensemble(members))

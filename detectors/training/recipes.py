@@ -75,6 +75,10 @@ def get_recipe(name: str) -> Recipe:
         from detectors.training.stats_v2 import StatsV2
 
         return StatsV2()
+    if name == "v3":  # the edge screener since 3.0.0
+        from detectors.training.stats_v2 import StatsV3
+
+        return StatsV3()
     if name == "deep_stats":  # the second-pass model
         from detectors.training.deep_stats import DeepStatsV1
 
@@ -83,4 +87,4 @@ def get_recipe(name: str) -> Recipe:
         from detectors.training.deep_v1 import DeepV1
 
         return DeepV1()  # type: ignore[return-value]
-    raise ValueError(f"unknown recipe {name!r} (v1, v2, deep_stats or deep_v1)")
+    raise ValueError(f"unknown recipe {name!r} (v1, v2, v3, deep_stats or deep_v1)")

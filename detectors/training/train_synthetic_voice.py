@@ -1,9 +1,9 @@
-"""Train audio.synthetic_voice 2.x and write detectors/models/synthetic_voice{,.int8}.onnx.
+"""Train audio.synthetic_voice 3.x and write detectors/models/synthetic_voice{,.int8}.onnx.
 
     nice -n 10 .venv/bin/python -m detectors.training.train_synthetic_voice [--data DIR ...]
 
 Data: both shared sets by default ($LIVEGUARD_SHARED_DATA/audio and .../audio_neural, read
-together: speakers are shared across them). Features: `frontend.window_stats_v2` of every
+together: speakers are shared across them). Features: `frontend.window_stats_v3` of every
 1 s window, from the clean clips and their call conditions (`stats_v2.TRAIN_CONDITIONS`,
 ffmpeg codecs included), cached under .cache/detectors. Before the final fit the command
 runs the whole leave-one-system-out protocol of `liveguard detectors evaluate` (retrained
@@ -30,7 +30,7 @@ from detectors.training.evaluation import EvaluationReport, Splits, format_repor
 from detectors.training.featurize import featurize_many, merge_features
 from detectors.training.mlp import export_onnx
 from detectors.training.recipes import Recipe
-from detectors.training.stats_v2 import StatsV2
+from detectors.training.stats_v2 import StatsV3
 
 #: (feature set, condition) -> (per-window features, their clip index), as featurize_many gives.
 Features = dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]
@@ -122,7 +122,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.time()
     require_training_tools()
-    rec = StatsV2()
+    rec = StatsV3()
     dirs, clips, conditions, feats, report = prepare(
         args.data, rec, "audio.synthetic_voice", args.augment
     )
@@ -144,14 +144,14 @@ def main() -> None:
     fp32 = args.out / "synthetic_voice.onnx"
     int8 = args.out / "synthetic_voice.int8.onnx"
     export_onnx(
-        params, str(fp32), doc="liveguard audio.synthetic_voice 2.x; see synthetic_voice.md"
+        params, str(fp32), doc="liveguard audio.synthetic_voice 3.x; see synthetic_voice.md"
     )
     meta = {
         "platt_a": f"{params.platt_a:.6f}",
         "platt_b": f"{params.platt_b:.6f}",
         "operating_rule": report.operating_rule,
         "operating_score": f"{cal.operating_score:.6f}",
-        "features": "frontend.window_stats_v2 " + ",".join(rec.parts),
+        "features": "frontend.window_stats_v3 (window_stats_v2 " + ",".join(rec.parts) + ", fine)",
         "n_parameters": str(params.n_parameters),
         "training_data": ",".join(d.name for d in dirs),
     }

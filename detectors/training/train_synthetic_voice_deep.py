@@ -1,11 +1,11 @@
-"""Train audio.synthetic_voice_deep 1.x (the second-pass model) and write
+"""Train audio.synthetic_voice_deep 2.x (the second-pass model) and write
 detectors/models/synthetic_voice_deep{,.int8}.onnx.
 
     nice -n 10 .venv/bin/python -m detectors.training.train_synthetic_voice_deep [--data DIR ...]
         [--loso-quick] [--no-loso]
 
 Data: both shared sets by default, read together (speakers are shared across them).
-Features: the edge screener's cached window arrays (`featurize.FEATURE_SETS["windows_v2"]`,
+Features: the edge screener's cached window arrays (`featurize.FEATURE_SETS["windows_v3"]`,
 every call condition, under .cache/detectors) turned into `deep_input.deep_stats`. Before
 the final fit the command runs the leave-one-system-out protocol of `liveguard detectors
 evaluate` (retrained per held-out system and speaker fold; `--loso-quick`: one refit per
@@ -82,15 +82,15 @@ def main() -> None:
     export_onnx(
         params,
         str(fp32),
-        doc="liveguard audio.synthetic_voice_deep 1.x; see synthetic_voice_deep.md",
+        doc="liveguard audio.synthetic_voice_deep 2.x; see synthetic_voice_deep.md",
     )
     meta = {
         "platt_a": f"{params.platt_a:.6f}",
         "platt_b": f"{params.platt_b:.6f}",
         "operating_rule": report.operating_rule,
         "operating_score": f"{cal.operating_score:.6f}",
-        "features": "deep_input.deep_stats (window_stats_v2 + lag-2/4 band flux + band acceleration)",
-        "ensemble": f"{rec.n_models} x MLP-{rec.hidden}",
+        "features": "deep_input.deep_stats (window_stats_v2 + lag-2/4 band flux + band acceleration + fine structure)",
+        "ensemble": f"{rec.n_models} x MLP-{rec.hidden}, group-DRO eta {rec.dro_eta}",
         "n_parameters": str(params.n_parameters),
         "training_data": ",".join(d.name for d in dirs),
     }

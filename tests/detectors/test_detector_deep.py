@@ -13,7 +13,7 @@ import pytest
 from detectors.audio_io import load_audio
 from detectors.deep_input import deep_stats
 from detectors.degrade import add_noise, mulaw_8k
-from detectors.frontend import N_BANDS, WINDOW_FRAMES, window_bands
+from detectors.frontend import FINE_COL, N_BANDS, WINDOW_COLUMNS, WINDOW_FRAMES, window_bands
 from detectors.onnx_model import MODELS_DIR
 from detectors.registry import DetectorRegistrationError, DetectorRegistry, discover
 from detectors.second_pass import split_detectors
@@ -54,10 +54,13 @@ def test_deep_statistics_ignore_loudness_and_extend_the_edge_statistics() -> Non
     x = (0.2 * np.sin(2 * np.pi * 220 * t * (1 + 0.1 * np.sin(3 * t)))).astype(np.float32)
     x += 0.01 * rng.standard_normal(len(x)).astype(np.float32)
     loud, quiet = deep_stats(window_bands(x)), deep_stats(window_bands(x * 0.01))
-    assert loud.shape == (2, 168 + 3 * N_BANDS)
+    assert loud.shape == (2, 168 + 3 * N_BANDS + 48)
     # equal up to the float16 rounding of the cached log bands (-40 dB moves them)
-    assert np.allclose(loud, quiet, rtol=1e-2, atol=1e-2)
+    n = 168 + 3 * N_BANDS
+    assert np.allclose(loud[:, :n], quiet[:, :n], rtol=1e-2, atol=1e-2)
+    assert np.allclose(loud[:, n:], quiet[:, n:], atol=0.05)  # the edge test says why
     assert np.array_equal(loud[:, :168], deep_stats(window_bands(x), extended=False))
+    assert np.array_equal(loud[:, :n], deep_stats(window_bands(x), fine=False))
 
 
 def test_the_merged_ensemble_is_exactly_the_members_mean_logit() -> None:
@@ -74,12 +77,13 @@ def test_the_merged_ensemble_is_exactly_the_members_mean_logit() -> None:
 def test_deep_recipe_fits_a_separable_toy_set_reproducibly() -> None:
     rng = np.random.default_rng(2)
     n = 60
-    windows = np.zeros((n, WINDOW_FRAMES, N_BANDS + 2), np.float32)
+    windows = np.zeros((n, WINDOW_FRAMES, WINDOW_COLUMNS), np.float32)
     labels = np.r_[np.zeros(n // 2), np.ones(n // 2)].astype(int)
     jitter = np.where(labels[:, None, None] == 1, 0.5, 1.0)  # an over-smooth "vocoder"
     windows[:, :, :N_BANDS] = rng.standard_normal((n, WINDOW_FRAMES, N_BANDS)) * jitter
     windows[:, :, N_BANDS] = -20.0
     windows[:, :, N_BANDS + 1] = 1.0
+    windows[:, :, FINE_COL:] = rng.standard_normal((n, WINDOW_FRAMES, WINDOW_COLUMNS - FINE_COL))
     rec = DeepStatsV1(hidden=8, n_models=2)
     x = rec.prepare(windows)
     idx = np.arange(n)

@@ -11,10 +11,18 @@ import numpy as np
 
 from detectors.dataset import Clip, pairs
 from detectors.degrade import alaw_8k, band_limit
-from detectors.frontend import N_BANDS, WINDOW_FRAMES, window_bands, window_stats_v2
+from detectors.frontend import (
+    FINE_COL,
+    N_BANDS,
+    WINDOW_COLUMNS,
+    WINDOW_FRAMES,
+    window_bands,
+    window_stats_v3,
+)
 from detectors.onnx_model import MODELS_DIR
 from detectors.training.evaluation import Splits, holdout_group
-from detectors.training.stats_v2 import StatsV2
+from detectors.training.mlp import MlpParams, train_mlp
+from detectors.training.stats_v2 import StatsV3
 
 SR = 16_000
 
@@ -89,9 +97,12 @@ def test_window_statistics_ignore_loudness() -> None:
     t = np.arange(2 * SR) / SR
     x = (0.2 * np.sin(2 * np.pi * 220 * t * (1 + 0.1 * np.sin(3 * t)))).astype(np.float32)
     x += 0.01 * rng.standard_normal(len(x)).astype(np.float32)
-    loud = window_stats_v2(window_bands(x))
-    quiet = window_stats_v2(window_bands(x * 0.01))
-    assert np.allclose(loud, quiet, atol=1e-3)
+    loud = window_stats_v3(window_bands(x))
+    quiet = window_stats_v3(window_bands(x * 0.01))
+    assert loud.shape == (2, 168 + 48)
+    assert np.allclose(loud[:, :168], quiet[:, :168], atol=1e-3)
+    # fine structure: the 4-8 kHz residual of this tone is hiss 40 dB down, stored in float16
+    assert np.allclose(loud[:, 168:], quiet[:, 168:], atol=0.05)
 
 
 def test_telephone_conditions_remove_the_upper_band() -> None:
@@ -107,14 +118,15 @@ def test_telephone_conditions_remove_the_upper_band() -> None:
 def test_stats_recipe_fits_a_separable_toy_set_reproducibly() -> None:
     rng = np.random.default_rng(2)
     n = 60
-    windows = np.zeros((n, WINDOW_FRAMES, N_BANDS + 2), np.float32)
+    windows = np.zeros((n, WINDOW_FRAMES, WINDOW_COLUMNS), np.float32)
     labels = np.r_[np.zeros(n // 2), np.ones(n // 2)].astype(int)
     # spoof windows: frame-to-frame changes half as large (an over-smooth vocoder)
     jitter = np.where(labels[:, None, None] == 1, 0.5, 1.0)
     windows[:, :, :N_BANDS] = rng.standard_normal((n, WINDOW_FRAMES, N_BANDS)) * jitter
     windows[:, :, N_BANDS] = -20.0
     windows[:, :, N_BANDS + 1] = 1.0
-    rec = StatsV2()
+    windows[:, :, FINE_COL:] = rng.standard_normal((n, WINDOW_FRAMES, WINDOW_COLUMNS - FINE_COL))
+    rec = StatsV3()
     x = rec.prepare(windows)
     clip_idx = np.arange(n)
     views = [(x, clip_idx)]
@@ -140,3 +152,35 @@ def test_shipped_models_carry_their_false_alarm_bounded_operating_point() -> Non
         meta = OnnxModel(MODELS_DIR / name).metadata
         assert meta["operating_rule"] == "fa_bounded", name
         assert 0.5 <= float(meta["operating_score"]) < 1.0, name
+
+
+def _two_spoof_groups() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bona fide around 0; a large spoof group far off on one axis, a small one a little off
+    on the other (the one a plain fit neglects)."""
+    rng = np.random.default_rng(3)
+    real = rng.standard_normal((1000, 2))
+    easy = rng.standard_normal((900, 2)) + np.array([3.0, 0.0])
+    hard = rng.standard_normal((100, 2)) + np.array([0.0, 1.5])
+    x = np.concatenate([real, easy, hard])
+    y = np.r_[np.zeros(1000), np.ones(1000)].astype(int)
+    g = np.array(["real"] * 1000 + ["easy"] * 900 + ["hard"] * 100)
+    return x, y, g
+
+
+def test_group_dro_off_is_the_plain_fit() -> None:
+    x, y, g = _two_spoof_groups()
+    plain = train_mlp(x, y, hidden=4, epochs=3, seed=1)
+    off = train_mlp(x, y, hidden=4, epochs=3, seed=1, groups=g, dro_eta=0.0)
+    assert np.array_equal(plain.logits(x), off.logits(x))
+
+
+def test_group_dro_lowers_the_loss_of_the_group_a_plain_fit_neglects() -> None:
+    x, y, g = _two_spoof_groups()
+    hard = g == "hard"
+
+    def hard_loss(p: MlpParams) -> float:
+        return float(np.logaddexp(0.0, -p.logits(x[hard])).mean())
+
+    plain = train_mlp(x, y, hidden=8, epochs=10, seed=1)
+    dro = train_mlp(x, y, hidden=8, epochs=10, seed=1, groups=g, dro_eta=1.0)
+    assert hard_loss(dro) < hard_loss(plain) - 0.05
