@@ -1,7 +1,7 @@
 """synthetic_voice_deep 1.x and 2.x recipe: a bagged ensemble of wide MLPs on multi-resolution
 window statistics of the normalised log bands (numpy; exported as one ONNX MLP).
 
-Input per window (`detectors.deep_input.deep_stats`): the edge screener's 168 statistics
+Input per window (`detectors.deep_input.deep_stats`): the edge screener 2.x's 168 statistics
 plus the per-band mean |change| at lags of 20 and 40 ms (slow spectral modulation, which
 acoustic models smooth differently from a vocal tract) and the per-band spread of the second
 difference (spectral acceleration), all on the gain- and channel-normalised speech frames;
