@@ -14,6 +14,7 @@ counted per session, per detector that missed them and by reason.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Iterable, Mapping
@@ -24,12 +25,15 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel, ConfigDict, Field
 
+from detectors.failure_log import FailureLog
 from detectors.frontend import compute_features
 from detectors.metrics import RuntimeMetrics, runtime_metrics
 from detectors.protocol import Detector, Series, Window
 from detectors.second_pass import SecondPass, SecondPassStart
 from detectors.vad import SileroVad
 from signals import Signal
+
+log = logging.getLogger(__name__)
 
 
 class RuntimeConfig(BaseModel):
@@ -92,6 +96,7 @@ class StreamingRuntime:
         self.config = config or RuntimeConfig()
         self.detectors: list[Detector] = list(detectors)
         self.metrics: RuntimeMetrics = runtime_metrics(registry)
+        self._failures = FailureLog(log)
         # Stage 2: pool detectors run only on the next windows of sessions obligated to.
         self.second_pass = second_pass or SecondPass(registry=registry)
         self._vad = vad
@@ -338,9 +343,11 @@ class StreamingRuntime:
                     sigs = batch_fn(wins, states)
                 else:
                     sigs = [det.process(w, st) for w, st in zip(wins, states, strict=True)]
-            except Exception:
-                # A failing detector must not take the others down; it is counted instead.
+            except Exception as exc:
+                # A failing detector must not take the others down; it is counted instead
+                # (and its first failure logged, so the missing signal has a reason).
                 self.metrics.errors.labels(det.name).inc(len(batch))
+                self._failures.record(det.name, exc, "the edge runtime")
                 continue
             per = (time.perf_counter() - t0) / len(batch)
             for i, sig in enumerate(sigs):

@@ -15,6 +15,7 @@ models load on its first use, so a replica that never escalates never holds them
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from collections.abc import Iterable
@@ -23,8 +24,11 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
+from detectors.failure_log import FailureLog
 from detectors.protocol import Detector, Window
 from signals import Signal
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,7 @@ class SecondPassMetrics:
     requests: Counter  # by outcome: started | first_pass_only | refused_busy
     windows: Counter  # windows a pool detector processed, per detector
     skipped: Counter  # obligation names not registered on this replica
+    errors: Counter  # windows a pool detector raised on, per detector
     failed: Counter  # pool detectors whose models did not load
     active: Gauge
 
@@ -81,6 +86,12 @@ def second_pass_metrics(registry: CollectorRegistry | None = None) -> SecondPass
             skipped=Counter(
                 "liveguard_second_pass_skipped_detectors",
                 "Detectors an obligation named that are not registered on this replica.",
+                ["detector"],
+                registry=registry,
+            ),
+            errors=Counter(
+                "liveguard_second_pass_errors",
+                "Windows a second-pass (pool) detector failed on, per detector.",
                 ["detector"],
                 registry=registry,
             ),
@@ -115,6 +126,7 @@ class SecondPass:
         self.max_sessions = max_sessions
         self.max_windows = max_windows
         self.metrics = second_pass_metrics(registry)
+        self._failures = FailureLog(log)
         self._active: dict[str, _Active] = {}
         self._started: set[str] = set()
         # ``load`` may run outside the runtime's thread (so loading a heavier model does not
@@ -203,7 +215,9 @@ class SecondPass:
             for n in a.names:
                 try:
                     sig = self.pool[n].process(win, a.states[n])
-                except Exception:  # a failing heavier model leaves the first pass alone
+                except Exception as exc:  # a failing heavier model leaves the first pass alone
+                    self.metrics.errors.labels(n).inc()
+                    self._failures.record(n, exc, "the second pass")
                     continue
                 self.metrics.windows.labels(n).inc()
                 if sig is not None:

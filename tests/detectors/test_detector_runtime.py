@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -190,6 +191,18 @@ def test_a_failing_detector_is_counted_and_does_not_stop_the_others() -> None:
         )
         == 1
     )
+
+
+def test_a_failing_detector_is_logged_once_with_the_reason(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rt = StreamingRuntime([Exploding(), AudioQualityDetector()], registry=CollectorRegistry())
+    rt.open_session("a")
+    with caplog.at_level(logging.ERROR, logger="detectors.runtime"):
+        rt.push_audio("a", noise(3.0))
+        rt.drain()
+    [rec] = [r for r in caplog.records if "audio.exploding" in r.getMessage()]
+    assert "RuntimeError: boom" in rec.getMessage()
 
 
 def test_unknown_session_is_a_clear_error() -> None:

@@ -3,6 +3,9 @@ only; names registered nowhere are skipped and reported; the concurrency bound r
 
 from __future__ import annotations
 
+import logging
+
+import pytest
 from prometheus_client import CollectorRegistry
 
 from detectors.quality import AudioQualityDetector
@@ -123,3 +126,34 @@ def test_a_pool_detector_that_fails_to_load_is_reported_and_the_rest_run() -> No
         )
         == 1
     )
+
+
+class _Raising(SyntheticVoiceDetector):
+    """A pool model that loads but fails on every window (e.g. a model file that does not
+    match its code's input width)."""
+
+    name = "audio.synthetic_voice_deep"
+
+    def process(self, window, state):  # type: ignore[no-untyped-def]
+        raise ValueError("input width 360, expected 408")
+
+
+def test_a_pool_detector_failing_on_windows_is_counted_and_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reg = CollectorRegistry()
+    pool = SecondPass([SyntheticVoiceDetector(), _Raising()], registry=reg)
+    rt = StreamingRuntime([AudioQualityDetector()], RuntimeConfig(), registry=reg, second_pass=pool)
+    rt.start()
+    rt.open_session("a")
+    rt.open_session("b")
+    rt.enable_second_pass("a", ["audio.synthetic_voice_deep", "audio.synthetic_voice"], 3)
+    with caplog.at_level(logging.ERROR, logger="detectors.second_pass"):
+        names = _names_by_session(rt, 3)
+    assert all("audio.synthetic_voice" in w for w in names["a"])  # the others still run
+    errors = reg.get_sample_value(
+        "liveguard_second_pass_errors_total", {"detector": "audio.synthetic_voice_deep"}
+    )
+    assert errors == 3
+    [rec] = [r for r in caplog.records if "audio.synthetic_voice_deep" in r.getMessage()]
+    assert "ValueError: input width 360, expected 408" in rec.getMessage()
