@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +104,9 @@ class FileResult:
     system: str | None
     signals: list[Signal]
     error: str | None = None
+    #: detectors that raised on this file's windows: their signals are missing for that
+    #: reason (the runtime logs the first failure of each), not for lack of speech
+    failed_detectors: tuple[str, ...] = ()
 
 
 def read_file_manifest(manifest: Path) -> list[tuple[Path, dict[str, str]]]:
@@ -146,9 +149,13 @@ def analyze_files(
     done: dict[int, FileResult] = {}
     next_out = 0
 
-    def result(i: int, signals: list[Signal], error: str | None = None) -> FileResult:
+    def result(
+        i: int, signals: list[Signal], error: str | None = None, failed: Iterable[str] = ()
+    ) -> FileResult:
         path, row = files[i]
-        return FileResult(str(path), row.get("label"), row.get("system"), signals, error)
+        return FileResult(
+            str(path), row.get("label"), row.get("system"), signals, error, tuple(sorted(failed))
+        )
 
     try:
         while pending or active:
@@ -169,8 +176,9 @@ def analyze_files(
                 active[e.session_id][3].append(e)
             for sid, (i, x, pos, ems) in list(active.items()):
                 if pos >= len(x):
-                    ems.extend(rt.close_session(sid))
-                    done[i] = result(i, latest_signals(ems))
+                    failed: set[str] = set()
+                    ems.extend(rt.close_session(sid, failed))
+                    done[i] = result(i, latest_signals(ems), failed=failed)
                     del active[sid]
             while next_out in done:
                 yield done.pop(next_out)
@@ -192,7 +200,11 @@ class SecondPassRunner:
         self._runtimes: dict[frozenset[str], StreamingRuntime] = {}
         self._n = 0
 
-    def run(self, path: Path, names: frozenset[str]) -> list[Signal]:
+    def run(
+        self, path: Path, names: frozenset[str], failures: set[str] | None = None
+    ) -> list[Signal]:
+        """The listed detectors' final signals for the file; `failures`, when given,
+        receives the names of those that raised on its windows."""
         rt = self._runtimes.get(names)
         if rt is None:
             registry = discover(sorted(names))
@@ -212,7 +224,7 @@ class SecondPassRunner:
         for start in range(0, len(x), hop):
             rt.push_audio(sid, x[start : start + hop])
             ems.extend(rt.drain())
-        ems.extend(rt.close_session(sid))
+        ems.extend(rt.close_session(sid, failures))
         return latest_signals([e for e in ems if e.session_id == sid])
 
     def close(self) -> None:

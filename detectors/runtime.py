@@ -78,6 +78,7 @@ class _Session:
     parties: dict[str, _Party] = field(default_factory=dict)
     pending: deque[tuple[int, float, Window]] = field(default_factory=deque)
     states: dict[str, Any] = field(default_factory=dict)
+    failed: set[str] = field(default_factory=set)  # detectors that raised on its windows
     series: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
     seq: int = 0
     processed: int = 0
@@ -130,14 +131,20 @@ class StreamingRuntime:
             self._sessions[session_id] = sess
             self.metrics.sessions.set(len(self._sessions))
 
-    def close_session(self, session_id: str) -> list[Emission]:
-        """Process what is left of the session (a final partial hop) and forget it."""
+    def close_session(self, session_id: str, failures: set[str] | None = None) -> list[Emission]:
+        """Process what is left of the session (a final partial hop) and forget it.
+
+        `failures`, when given, receives the names of the detectors that raised on any of
+        the session's windows (their signals are missing for a reason, not for lack of
+        speech)."""
         sess = self._session(session_id)
         for party in list(sess.parties):
             self._enqueue_partial(sess, party)
         out: list[Emission] = []
         while sess.pending:
             out.extend(self._run_batch([self._pop(sess)]))
+        if failures is not None:
+            failures.update(sess.failed)
         del self._sessions[session_id]
         self.second_pass.close(session_id)
         self.metrics.sessions.set(len(self._sessions))
@@ -348,6 +355,8 @@ class StreamingRuntime:
                 # (and its first failure logged, so the missing signal has a reason).
                 self.metrics.errors.labels(det.name).inc(len(batch))
                 self._failures.record(det.name, exc, "the edge runtime")
+                for sess, _, _ in batch:
+                    sess.failed.add(det.name)
                 continue
             per = (time.perf_counter() - t0) / len(batch)
             for i, sig in enumerate(sigs):

@@ -198,6 +198,7 @@ def _analyze_manifest(
             on_done=lambda n: bar.update(task, completed=n),
         ):
             decision, first_action, second_signals = None, None, None
+            failed = set(res.failed_detectors)
             if policy is not None and res.error is None:
                 session_id = re.sub(r"[^A-Za-z0-9._:\-]", "-", f"analyze-{Path(res.path).stem}")
                 decision = _decide(res.signals, policy, policies, session_id[:128])
@@ -205,7 +206,7 @@ def _analyze_manifest(
                 # detectors it lists that the first pass did not run; then decided again.
                 wanted = _second_pass_names(decision, {s.name for s in res.signals})
                 if wanted:
-                    second_signals = second.run(Path(res.path), wanted)
+                    second_signals = second.run(Path(res.path), wanted, failed)
                     first_action = decision.action.value  # type: ignore[attr-defined]
                     decision = _decide(
                         [*res.signals, *second_signals], policy, policies, session_id[:128]
@@ -222,6 +223,9 @@ def _analyze_manifest(
                 "first_pass_action": first_action,
                 "decision": json.loads(decision.model_dump_json()) if decision else None,  # type: ignore[attr-defined]
                 "error": res.error,
+                # detectors that raised on this file (first or second pass): a missing
+                # signal with a reason; the log has the first failure of each
+                "failed_detectors": sorted(failed),
             }
             if jsonl:
                 typer.echo(json.dumps(doc))

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
@@ -224,6 +225,26 @@ def test_analyze_manifest_matches_single_file_analysis(tmp_path: Path) -> None:
         assert {s.name: round(s.score, 6) for s in res.signals} == want
 
 
+def test_analyze_manifest_names_a_detector_that_failed_on_the_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import detectors.analyze as analyze
+    from detectors.quality import AudioQualityDetector
+    from detectors.synthetic_voice import SyntheticVoiceDetector
+
+    class Misshipped(SyntheticVoiceDetector):
+        """The screener's code with the second pass's model file (408 inputs, not 216): the
+        mismatch a careless deployment makes, failing in onnxruntime on every window."""
+
+        model_files = {"fp32": "synthetic_voice_deep.onnx", "int8": "synthetic_voice_deep.onnx"}
+
+    monkeypatch.setattr(analyze, "discover", lambda *a, **k: [AudioQualityDetector(), Misshipped()])
+    [res] = analyze.analyze_files([(clip_path("LibriSpeech train", 0), {})])
+    assert res.failed_detectors == ("audio.synthetic_voice",)
+    assert [s.name for s in res.signals] == ["audio.quality"]
+    assert res.error is None
+
+
 def test_analyze_manifest_reports_an_unreadable_file_and_goes_on(tmp_path: Path) -> None:
     sf.write(tmp_path / "real.wav", load_audio(clip_path("LibriSpeech train", 0)), SR)
     m = manifest_of(tmp_path, [("missing.wav", "bonafide"), ("real.wav", "bonafide")])
@@ -232,3 +253,4 @@ def test_analyze_manifest_reports_an_unreadable_file_and_goes_on(tmp_path: Path)
     missing, real = (json.loads(line) for line in res.output.splitlines())
     assert "no such file" in missing["error"] and missing["signals"] == []
     assert real["error"] is None and real["signals"]
+    assert real["failed_detectors"] == []

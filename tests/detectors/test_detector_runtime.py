@@ -193,6 +193,20 @@ def test_a_failing_detector_is_counted_and_does_not_stop_the_others() -> None:
     )
 
 
+def test_closing_a_session_names_the_detectors_that_failed_on_it() -> None:
+    rt = StreamingRuntime([Exploding(), AudioQualityDetector()], registry=CollectorRegistry())
+    rt.open_session("a")
+    rt.open_session("b")
+    rt.push_audio("a", noise(1.5))
+    rt.drain()
+    failed_a: set[str] = set()
+    failed_b: set[str] = set()
+    rt.close_session("a", failed_a)
+    rt.close_session("b", failed_b)  # no window: nothing ran, nothing failed
+    assert failed_a == {"audio.exploding"}
+    assert failed_b == set()
+
+
 def test_a_failing_detector_is_logged_once_with_the_reason(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
