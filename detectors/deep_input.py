@@ -54,7 +54,7 @@ def deep_stats(windows: np.ndarray, extended: bool = True, fine: bool = True) ->
     base = window_stats_v2(windows)
     if not extended:
         return base
-    w = windows.astype(np.float32)
+    w = windows.astype(np.float32, copy=False)
     speech = speech_mask_frames(w)
     m = speech.astype(np.float32)
     bands = w[:, :, :N_BANDS]

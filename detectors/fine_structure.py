@@ -66,7 +66,7 @@ def fine_stats(fine: np.ndarray, speech: np.ndarray) -> np.ndarray:
     """(N, 48) window statistics from per-frame columns (N, T, 32) and a speech mask (N, T):
     mean and spread of each subband's log variance over speech frames, and the mean
     frame-to-frame correlation over pairs of consecutive speech frames."""
-    f = fine.astype(np.float32)
+    f = fine.astype(np.float32, copy=False)
     m = speech.astype(np.float32)[:, :, None]
     n = np.maximum(m.sum(axis=1), 1.0)
     v = f[:, :, :N_SUBBANDS]

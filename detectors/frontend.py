@@ -396,7 +396,7 @@ def window_stats_v2(windows: np.ndarray, parts: tuple[str, ...] = STATS_V2_PARTS
     cep_std / dcep_std: spread of the first 20 cepstra of the normalised bands and of their
     deltas; shape: the mean normalised spectrum (carries channel: measured with and without).
     """
-    w = windows.astype(np.float32)
+    w = windows.astype(np.float32, copy=False)  # read only: no copy when already float32
     m = speech_mask_frames(w).astype(np.float32)[:, :, None]  # (N, T, 1)
     n = np.maximum(m.sum(axis=1), 1.0)  # (N, 1)
     bands = w[:, :, :N_BANDS]

@@ -8,6 +8,7 @@ import logging
 import pytest
 from prometheus_client import CollectorRegistry
 
+from detectors.protocol import Detector
 from detectors.quality import AudioQualityDetector
 from detectors.runtime import RuntimeConfig, StreamingRuntime
 from detectors.second_pass import SecondPass, split_detectors
@@ -16,14 +17,15 @@ from detectors.synthetic_voice import SyntheticVoiceDetector
 from .helpers import SR, speech
 
 
-def _runtime(max_sessions: int = 16) -> tuple[StreamingRuntime, CollectorRegistry]:
+def _runtime(
+    max_sessions: int = 16, *more_pool: Detector
+) -> tuple[StreamingRuntime, CollectorRegistry]:
+    """Quality on the first pass; the screener (and `more_pool`) in the second-pass pool."""
     reg = CollectorRegistry()
-    rt = StreamingRuntime(
-        [AudioQualityDetector()],
-        RuntimeConfig(),
-        registry=reg,
-        second_pass=SecondPass([SyntheticVoiceDetector()], max_sessions=max_sessions, registry=reg),
+    pool = SecondPass(
+        [SyntheticVoiceDetector(), *more_pool], max_sessions=max_sessions, registry=reg
     )
+    rt = StreamingRuntime([AudioQualityDetector()], RuntimeConfig(), registry=reg, second_pass=pool)
     rt.start()
     return rt, reg
 
@@ -108,10 +110,7 @@ class _Unshipped(SyntheticVoiceDetector):
 
 
 def test_a_pool_detector_that_fails_to_load_is_reported_and_the_rest_run() -> None:
-    reg = CollectorRegistry()
-    pool = SecondPass([SyntheticVoiceDetector(), _Unshipped()], registry=reg)
-    rt = StreamingRuntime([AudioQualityDetector()], RuntimeConfig(), registry=reg, second_pass=pool)
-    rt.start()
+    rt, reg = _runtime(16, _Unshipped())
     rt.open_session("a")
     rt.open_session("b")
     plan = rt.enable_second_pass("a", ["audio.synthetic_voice_deep", "audio.synthetic_voice"], 2)
@@ -141,10 +140,7 @@ class _Raising(SyntheticVoiceDetector):
 def test_a_pool_detector_failing_on_windows_is_counted_and_logged_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    reg = CollectorRegistry()
-    pool = SecondPass([SyntheticVoiceDetector(), _Raising()], registry=reg)
-    rt = StreamingRuntime([AudioQualityDetector()], RuntimeConfig(), registry=reg, second_pass=pool)
-    rt.start()
+    rt, reg = _runtime(16, _Raising())
     rt.open_session("a")
     rt.open_session("b")
     rt.enable_second_pass("a", ["audio.synthetic_voice_deep", "audio.synthetic_voice"], 3)
