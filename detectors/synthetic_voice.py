@@ -1,12 +1,14 @@
 """audio.synthetic_voice: does the voice carry the marks of a speech synthesizer or vocoder?
 
-3.x (see `models/synthetic_voice.md`): each 1 s window is scored on its own from statistics
+4.x (see `models/synthetic_voice.md`): each 1 s window is scored on its own from statistics
 over its speech frames (`frontend.window_stats_v3`): of its 64 linear log-band energies
 (per-band spread and frame-to-frame change, cepstral and delta-cepstral spread; every
 frame's own mean energy and the window's mean spectrum taken out first, so loudness and a
 fixed recording channel carry nothing), and of the spectral fine structure below the
-envelope (`fine_structure.py`: what a vocoder has to invent). Windows with too little speech
-are not scored.
+envelope (`fine_structure.py`: what a vocoder has to invent). One graph holds a classifier of
+the marks known synthesizers leave and a one-class term for how far the window lies outside
+real speech (`training/bona_fide_reference.py`), so a synthesizer with none of the known
+marks is not scored as real for lack of them. Windows with too little speech are not scored.
 The windows of all sessions in a micro-batch are scored in one onnxruntime call; the
 session's score is the calibrated average of its window logits, so evidence accumulates
 over the call. Only the running logit sum and speech counters are kept per session.
@@ -54,13 +56,13 @@ class SyntheticVoiceState:
 
 class SyntheticVoiceDetector(BaseDetector):
     name: ClassVar[str] = "audio.synthetic_voice"
-    version: ClassVar[str] = "3.0.0"
+    version: ClassVar[str] = "4.0.0"
     modality: ClassVar[Modality] = Modality.audio
     consumes: ClassVar[tuple[str, ...]] = ("raw_audio", "features.spectral_statistics")
     config_model: ClassVar[type[BaseModel]] = SyntheticVoiceConfig
     #: what the evaluation featurizes and retrains for this model (training/recipes.py)
     feature_set: ClassVar[str] = "windows_v3"
-    recipe: ClassVar[str] = "v3"
+    recipe: ClassVar[str] = "v4"
     model_files: ClassVar[dict[str, str]] = MODEL_FILES
 
     _model: OnnxModel | None = None

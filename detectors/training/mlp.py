@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detectors.training.bona_fide_reference import BonaFideReference
 from signals import fit_platt
 
 
@@ -23,19 +24,26 @@ class MlpParams:
     b2: np.ndarray  # (1,)
     platt_a: float = 1.0
     platt_b: float = 0.0
+    #: a one-class term added to the logit (synthetic_voice 4.x; `bona_fide_reference.py`)
+    reference: BonaFideReference | None = None
 
     @property
     def n_parameters(self) -> int:
         n = self.w2.size + self.b2.size
         if self.w1 is not None and self.b1 is not None:
             n += self.w1.size + self.b1.size
+        if self.reference is not None:
+            n += self.reference.n_parameters
         return n
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         z = (x - self.mean) / self.std
         if self.w1 is not None and self.b1 is not None:
             z = np.maximum(z @ self.w1 + self.b1, 0.0)
-        return (z @ self.w2 + self.b2)[:, 0]
+        out = (z @ self.w2 + self.b2)[:, 0]
+        if self.reference is not None:
+            out = out + self.reference.term(x)
+        return out
 
 
 def train_mlp(
@@ -157,6 +165,11 @@ def balanced_platt(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float
     return float(a), float(b - np.log(prior / (1 - prior)))
 
 
+#: graph nodes the int8 variant leaves in fp32: a squared distance amplifies int8 weight
+#: rounding, and the projection is a small part of the cost
+REFERENCE_NODES = ("ref_project",)
+
+
 def export_onnx(params: MlpParams, path: str, doc: str = "") -> None:
     """Write the MLP as an ONNX graph: features -> (logit, calibrated score)."""
     import onnx
@@ -189,7 +202,45 @@ def export_onnx(params: MlpParams, path: str, doc: str = "") -> None:
     ]
     nodes += [
         helper.make_node("MatMul", [last, "w2"], ["o_pre"]),
-        helper.make_node("Add", ["o_pre", "b2"], ["logit"]),
+        helper.make_node(
+            "Add", ["o_pre", "b2"], ["logit" if params.reference is None else "mlp_logit"]
+        ),
+    ]
+    ref = params.reference
+    if ref is not None:  # logit += weight * clip(min over views of distance - hinge, 0, cap)
+        inits += [
+            init("ref_mean", ref.mean),  # (C, D)
+            init("ref_inv_std", ref.inv_std),
+            init("ref_proj", ref.proj),  # (C, D, K)
+            init("ref_median", ref.median),  # (C,)
+            init("ref_inv_iqr", 1.0 / ref.iqr),
+            init("ref_hinge", np.array([ref.hinge])),
+            init("ref_zero", np.array([0.0])),
+            init("ref_cap", np.array([ref.cap])),
+            init("ref_weight", np.array([ref.weight])),
+            numpy_helper.from_array(np.array([1], dtype=np.int64), "ref_ax1"),
+            numpy_helper.from_array(np.array([2], dtype=np.int64), "ref_ax2"),
+            numpy_helper.from_array(np.array([2, 3], dtype=np.int64), "ref_ax23"),
+        ]
+        nodes += [
+            helper.make_node("Unsqueeze", ["features", "ref_ax1"], ["ref_x"]),  # (B, 1, D)
+            helper.make_node("Sub", ["ref_x", "ref_mean"], ["ref_c"]),  # (B, C, D)
+            helper.make_node("Mul", ["ref_c", "ref_inv_std"], ["ref_z"]),
+            helper.make_node("Unsqueeze", ["ref_z", "ref_ax2"], ["ref_z4"]),  # (B, C, 1, D)
+            # named: the int8 export keeps this projection in fp32 (REFERENCE_NODES)
+            helper.make_node("MatMul", ["ref_z4", "ref_proj"], ["ref_p"], name="ref_project"),
+            helper.make_node("Mul", ["ref_p", "ref_p"], ["ref_p2"]),
+            helper.make_node("ReduceSum", ["ref_p2", "ref_ax23"], ["ref_d2"], keepdims=0),
+            helper.make_node("Sub", ["ref_d2", "ref_median"], ["ref_dc"]),  # (B, C)
+            helper.make_node("Mul", ["ref_dc", "ref_inv_iqr"], ["ref_dv"]),
+            helper.make_node("ReduceMin", ["ref_dv"], ["ref_dist"], axes=[1], keepdims=1),
+            helper.make_node("Sub", ["ref_dist", "ref_hinge"], ["ref_excess"]),
+            helper.make_node("Max", ["ref_excess", "ref_zero"], ["ref_pos"]),
+            helper.make_node("Min", ["ref_pos", "ref_cap"], ["ref_capped"]),
+            helper.make_node("Mul", ["ref_capped", "ref_weight"], ["ref_term"]),
+            helper.make_node("Add", ["mlp_logit", "ref_term"], ["logit"]),
+        ]
+    nodes += [
         helper.make_node("Mul", ["logit", "platt_a"], ["scaled"]),
         helper.make_node("Add", ["scaled", "platt_b"], ["cal"]),
         helper.make_node("Sigmoid", ["cal"], ["score"]),

@@ -79,6 +79,10 @@ def get_recipe(name: str) -> Recipe:
         from detectors.training.stats_v2 import StatsV3
 
         return StatsV3()
+    if name == "v4":  # the edge screener since 4.0.0
+        from detectors.training.stats_v2 import StatsV4
+
+        return StatsV4()
     if name == "deep_stats":  # the second-pass model
         from detectors.training.deep_stats import DeepStatsV1
 
@@ -87,4 +91,4 @@ def get_recipe(name: str) -> Recipe:
         from detectors.training.deep_v1 import DeepV1
 
         return DeepV1()  # type: ignore[return-value]
-    raise ValueError(f"unknown recipe {name!r} (v1, v2, v3, deep_stats or deep_v1)")
+    raise ValueError(f"unknown recipe {name!r} (v1, v2, v3, v4, deep_stats or deep_v1)")

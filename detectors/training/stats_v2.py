@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from detectors.frontend import STATS_V2_PARTS, speech_mask_frames, window_stats_v2, window_stats_v3
+from detectors.training.bona_fide_reference import BonaFideReference, fit_reference
 from detectors.training.mlp import MlpParams, train_mlp
 
 #: Views the model trains on. `opus_12k` and `alaw_8k` are held out of training on purpose
@@ -152,3 +153,66 @@ def clip_logits(
     out = np.full(n_clips, np.nan)
     out[cnt > 0] = sums[cnt > 0] / cnt[cnt > 0]
     return out
+
+
+#: synthetic_voice 4.x: the one-class term (`bona_fide_reference.py`). Chosen on quick
+#: leave-one-system-out only (synthetic_voice.md): top components of each view's bona fide
+#: window statistics, hinge and cap in IQR units of their distances, weight in logit units.
+REFERENCE_COMPONENTS = 32
+REFERENCE_HINGE = 0.5
+REFERENCE_CAP = 3.0
+REFERENCE_WEIGHT = 3.0
+
+
+#: synthetic_voice 4.x and synthetic_voice_deep 3.x train on G.711 A-law and AMR-NB 4.75 kbit/s
+#: too (the issue's call chain lists both; 3.x held them out). The one-class reference is
+#: what needs them: with them held out, real speech through A-law sat in its tail (38-100 %
+#: false alarms per held-out corpus) while Opus, closer to a seen view, did not. Opus 12 kbit/s
+#: stays out of training: the codec the evaluation reports as unseen.
+TRAIN_CONDITIONS_V4: tuple[str, ...] = (*TRAIN_CONDITIONS, "alaw_8k", "amr_nb_4k75")
+
+
+class StatsV4(StatsV3):
+    """synthetic_voice 4.x: the 3.x classifier plus a one-class term fitted on the bona fide
+    training windows of every view: a window far outside real speech raises the logit
+    whatever marks the classifier knows (`bona_fide_reference.py`)."""
+
+    name = (
+        "synthetic_voice 4.x (group-DRO MLP on log-band dynamics and spectral fine structure, "
+        "plus a one-class bona fide reference)"
+    )
+    train_conditions: tuple[str, ...] = TRAIN_CONDITIONS_V4
+
+    def fit(
+        self,
+        views: Sequence[tuple[np.ndarray, np.ndarray]],
+        labels: np.ndarray,
+        clip_mask: np.ndarray,
+        seed: int = 0,
+        groups: np.ndarray | None = None,
+    ) -> StatsModel:
+        model = super().fit(views, labels, clip_mask, seed=seed, groups=groups)
+        model.params.reference = window_reference(views, labels, clip_mask, seed)
+        return model
+
+
+def window_reference(
+    views: Sequence[tuple[np.ndarray, np.ndarray]],
+    labels: np.ndarray,
+    clip_mask: np.ndarray,
+    seed: int = 0,
+) -> BonaFideReference:
+    """The one-class reference on the scored bona fide windows of each training view, one
+    component per view (prepared rows: speech frames, then the statistics)."""
+    bona = [
+        x[clip_mask[clip] & (labels[clip] == 0) & (x[:, 0] >= MIN_SPEECH_FRAMES), 1:]
+        for x, clip in views
+    ]
+    return fit_reference(
+        bona,
+        REFERENCE_COMPONENTS,
+        REFERENCE_HINGE,
+        REFERENCE_CAP,
+        REFERENCE_WEIGHT,
+        seed=seed,
+    )

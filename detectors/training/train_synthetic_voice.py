@@ -1,12 +1,13 @@
-"""Train audio.synthetic_voice 3.x and write detectors/models/synthetic_voice{,.int8}.onnx.
+"""Train audio.synthetic_voice 4.x and write detectors/models/synthetic_voice{,.int8}.onnx.
 
     nice -n 10 .venv/bin/python -m detectors.training.train_synthetic_voice [--data DIR ...]
 
 Data: both shared sets by default ($LIVEGUARD_SHARED_DATA/audio and .../audio_neural, read
 together: speakers are shared across them). Features: `frontend.window_stats_v3` of every
 1 s window, from the clean clips and their call conditions (`stats_v2.TRAIN_CONDITIONS`,
-ffmpeg codecs included), cached under .cache/detectors. Before the final fit the command
-runs the whole leave-one-system-out protocol of `liveguard detectors evaluate` (retrained
+ffmpeg codecs included), cached under .cache/detectors. Model: the group-DRO MLP plus the
+one-class bona fide reference (`stats_v2.StatsV4`, `bona_fide_reference.py`), one graph.
+Before the final fit the command runs the whole leave-one-system-out protocol of `liveguard detectors evaluate` (retrained
 per held-out system and speaker fold, every condition) and prints its tables; calibration is
 Platt scaling on the speaker-disjoint out-of-fold logits, stored in the ONNX graph and
 metadata. Fixed seeds: rerunning gives the same ONNX files (the card names their digests).
@@ -30,7 +31,13 @@ from detectors.training.evaluation import EvaluationReport, Splits, format_repor
 from detectors.training.featurize import featurize_many, merge_features
 from detectors.training.mlp import export_onnx
 from detectors.training.recipes import Recipe
-from detectors.training.stats_v2 import StatsV3
+from detectors.training.stats_v2 import (
+    REFERENCE_CAP,
+    REFERENCE_COMPONENTS,
+    REFERENCE_HINGE,
+    REFERENCE_WEIGHT,
+    StatsV4,
+)
 
 #: (feature set, condition) -> (per-window features, their clip index), as featurize_many gives.
 Features = dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]
@@ -40,7 +47,11 @@ def quantize_int8(src: Path, dst: Path) -> None:
     """Edge variant: onnxruntime dynamic int8 quantization of the weights."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+    from detectors.training.mlp import REFERENCE_NODES
+
+    quantize_dynamic(
+        str(src), str(dst), weight_type=QuantType.QInt8, nodes_to_exclude=list(REFERENCE_NODES)
+    )
 
 
 def set_metadata(path: Path, meta: dict[str, str]) -> None:
@@ -122,7 +133,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.time()
     require_training_tools()
-    rec = StatsV3()
+    rec = StatsV4()
     dirs, clips, conditions, feats, report = prepare(
         args.data, rec, "audio.synthetic_voice", args.augment
     )
@@ -144,7 +155,7 @@ def main() -> None:
     fp32 = args.out / "synthetic_voice.onnx"
     int8 = args.out / "synthetic_voice.int8.onnx"
     export_onnx(
-        params, str(fp32), doc="liveguard audio.synthetic_voice 3.x; see synthetic_voice.md"
+        params, str(fp32), doc="liveguard audio.synthetic_voice 4.x; see synthetic_voice.md"
     )
     meta = {
         "platt_a": f"{params.platt_a:.6f}",
@@ -153,6 +164,10 @@ def main() -> None:
         "operating_score": f"{cal.operating_score:.6f}",
         "features": "frontend.window_stats_v3 (window_stats_v2 " + ",".join(rec.parts) + ", fine)",
         "n_parameters": str(params.n_parameters),
+        "reference": (
+            f"bona fide reference: top {REFERENCE_COMPONENTS} components per training view, hinge "
+            f"{REFERENCE_HINGE}, cap {REFERENCE_CAP}, weight {REFERENCE_WEIGHT}"
+        ),
         "training_data": ",".join(d.name for d in dirs),
     }
     set_metadata(fp32, meta)

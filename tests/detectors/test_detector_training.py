@@ -184,3 +184,26 @@ def test_group_dro_lowers_the_loss_of_the_group_a_plain_fit_neglects() -> None:
     plain = train_mlp(x, y, hidden=8, epochs=10, seed=1)
     dro = train_mlp(x, y, hidden=8, epochs=10, seed=1, groups=g, dro_eta=1.0)
     assert hard_loss(dro) < hard_loss(plain) - 0.05
+
+
+def test_stats_v4_adds_a_reference_fitted_on_the_bona_fide_windows_only() -> None:
+    from detectors.training.stats_v2 import REFERENCE_COMPONENTS, StatsV4
+
+    rng = np.random.default_rng(5)
+    n = 200
+    windows = np.zeros((n, WINDOW_FRAMES, WINDOW_COLUMNS), np.float32)
+    labels = np.r_[np.zeros(n // 2), np.ones(n // 2)].astype(int)
+    jitter = np.where(labels[:, None, None] == 1, 0.5, 1.0)
+    windows[:, :, :N_BANDS] = rng.standard_normal((n, WINDOW_FRAMES, N_BANDS)) * jitter
+    windows[:, :, N_BANDS] = -20.0
+    windows[:, :, N_BANDS + 1] = 1.0
+    windows[:, :, FINE_COL:] = rng.standard_normal((n, WINDOW_FRAMES, WINDOW_COLUMNS - FINE_COL))
+    rec = StatsV4()
+    x = rec.prepare(windows)
+    model = rec.fit([(x, np.arange(n))], labels, np.ones(n, bool), seed=0)
+    ref = model.params.reference
+    assert ref is not None and ref.proj.shape == (1, x.shape[1] - 1, REFERENCE_COMPONENTS)
+    # one view, one component, standardised on its bona fide windows (not the spoof ones)
+    assert np.allclose(ref.mean[0], x[labels == 0, 1:].mean(axis=0))
+    base = StatsV3().fit([(x, np.arange(n))], labels, np.ones(n, bool), seed=0)
+    assert np.allclose(model.logits(x) - base.logits(x), ref.term(x[:, 1:]))
