@@ -5,7 +5,8 @@ lists it (``second_pass_only``: live sessions put it in the second-pass pool, an
 ``registry.discover(edge_only=True)`` leaves it out of the always-on set). It reads the current window only, through the same per-window frame arrays the
 edge screener uses (no raw media is kept): the screener's statistics plus slower modulation
 and spectral-acceleration statistics of the gain- and channel-normalised log bands
-(`deep_input.deep_stats`), scored by a bagged ensemble of wide MLPs in one ONNX graph
+(`deep_input.deep_stats`), scored by a bagged ensemble of wide MLPs plus (3.x) the edge
+screener's one-class bona fide reference on the same statistics, in one ONNX graph
 (see `models/synthetic_voice_deep.md`). Scores are Platt-calibrated on speaker-disjoint
 out-of-fold logits; the session score, the confidence (good speech heard, lower on
 narrowband and degraded audio) and the evidence work exactly as in the edge screener.
@@ -30,7 +31,7 @@ class SyntheticVoiceDeepConfig(SyntheticVoiceConfig):
 
 class SyntheticVoiceDeepDetector(SyntheticVoiceDetector):
     name: ClassVar[str] = "audio.synthetic_voice_deep"
-    version: ClassVar[str] = "2.0.0"
+    version: ClassVar[str] = "3.0.0"
     #: stage 2 only: live sessions keep it in the second-pass pool (second_pass.split_detectors),
     #: run when a second_pass obligation lists it; never among the always-on edge detectors
     second_pass_only: ClassVar[bool] = True

@@ -1,4 +1,4 @@
-"""synthetic_voice_deep 1.x and 2.x recipe: a bagged ensemble of wide MLPs on multi-resolution
+"""synthetic_voice_deep 1.x-3.x recipe: a bagged ensemble of wide MLPs on multi-resolution
 window statistics of the normalised log bands (numpy; exported as one ONNX MLP).
 
 Input per window (`detectors.deep_input.deep_stats`): the edge screener 2.x's 168 statistics
@@ -13,7 +13,8 @@ bona fide corpus the same total weight within its class; 2.x moves them group-ro
 DRO_ETA, as the edge screener 3.x does); N_MODELS MLPs, each on its own
 seeded draw of MAX_ROWS (window, view) rows; their mean logit is the model's logit. The
 members' standardisation is folded into their first layer, so the ensemble is one MLP with
-N_MODELS x HIDDEN hidden units (exact, not an approximation).
+N_MODELS x HIDDEN hidden units (exact, not an approximation). 3.x adds the edge screener 4.x's
+one-class bona fide reference (`bona_fide_reference.py`) on the same statistics.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from detectors.training.stats_v2 import (
     DRO_ETA,
     MIN_SPEECH_FRAMES,
     TRAIN_CONDITIONS,
+    TRAIN_CONDITIONS_V4,
     clip_logits,
     group_weights,
+    window_reference,
 )
 
 HIDDEN = 128
@@ -71,8 +74,8 @@ class EnsembleModel:
 
 class DeepStatsV1:
     name = (
-        "synthetic_voice_deep 2.x (bagged group-DRO MLPs on multi-resolution band statistics "
-        "and spectral fine structure)"
+        "synthetic_voice_deep 3.x (bagged group-DRO MLPs on multi-resolution band statistics "
+        "and spectral fine structure, plus a one-class bona fide reference)"
     )
     feature_set = "windows_v3"
     train_conditions: tuple[str, ...] = TRAIN_CONDITIONS
@@ -85,6 +88,7 @@ class DeepStatsV1:
         max_rows: int = MAX_ROWS,
         fine: bool = True,
         dro_eta: float = DRO_ETA,
+        reference: bool = True,
     ) -> None:
         self.hidden = hidden
         self.n_models = n_models
@@ -92,6 +96,9 @@ class DeepStatsV1:
         self.max_rows = max_rows
         self.fine = fine  # 2.x: the fine-structure statistics too (1.x: False)
         self.dro_eta = dro_eta  # 2.x: group-DRO members (1.x: 0)
+        self.reference = reference  # 3.x: the edge screener 4.x's one-class term (2.x: False)
+        # 3.x trains on the edge screener 4.x's views (A-law and AMR-NB too)
+        self.train_conditions = TRAIN_CONDITIONS_V4 if reference else TRAIN_CONDITIONS
 
     def prepare(self, windows: np.ndarray) -> np.ndarray:
         """(N, 1 + D): speech frames of each window, then its statistics."""
@@ -142,7 +149,10 @@ class DeepStatsV1:
                     dro_eta=self.dro_eta,
                 )
             )
-        return EnsembleModel(merge_ensemble(members))
+        params = merge_ensemble(members)
+        if self.reference:
+            params.reference = window_reference(views, labels, clip_mask, seed)
+        return EnsembleModel(params)
 
     def clip_logits(
         self, model: EnsembleModel, x: np.ndarray, clip: np.ndarray, n_clips: int

@@ -1,4 +1,4 @@
-"""Train audio.synthetic_voice_deep 2.x (the second-pass model) and write
+"""Train audio.synthetic_voice_deep 3.x (the second-pass model) and write
 detectors/models/synthetic_voice_deep{,.int8}.onnx.
 
     nice -n 10 .venv/bin/python -m detectors.training.train_synthetic_voice_deep [--data DIR ...]
@@ -6,7 +6,8 @@ detectors/models/synthetic_voice_deep{,.int8}.onnx.
 
 Data: both shared sets by default, read together (speakers are shared across them).
 Features: the edge screener's cached window arrays (`featurize.FEATURE_SETS["windows_v3"]`,
-every call condition, under .cache/detectors) turned into `deep_input.deep_stats`. Before
+every call condition, under .cache/detectors) turned into `deep_input.deep_stats`; the model
+adds the edge screener 4.x's one-class bona fide reference on them. Before
 the final fit the command runs the leave-one-system-out protocol of `liveguard detectors
 evaluate` (retrained per held-out system and speaker fold; `--loso-quick`: one refit per
 system, see `Splits.loso_quick`) and prints its tables; calibration is Platt scaling on the
@@ -27,6 +28,12 @@ from detectors.onnx_model import MODELS_DIR
 from detectors.training.deep_stats import DeepStatsV1
 from detectors.training.evaluation import Splits, format_report, retrain_protocol
 from detectors.training.mlp import export_onnx
+from detectors.training.stats_v2 import (
+    REFERENCE_CAP,
+    REFERENCE_COMPONENTS,
+    REFERENCE_HINGE,
+    REFERENCE_WEIGHT,
+)
 from detectors.training.train_synthetic_voice import (
     prepare,
     quantize_int8,
@@ -82,7 +89,7 @@ def main() -> None:
     export_onnx(
         params,
         str(fp32),
-        doc="liveguard audio.synthetic_voice_deep 2.x; see synthetic_voice_deep.md",
+        doc="liveguard audio.synthetic_voice_deep 3.x; see synthetic_voice_deep.md",
     )
     meta = {
         "platt_a": f"{params.platt_a:.6f}",
@@ -92,6 +99,12 @@ def main() -> None:
         "features": "deep_input.deep_stats (window_stats_v2 + lag-2/4 band flux + band acceleration + fine structure)",
         "ensemble": f"{rec.n_models} x MLP-{rec.hidden}, group-DRO eta {rec.dro_eta}",
         "n_parameters": str(params.n_parameters),
+        "reference": (
+            f"bona fide reference: top {REFERENCE_COMPONENTS} components per training view, hinge "
+            f"{REFERENCE_HINGE}, cap {REFERENCE_CAP}, weight {REFERENCE_WEIGHT}"
+            if rec.reference
+            else "none"
+        ),
         "training_data": ",".join(d.name for d in dirs),
     }
     set_metadata(fp32, meta)

@@ -76,7 +76,7 @@ def test_the_merged_ensemble_is_exactly_the_members_mean_logit() -> None:
 
 def test_deep_recipe_fits_a_separable_toy_set_reproducibly() -> None:
     rng = np.random.default_rng(2)
-    n = 60
+    n = 160  # the one-class reference needs 2 x 32 bona fide windows per view
     windows = np.zeros((n, WINDOW_FRAMES, WINDOW_COLUMNS), np.float32)
     labels = np.r_[np.zeros(n // 2), np.ones(n // 2)].astype(int)
     jitter = np.where(labels[:, None, None] == 1, 0.5, 1.0)  # an over-smooth "vocoder"
