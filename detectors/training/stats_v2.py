@@ -162,6 +162,11 @@ REFERENCE_COMPONENTS = 32
 REFERENCE_HINGE = 0.5
 REFERENCE_CAP = 3.0
 REFERENCE_WEIGHT = 3.0
+#: what the models' ONNX metadata says of it (`reference`)
+REFERENCE_DESCRIPTION = (
+    f"bona fide reference: top {REFERENCE_COMPONENTS} components per training view, hinge "
+    f"{REFERENCE_HINGE}, cap {REFERENCE_CAP}, weight {REFERENCE_WEIGHT}"
+)
 
 
 #: synthetic_voice 4.x and synthetic_voice_deep 3.x train on G.711 A-law and AMR-NB 4.75 kbit/s

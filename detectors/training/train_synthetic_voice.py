@@ -7,10 +7,10 @@ together: speakers are shared across them). Features: `frontend.window_stats_v3`
 1 s window, from the clean clips and their call conditions (`stats_v2.TRAIN_CONDITIONS`,
 ffmpeg codecs included), cached under .cache/detectors. Model: the group-DRO MLP plus the
 one-class bona fide reference (`stats_v2.StatsV4`, `bona_fide_reference.py`), one graph.
-Before the final fit the command runs the whole leave-one-system-out protocol of `liveguard detectors evaluate` (retrained
-per held-out system and speaker fold, every condition) and prints its tables; calibration is
-Platt scaling on the speaker-disjoint out-of-fold logits, stored in the ONNX graph and
-metadata. Fixed seeds: rerunning gives the same ONNX files (the card names their digests).
+Before the final fit the command runs the whole leave-one-system-out protocol of `liveguard
+detectors evaluate` (retrained per held-out system and speaker fold, every condition) and
+prints its tables; calibration is Platt scaling on the speaker-disjoint out-of-fold logits,
+stored in the ONNX graph and metadata. Fixed seeds: rerunning gives the same ONNX files (the card names their digests).
 """
 
 from __future__ import annotations
@@ -29,15 +29,9 @@ from detectors.degrade import available_conditions, ffmpeg_available
 from detectors.onnx_model import MODELS_DIR
 from detectors.training.evaluation import EvaluationReport, Splits, format_report, retrain_protocol
 from detectors.training.featurize import featurize_many, merge_features
-from detectors.training.mlp import export_onnx
+from detectors.training.mlp import REFERENCE_NODES, export_onnx
 from detectors.training.recipes import Recipe
-from detectors.training.stats_v2 import (
-    REFERENCE_CAP,
-    REFERENCE_COMPONENTS,
-    REFERENCE_HINGE,
-    REFERENCE_WEIGHT,
-    StatsV4,
-)
+from detectors.training.stats_v2 import REFERENCE_DESCRIPTION, StatsV4
 
 #: (feature set, condition) -> (per-window features, their clip index), as featurize_many gives.
 Features = dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]
@@ -46,8 +40,6 @@ Features = dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]
 def quantize_int8(src: Path, dst: Path) -> None:
     """Edge variant: onnxruntime dynamic int8 quantization of the weights."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from detectors.training.mlp import REFERENCE_NODES
 
     quantize_dynamic(
         str(src), str(dst), weight_type=QuantType.QInt8, nodes_to_exclude=list(REFERENCE_NODES)
@@ -164,10 +156,7 @@ def main() -> None:
         "operating_score": f"{cal.operating_score:.6f}",
         "features": "frontend.window_stats_v3 (window_stats_v2 " + ",".join(rec.parts) + ", fine)",
         "n_parameters": str(params.n_parameters),
-        "reference": (
-            f"bona fide reference: top {REFERENCE_COMPONENTS} components per training view, hinge "
-            f"{REFERENCE_HINGE}, cap {REFERENCE_CAP}, weight {REFERENCE_WEIGHT}"
-        ),
+        "reference": REFERENCE_DESCRIPTION,
         "training_data": ",".join(d.name for d in dirs),
     }
     set_metadata(fp32, meta)

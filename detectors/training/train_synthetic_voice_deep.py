@@ -28,12 +28,7 @@ from detectors.onnx_model import MODELS_DIR
 from detectors.training.deep_stats import DeepStatsV1
 from detectors.training.evaluation import Splits, format_report, retrain_protocol
 from detectors.training.mlp import export_onnx
-from detectors.training.stats_v2 import (
-    REFERENCE_CAP,
-    REFERENCE_COMPONENTS,
-    REFERENCE_HINGE,
-    REFERENCE_WEIGHT,
-)
+from detectors.training.stats_v2 import REFERENCE_DESCRIPTION
 from detectors.training.train_synthetic_voice import (
     prepare,
     quantize_int8,
@@ -99,12 +94,7 @@ def main() -> None:
         "features": "deep_input.deep_stats (window_stats_v2 + lag-2/4 band flux + band acceleration + fine structure)",
         "ensemble": f"{rec.n_models} x MLP-{rec.hidden}, group-DRO eta {rec.dro_eta}",
         "n_parameters": str(params.n_parameters),
-        "reference": (
-            f"bona fide reference: top {REFERENCE_COMPONENTS} components per training view, hinge "
-            f"{REFERENCE_HINGE}, cap {REFERENCE_CAP}, weight {REFERENCE_WEIGHT}"
-            if rec.reference
-            else "none"
-        ),
+        "reference": REFERENCE_DESCRIPTION if rec.reference else "none",
         "training_data": ",".join(d.name for d in dirs),
     }
     set_metadata(fp32, meta)

@@ -28,6 +28,23 @@ def manifest() -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def toy_windows(n: int, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """`n` made-up window arrays (`frontend.window_frames` layout), half bona fide and half
+    spoof whose frame-to-frame band changes are half as large (an over-smooth vocoder), and
+    their labels."""
+    from detectors.frontend import FINE_COL, N_BANDS, WINDOW_COLUMNS, WINDOW_FRAMES
+
+    rng = np.random.default_rng(seed)
+    windows = np.zeros((n, WINDOW_FRAMES, WINDOW_COLUMNS), np.float32)
+    labels = np.r_[np.zeros(n // 2), np.ones(n // 2)].astype(int)
+    jitter = np.where(labels[:, None, None] == 1, 0.5, 1.0)
+    windows[:, :, :N_BANDS] = rng.standard_normal((n, WINDOW_FRAMES, N_BANDS)) * jitter
+    windows[:, :, N_BANDS] = -20.0
+    windows[:, :, N_BANDS + 1] = 1.0
+    windows[:, :, FINE_COL:] = rng.standard_normal((n, WINDOW_FRAMES, WINDOW_COLUMNS - FINE_COL))
+    return windows, labels
+
+
 def clip_path(system_prefix: str, index: int = 0, label: str | None = None) -> Path:
     rows = [
         r

@@ -13,7 +13,7 @@ import pytest
 from detectors.audio_io import load_audio
 from detectors.deep_input import deep_stats
 from detectors.degrade import add_noise, mulaw_8k
-from detectors.frontend import FINE_COL, N_BANDS, WINDOW_COLUMNS, WINDOW_FRAMES, window_bands
+from detectors.frontend import N_BANDS, window_bands
 from detectors.onnx_model import MODELS_DIR
 from detectors.registry import DetectorRegistrationError, DetectorRegistry, discover
 from detectors.second_pass import split_detectors
@@ -22,7 +22,7 @@ from detectors.training.deep_stats import DeepStatsV1, merge_ensemble
 from detectors.training.evaluation import Splits
 from detectors.training.mlp import train_mlp
 
-from .helpers import clip_path, last, run_detectors
+from .helpers import clip_path, last, run_detectors, toy_windows
 from .test_detector_training import toy_clips
 
 SR = 16_000
@@ -75,15 +75,8 @@ def test_the_merged_ensemble_is_exactly_the_members_mean_logit() -> None:
 
 
 def test_deep_recipe_fits_a_separable_toy_set_reproducibly() -> None:
-    rng = np.random.default_rng(2)
     n = 160  # the one-class reference needs 2 x 32 bona fide windows per view
-    windows = np.zeros((n, WINDOW_FRAMES, WINDOW_COLUMNS), np.float32)
-    labels = np.r_[np.zeros(n // 2), np.ones(n // 2)].astype(int)
-    jitter = np.where(labels[:, None, None] == 1, 0.5, 1.0)  # an over-smooth "vocoder"
-    windows[:, :, :N_BANDS] = rng.standard_normal((n, WINDOW_FRAMES, N_BANDS)) * jitter
-    windows[:, :, N_BANDS] = -20.0
-    windows[:, :, N_BANDS + 1] = 1.0
-    windows[:, :, FINE_COL:] = rng.standard_normal((n, WINDOW_FRAMES, WINDOW_COLUMNS - FINE_COL))
+    windows, labels = toy_windows(n, seed=2)
     rec = DeepStatsV1(hidden=8, n_models=2)
     x = rec.prepare(windows)
     idx = np.arange(n)

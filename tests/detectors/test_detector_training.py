@@ -12,10 +12,6 @@ import numpy as np
 from detectors.dataset import Clip, pairs
 from detectors.degrade import alaw_8k, band_limit
 from detectors.frontend import (
-    FINE_COL,
-    N_BANDS,
-    WINDOW_COLUMNS,
-    WINDOW_FRAMES,
     window_bands,
     window_stats_v3,
 )
@@ -23,6 +19,8 @@ from detectors.onnx_model import MODELS_DIR
 from detectors.training.evaluation import Splits, holdout_group
 from detectors.training.mlp import MlpParams, train_mlp
 from detectors.training.stats_v2 import StatsV3
+
+from .helpers import toy_windows
 
 SR = 16_000
 
@@ -116,16 +114,8 @@ def test_telephone_conditions_remove_the_upper_band() -> None:
 
 
 def test_stats_recipe_fits_a_separable_toy_set_reproducibly() -> None:
-    rng = np.random.default_rng(2)
     n = 60
-    windows = np.zeros((n, WINDOW_FRAMES, WINDOW_COLUMNS), np.float32)
-    labels = np.r_[np.zeros(n // 2), np.ones(n // 2)].astype(int)
-    # spoof windows: frame-to-frame changes half as large (an over-smooth vocoder)
-    jitter = np.where(labels[:, None, None] == 1, 0.5, 1.0)
-    windows[:, :, :N_BANDS] = rng.standard_normal((n, WINDOW_FRAMES, N_BANDS)) * jitter
-    windows[:, :, N_BANDS] = -20.0
-    windows[:, :, N_BANDS + 1] = 1.0
-    windows[:, :, FINE_COL:] = rng.standard_normal((n, WINDOW_FRAMES, WINDOW_COLUMNS - FINE_COL))
+    windows, labels = toy_windows(n, seed=2)
     rec = StatsV3()
     x = rec.prepare(windows)
     clip_idx = np.arange(n)
@@ -189,15 +179,8 @@ def test_group_dro_lowers_the_loss_of_the_group_a_plain_fit_neglects() -> None:
 def test_stats_v4_adds_a_reference_fitted_on_the_bona_fide_windows_only() -> None:
     from detectors.training.stats_v2 import REFERENCE_COMPONENTS, StatsV4
 
-    rng = np.random.default_rng(5)
-    n = 200
-    windows = np.zeros((n, WINDOW_FRAMES, WINDOW_COLUMNS), np.float32)
-    labels = np.r_[np.zeros(n // 2), np.ones(n // 2)].astype(int)
-    jitter = np.where(labels[:, None, None] == 1, 0.5, 1.0)
-    windows[:, :, :N_BANDS] = rng.standard_normal((n, WINDOW_FRAMES, N_BANDS)) * jitter
-    windows[:, :, N_BANDS] = -20.0
-    windows[:, :, N_BANDS + 1] = 1.0
-    windows[:, :, FINE_COL:] = rng.standard_normal((n, WINDOW_FRAMES, WINDOW_COLUMNS - FINE_COL))
+    n = 200  # the one-class reference needs 2 x 32 bona fide windows per view
+    windows, labels = toy_windows(n, seed=5)
     rec = StatsV4()
     x = rec.prepare(windows)
     model = rec.fit([(x, np.arange(n))], labels, np.ones(n, bool), seed=0)
