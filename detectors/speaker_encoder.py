@@ -43,6 +43,9 @@ def volume_gain(mean_square: float) -> float:
 class SpeakerEncoder:
     def __init__(self, variant: str = "fp32") -> None:
         self.model = OnnxModel(MODELS_DIR / MODEL_FILES[variant])
+        # Built now, not on the first call's first window: librosa loads its lazy
+        # submodules (numba, joblib, pooch: ~1.5 s) the first time a filterbank is asked for.
+        _mel_fb()
 
     def embed(self, partials: np.ndarray) -> np.ndarray:
         """(batch, frames, 40) mel power -> (batch, 256) unit vectors, in one model call."""
