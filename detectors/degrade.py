@@ -9,7 +9,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.signal import resample_poly
 
-from detectors import amr_nb
+from detectors import amr_nb, rnnoise
 
 SR = 16_000
 
@@ -148,6 +148,12 @@ def reverb(x: np.ndarray, seed: int = 0) -> np.ndarray:
     return np.clip(y, -1, 1).astype(np.float32)
 
 
+def denoised(x: np.ndarray, snr_db: float = 10.0, seed: int = 0) -> np.ndarray:
+    """Noise at `snr_db`, then a conferencing client's neural noise suppressor (RNNoise):
+    what reaches us from a softphone in a noisy room."""
+    return rnnoise.suppress(add_noise(x, snr_db, seed))
+
+
 CONDITIONS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     "clean": lambda x, seed: x,
     "mulaw_8k": lambda x, seed: mulaw_8k(x),
@@ -158,6 +164,7 @@ CONDITIONS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     "mp3_24k": lambda x, seed: mp3_low(x),
     "noise_10db": lambda x, seed: add_noise(x, 10.0, seed),
     "noise_20db": lambda x, seed: add_noise(x, 20.0, seed + 1),
+    "denoised_10db": lambda x, seed: denoised(x, 10.0, seed + 3),
     "packet_loss_10pct": lambda x, seed: drop_packets(x, 0.1, 20, seed),
     "band_limit": lambda x, seed: band_limit(x),
     "gain_clip": lambda x, seed: gain_clip(x, seed),
@@ -170,7 +177,8 @@ FFMPEG_CONDITIONS = frozenset({"alaw_8k", "gsm_codec", "opus_12k", "mp3_24k"})
 
 #: AMR-NB at its lowest rate (4.75 kbit/s, what a mobile call falls back to on a weak link):
 #: Debian's ffmpeg has no AMR-NB encoder, so `detectors.amr_nb` calls opencore-amr directly.
-LIBRARY_CONDITIONS = {"amr_nb_4k75": amr_nb.available}
+#: RNNoise from the pyrnnoise wheel (`detectors.rnnoise`, installed by `make setup`).
+LIBRARY_CONDITIONS = {"amr_nb_4k75": amr_nb.available, "denoised_10db": rnnoise.available}
 
 #: What `liveguard detectors evaluate` reports by default (noise_20db is for training).
 EVALUATION_CONDITIONS = (
@@ -182,6 +190,7 @@ EVALUATION_CONDITIONS = (
     "amr_nb_4k75",
     "mp3_24k",
     "noise_10db",
+    "denoised_10db",
     "packet_loss_10pct",
     "band_limit",
     "gain_clip",

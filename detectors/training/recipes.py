@@ -83,6 +83,10 @@ def get_recipe(name: str) -> Recipe:
         from detectors.training.stats_v2 import StatsV4
 
         return StatsV4()
+    if name == "v5":  # 4.0's recipe with the noise-suppressed (RNNoise) training view
+        from detectors.training.stats_v2 import StatsV5
+
+        return StatsV5()
     if name == "deep_stats":  # the second-pass model
         from detectors.training.deep_stats import DeepStatsV1
 
@@ -91,4 +95,4 @@ def get_recipe(name: str) -> Recipe:
         from detectors.training.deep_v1 import DeepV1
 
         return DeepV1()  # type: ignore[return-value]
-    raise ValueError(f"unknown recipe {name!r} (v1, v2, v3, v4, deep_stats or deep_v1)")
+    raise ValueError(f"unknown recipe {name!r} (v1, v2, v3, v4, v5, deep_stats or deep_v1)")
