@@ -30,7 +30,8 @@ from detectors.training.stats_v2 import (
     DRO_ETA,
     MIN_SPEECH_FRAMES,
     TRAIN_CONDITIONS,
-    TRAIN_CONDITIONS_V4,
+    TRAIN_CONDITIONS_V5,
+    classifier_views,
     clip_logits,
     group_weights,
     window_reference,
@@ -97,8 +98,9 @@ class DeepStatsV1:
         self.fine = fine  # 2.x: the fine-structure statistics too (1.x: False)
         self.dro_eta = dro_eta  # 2.x: group-DRO members (1.x: 0)
         self.reference = reference  # 3.x: the edge screener 4.x's one-class term (2.x: False)
-        # 3.x trains on the edge screener 4.x's views (A-law and AMR-NB too)
-        self.train_conditions = TRAIN_CONDITIONS_V4 if reference else TRAIN_CONDITIONS
+        # 3.x trains on the edge screener 4.x's views (A-law and AMR-NB too; 3.1 and 4.1:
+        # RNNoise noise suppression as well)
+        self.train_conditions = TRAIN_CONDITIONS_V5 if reference else TRAIN_CONDITIONS
 
     def prepare(self, windows: np.ndarray) -> np.ndarray:
         """(N, 1 + D): speech frames of each window, then its statistics."""
@@ -121,7 +123,8 @@ class DeepStatsV1:
     ) -> EnsembleModel:
         strata = np.asarray(groups if groups is not None else labels.astype(str))
         xs, ys, ws, gs = [], [], [], []
-        for x, clip in views:
+        # the members train on all but the reference-only views (stats_v2.REFERENCE_ONLY)
+        for x, clip in classifier_views(views, self.train_conditions):
             keep = clip_mask[clip] & (x[:, 0] >= MIN_SPEECH_FRAMES)
             xs.append(x[keep, 1:])
             ys.append(labels[clip][keep])

@@ -6,7 +6,8 @@ Data: both shared sets by default ($LIVEGUARD_SHARED_DATA/audio and .../audio_ne
 together: speakers are shared across them). Features: `frontend.window_stats_v3` of every
 1 s window, from the clean clips and their call conditions (`stats_v2.TRAIN_CONDITIONS`,
 ffmpeg codecs included), cached under .cache/detectors. Model: the group-DRO MLP plus the
-one-class bona fide reference (`stats_v2.StatsV4`, `bona_fide_reference.py`), one graph.
+one-class bona fide reference (`stats_v2.StatsV5`: 4.0's recipe with the noise-suppressed
+view, `bona_fide_reference.py`), one graph.
 Before the final fit the command runs the whole leave-one-system-out protocol of `liveguard
 detectors evaluate` (retrained per held-out system and speaker fold, every condition) and
 prints its tables; calibration is Platt scaling on the speaker-disjoint out-of-fold logits,
@@ -31,7 +32,7 @@ from detectors.training.evaluation import EvaluationReport, Splits, format_repor
 from detectors.training.featurize import featurize_many, merge_features
 from detectors.training.mlp import REFERENCE_NODES, export_onnx
 from detectors.training.recipes import Recipe
-from detectors.training.stats_v2 import REFERENCE_DESCRIPTION, StatsV4
+from detectors.training.stats_v2 import REFERENCE_DESCRIPTION, StatsV5
 
 #: (feature set, condition) -> (per-window features, their clip index), as featurize_many gives.
 Features = dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]
@@ -125,7 +126,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.time()
     require_training_tools()
-    rec = StatsV4()
+    rec = StatsV5()
     dirs, clips, conditions, feats, report = prepare(
         args.data, rec, "audio.synthetic_voice", args.augment
     )

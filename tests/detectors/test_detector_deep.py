@@ -80,8 +80,9 @@ def test_deep_recipe_fits_a_separable_toy_set_reproducibly() -> None:
     rec = DeepStatsV1(hidden=8, n_models=2)
     x = rec.prepare(windows)
     idx = np.arange(n)
-    a = rec.fit([(x, idx)], labels, np.ones(n, bool), seed=0)
-    b = rec.fit([(x, idx)], labels, np.ones(n, bool), seed=0)
+    views = [(x, idx)] * len(rec.train_conditions)  # one per training view, as the protocol
+    a = rec.fit(views, labels, np.ones(n, bool), seed=0)
+    b = rec.fit(views, labels, np.ones(n, bool), seed=0)
     lg = rec.clip_logits(a, x, idx, n)
     assert np.array_equal(lg, rec.clip_logits(b, x, idx, n))
     assert lg[labels == 1].min() > lg[labels == 0].max()

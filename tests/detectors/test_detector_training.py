@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from detectors.dataset import Clip, pairs
 from detectors.degrade import alaw_8k, band_limit
@@ -190,3 +191,28 @@ def test_stats_v4_adds_a_reference_fitted_on_the_bona_fide_windows_only() -> Non
     assert np.allclose(ref.mean[0], x[labels == 0, 1:].mean(axis=0))
     base = StatsV3().fit([(x, np.arange(n))], labels, np.ones(n, bool), seed=0)
     assert np.allclose(model.logits(x) - base.logits(x), ref.term(x[:, 1:]))
+
+
+def test_stats_v5_classifier_skips_the_reference_only_view_the_reference_keeps_it() -> None:
+    from detectors.training.stats_v2 import TRAIN_CONDITIONS_V5, StatsV4, StatsV5
+
+    n = 200
+    windows, labels = toy_windows(n, seed=5)
+    rec = StatsV5()
+    x = rec.prepare(windows)
+    other = rec.prepare(toy_windows(n, seed=9)[0])  # stands in for the suppressed view
+    views = [(x, np.arange(n))] * (len(TRAIN_CONDITIONS_V5) - 1) + [(other, np.arange(n))]
+    model = rec.fit(views, labels, np.ones(n, bool), seed=0)
+    ref = model.params.reference
+    assert ref is not None and ref.proj.shape[0] == len(TRAIN_CONDITIONS_V5)
+    assert np.allclose(ref.mean[-1], other[labels == 0, 1:].mean(axis=0))
+    # the classifier is the one 4.x fits on the other views alone
+    v4 = StatsV4().fit(views[:-1], labels, np.ones(n, bool), seed=0)
+    assert np.allclose(model.params.w1, v4.params.w1)
+
+
+def test_classifier_views_name_a_count_mismatch() -> None:
+    from detectors.training.stats_v2 import classifier_views
+
+    with pytest.raises(ValueError, match="2 views for 1 training conditions"):
+        classifier_views([(np.zeros((1, 2)), np.zeros(1))] * 2, ["clean"])
