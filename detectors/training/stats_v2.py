@@ -196,9 +196,16 @@ class StatsV4(StatsV3):
         seed: int = 0,
         groups: np.ndarray | None = None,
     ) -> StatsModel:
-        model = super().fit(views, labels, clip_mask, seed=seed, groups=groups)
+        cls_views = self.classifier_views(views)
+        model = super().fit(cls_views, labels, clip_mask, seed=seed, groups=groups)
         model.params.reference = window_reference(views, labels, clip_mask, seed)
         return model
+
+    def classifier_views(
+        self, views: Sequence[tuple[np.ndarray, np.ndarray]]
+    ) -> Sequence[tuple[np.ndarray, np.ndarray]]:
+        """4.0: the classifier trains on every view the reference does."""
+        return views
 
 
 def window_reference(
@@ -253,15 +260,7 @@ class StatsV5(StatsV4):
     )
     train_conditions: tuple[str, ...] = TRAIN_CONDITIONS_V5
 
-    def fit(
-        self,
-        views: Sequence[tuple[np.ndarray, np.ndarray]],
-        labels: np.ndarray,
-        clip_mask: np.ndarray,
-        seed: int = 0,
-        groups: np.ndarray | None = None,
-    ) -> StatsModel:
-        cls_views = classifier_views(views, self.train_conditions)
-        model = StatsV3.fit(self, cls_views, labels, clip_mask, seed=seed, groups=groups)
-        model.params.reference = window_reference(views, labels, clip_mask, seed)
-        return model
+    def classifier_views(
+        self, views: Sequence[tuple[np.ndarray, np.ndarray]]
+    ) -> Sequence[tuple[np.ndarray, np.ndarray]]:
+        return classifier_views(views, self.train_conditions)
