@@ -10,6 +10,15 @@ analysis: a session more than `max_pending_per_session` windows behind loses its
 (reason `session_backlog`); when more windows wait than `max_pending` across sessions, the
 oldest windows of the lowest-risk sessions are dropped (`replica_backlog`). Drops are
 counted per session, per detector that missed them and by reason.
+
+Consent to media analysis is the session's (`open_session(media=...)`,
+`set_media_consent`): without it the media detectors (audio, video, audio-visual) and the
+second pass do not run on its windows at all, so nothing is measured of a voice or face
+the caller did not allow; the non-media detectors (behavior, session) still do. When
+consent is granted mid-call, what is buffered from before it (the partial hop, the VAD's
+state) is dropped and the media detectors start afresh: no audio from before the consent
+reaches a media signal. `last_windows` names the windows of the last micro-batch, signal or
+no signal, so a caller can tell which sessions advanced a hop.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from detectors.metrics import RuntimeMetrics, runtime_metrics
 from detectors.protocol import Detector, Series, Window
 from detectors.second_pass import SecondPass, SecondPassStart
 from detectors.vad import SileroVad
-from signals import Signal
+from signals import MEDIA_MODALITIES, Signal
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +77,9 @@ class _Party:
     samples_seen: int = 0
     vad_state: np.ndarray = field(default_factory=SileroVad.new_state)
     noise_floor_db: float | None = None
+    #: The VAD and noise floor start afresh at the first window from this seq on (consent
+    #: granted mid-call: what they carry from before it must not reach a media signal).
+    fresh_from_seq: int | None = None
 
 
 @dataclass
@@ -83,6 +95,9 @@ class _Session:
     seq: int = 0
     processed: int = 0
     dropped: int = 0
+    #: The first window seq the media detectors may read (consent to media analysis from
+    #: that window on); None: no consent, they read none of this session's windows.
+    media_from_seq: int | None = 0
 
 
 class StreamingRuntime:
@@ -106,6 +121,8 @@ class StreamingRuntime:
         self._pending = 0
         self._hop = self.config.sample_rate * self.config.hop_ms // 1000
         self.started = False
+        #: ``(session_id, party, seq)`` of every window of the last ``process()`` call.
+        self.last_windows: list[tuple[str, str, int]] = []
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -123,10 +140,21 @@ class StreamingRuntime:
         self.started = False
 
     def open_session(
-        self, session_id: str, risk: float = 0.0, metadata: Mapping[str, Any] | None = None
+        self,
+        session_id: str,
+        risk: float = 0.0,
+        metadata: Mapping[str, Any] | None = None,
+        *,
+        media: bool = True,
     ) -> None:
+        """``media``: whether the caller consented to media analysis (see the module)."""
         if session_id not in self._sessions:
-            sess = _Session(id=session_id, risk=risk, metadata=dict(metadata or {}))
+            sess = _Session(
+                id=session_id,
+                risk=risk,
+                metadata=dict(metadata or {}),
+                media_from_seq=0 if media else None,
+            )
             sess.states = {d.name: d.new_state() for d in self.detectors}
             self._sessions[session_id] = sess
             self.metrics.sessions.set(len(self._sessions))
@@ -165,6 +193,29 @@ class StreamingRuntime:
                 sess.states[d.name] = d.new_state()
                 done.append(d.name)
         return done
+
+    def set_media_consent(self, session_id: str, allowed: bool) -> list[str]:
+        """The session's consent to media analysis changed. Withdrawn: the media
+        detectors read none of its later windows (windows already queued included) and
+        forget what they hold. Granted: they start afresh at the next window, and the audio
+        buffered before it (a partial hop, the VAD's state, the noise floor) is dropped.
+        Returns the names of the detectors reset (none when nothing changed)."""
+        sess = self._session(session_id)
+        if allowed == (sess.media_from_seq is not None):
+            return []
+        if allowed:
+            for p in sess.parties.values():
+                # Skipped, not windowed: start times stay those of the call.
+                p.samples_seen += p.fill
+                p.buffer[: p.fill] = 0.0
+                p.fill = 0
+                p.fresh_from_seq = sess.seq
+            sess.media_from_seq = sess.seq  # windows queued before it stay unread
+        else:
+            sess.media_from_seq = None
+            self.second_pass.close(session_id)
+        media = [d.name for d in self.detectors if d.modality in MEDIA_MODALITIES]
+        return self.reset_states(session_id, media)
 
     def update_metadata(self, session_id: str, **metadata: Any) -> None:
         self._session(session_id).metadata.update(metadata)
@@ -239,6 +290,7 @@ class StreamingRuntime:
     def process(self, max_batch: int | None = None) -> list[Emission]:
         """Run one micro-batch: the oldest window of each of the riskiest sessions."""
         limit = max_batch or self.config.max_batch
+        self.last_windows = []
         ready = [s for s in self._sessions.values() if s.pending]
         if not ready:
             return []
@@ -326,6 +378,10 @@ class StreamingRuntime:
         assert self._vad is not None
         t_front = time.perf_counter()
         wins = [w for _, _, w in batch]
+        for s, _, w in batch:
+            p = s.parties[w.party]
+            if p.fresh_from_seq is not None and w.seq >= p.fresh_from_seq:
+                p.vad_state, p.noise_floor_db, p.fresh_from_seq = SileroVad.new_state(), None, None
         samples = [w.samples for w in wins]
         vad_states = [s.parties[w.party].vad_state for s, _, w in batch]
         probs = self._vad.run([x for x in samples if x is not None], vad_states)
@@ -341,30 +397,43 @@ class StreamingRuntime:
         self.metrics.latency.labels("frontend").observe(front_each)
 
         results: list[list[Signal]] = [[] for _ in batch]
+        # Windows the media detectors may read: of sessions consenting since before them.
+        media_ok = [
+            i
+            for i, (s, _, w) in enumerate(batch)
+            if s.media_from_seq is not None and w.seq >= s.media_from_seq
+        ]
+        everyone = list(range(len(batch)))
         for det in self.detectors:
-            states = [s.states[det.name] for s, _, _ in batch]
+            idx = media_ok if det.modality in MEDIA_MODALITIES else everyone
+            if not idx:
+                continue
+            its_wins = [wins[i] for i in idx]
+            states = [batch[i][0].states[det.name] for i in idx]
             t0 = time.perf_counter()
             try:
                 batch_fn = getattr(det, "process_batch", None)
                 if batch_fn is not None:
-                    sigs = batch_fn(wins, states)
+                    sigs = batch_fn(its_wins, states)
                 else:
-                    sigs = [det.process(w, st) for w, st in zip(wins, states, strict=True)]
+                    sigs = [det.process(w, st) for w, st in zip(its_wins, states, strict=True)]
             except Exception as exc:
                 # A failing detector must not take the others down; it is counted instead
                 # (and its first failure logged, so the missing signal has a reason).
-                self.metrics.errors.labels(det.name).inc(len(batch))
+                self.metrics.errors.labels(det.name).inc(len(idx))
                 self._failures.record(det.name, exc, "the edge runtime")
-                for sess, _, _ in batch:
-                    sess.failed.add(det.name)
+                for i in idx:
+                    batch[i][0].failed.add(det.name)
                 continue
-            per = (time.perf_counter() - t0) / len(batch)
-            for i, sig in enumerate(sigs):
+            per = (time.perf_counter() - t0) / len(idx)
+            for i, sig in zip(idx, sigs, strict=True):
                 self.metrics.latency.labels(det.name).observe(per)
                 if sig is not None:
                     results[i].append(sig)
 
-        for i, extra in enumerate(self.second_pass.run([(s.id, w) for s, _, w in batch])):
+        # The second pass is media analysis too.
+        extras = self.second_pass.run([(batch[i][0].id, wins[i]) for i in media_ok])
+        for i, extra in zip(media_ok, extras, strict=True):
             results[i].extend(extra)
 
         out: list[Emission] = []
@@ -372,6 +441,7 @@ class StreamingRuntime:
         for i, (sess, t0, w) in enumerate(batch):
             w.release()
             sess.processed += 1
+            self.last_windows.append((sess.id, w.party, w.seq))
             self.metrics.window_to_signal.observe(now - t0)
             out.extend(Emission(sess.id, w.seq, w.start_ms, w.party, sig) for sig in results[i])
         self.metrics.pending.set(self._pending)

@@ -33,6 +33,9 @@ from detectors.runtime import Emission, SessionNotFoundError, StreamingRuntime
 log = structlog.get_logger("liveguard.live")
 
 InLane = Callable[..., Awaitable[Any]]
+#: What one micro-batch hands on: its signals, and ``(session_id, party, seq)`` of every
+#: window it processed (a window that gave no signal still advanced its session a hop).
+Absorb = Callable[[list[Emission], list[tuple[str, str, int]]], Awaitable[None]]
 
 
 class AudioPump:
@@ -40,7 +43,7 @@ class AudioPump:
         self,
         drt: StreamingRuntime,
         in_lane: InLane,
-        absorb: Callable[[list[Emission]], Awaitable[None]],
+        absorb: Absorb,
         first: str | None = None,
     ) -> None:
         self.drt = drt
@@ -102,6 +105,24 @@ class AudioPump:
 
         return await self._in_lane(work)  # type: ignore[no-any-return]
 
+    async def media_consent(self, session_id: str, allowed: bool) -> list[str]:
+        """The session's consent to media analysis changed (``StreamingRuntime.
+        set_media_consent``). Its audio staged so far goes into the runtime first, in the
+        same lane call: audio from before the change is analysed as it was consented (or
+        not), never as the change says."""
+        staged = {k: self._staged.pop(k) for k in list(self._staged) if k[0] == session_id}
+        for k in staged:
+            self._sizes.pop(k, None)
+
+        def work() -> list[str]:
+            try:
+                self._push(staged)
+                return self.drt.set_media_consent(session_id, allowed)
+            except SessionNotFoundError:
+                return []
+
+        return await self._in_lane(work)  # type: ignore[no-any-return]
+
     async def idle(self) -> None:
         """Until nothing is staged or waiting (for shutdown and tests)."""
         while self._task is not None and not self._task.done():
@@ -121,18 +142,18 @@ class AudioPump:
 
     def _step(
         self, staged: dict[tuple[str, str], deque[np.ndarray]], risk: dict[str, float]
-    ) -> list[Emission]:
+    ) -> tuple[list[Emission], list[tuple[str, str, int]]]:
         for sid, r in risk.items():
             with contextlib.suppress(SessionNotFoundError):
                 self.drt.set_risk(sid, r)
         self._push(staged)
         out = self.drt.process()
         self.lag_s = self.drt.oldest_wait_s()
-        return out
+        return out, list(self.drt.last_windows)
 
-    async def _decide(self, emissions: list[Emission]) -> None:
+    async def _decide(self, emissions: list[Emission], windows: list[tuple[str, str, int]]) -> None:
         try:
-            await self._absorb(emissions)
+            await self._absorb(emissions, windows)
         except Exception as exc:  # one batch's decisions failed; the pump goes on
             log.error("live.absorb_failed", error=type(exc).__name__, detail=str(exc)[:300])
 
@@ -142,12 +163,12 @@ class AudioPump:
             while self._staged or self.drt.pending:
                 staged, self._staged, self._sizes = self._staged, {}, {}
                 risk, self._risk = self._risk, {}
-                emissions = await self._in_lane(self._step, staged, risk)
+                emissions, windows = await self._in_lane(self._step, staged, risk)
                 # The previous batch's decisions are made while this batch ran; one batch
                 # of decisions in flight at most.
                 if deciding is not None:
                     await deciding
-                deciding = asyncio.ensure_future(self._decide(emissions))
+                deciding = asyncio.ensure_future(self._decide(emissions, windows))
             if deciding is not None:
                 await deciding
             self.lag_s = 0.0

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -332,7 +333,9 @@ class LiveSessions:
         try:
             if not await self.bus.claim(session_id, protocol):
                 raise SessionExists(f"session {session_id!r} is streaming on another replica")
-            await self._in_lane(drt.open_session, session_id)
+            # Without consent to media analysis the media detectors never read its audio.
+            media = context.consent.media_analysis
+            await self._in_lane(functools.partial(drt.open_session, session_id, media=media))
             await self._decide(sess, "start")
         except BaseException:
             self._sessions.pop(session_id, None)
@@ -375,25 +378,24 @@ class LiveSessions:
             return
         await self._in_lane(drt.push_series, sess.id, name, times_ms, values)
 
-    async def _absorb(self, emissions: list[Emission]) -> None:
+    async def _absorb(self, emissions: list[Emission], windows: list[tuple[str, str, int]]) -> None:
         """A batch's signals into their sessions; one ``hop`` decision per session whose
-        caller window was in the batch (the runtime takes one window per session a batch).
+        caller window was in the batch (the runtime takes one window per session a batch),
+        whether or not it gave a signal (without consent to media analysis most give none).
         An agent window updates the detectors' state (turn-taking) and its signals join
         the session's, decided with the caller's next window: a decision per agent window
         would double the decisions and the decision log's writes for nothing the caller
         did."""
         fresh: dict[str, list[Signal]] = defaultdict(list)
-        hop: set[str] = set()
+        hop = dict.fromkeys(sid for sid, party, _ in windows if party == CALLER)
         for e in emissions:
-            if e.party == CALLER:
-                hop.add(e.session_id)
             if _about_the_call(e):
                 fresh[e.session_id].append(e.signal)
-        for sid, signals in fresh.items():
+        for sid in dict.fromkeys([*fresh, *hop]):
             sess = self._sessions.get(sid)
             if sess is None or sess.ended:
                 continue
-            for s in signals:
+            for s in fresh.get(sid, ()):
                 sess.signals[s.name] = s  # the latest of each detector: bounded by their number
             if sid in hop:
                 await self._decide(sess, "hop")
@@ -433,9 +435,22 @@ class LiveSessions:
             sess.context = update.applied_to(sess.context)
         except ValidationError as exc:
             raise _invalid(exc) from None
-        if before and not sess.context.consent.media_analysis:
+        now = sess.context.consent.media_analysis
+        if before and not now:
             await self._forget_consented(sess)
+        elif now and not before:
+            await self._consent_granted(sess)
         return await self._decide(sess, "context")
+
+    async def _consent_granted(self, sess: LiveSession) -> None:
+        """Consent to media analysis given mid-call: the media detectors start on the
+        audio from here on (``StreamingRuntime.set_media_consent``), and media signals
+        the session holds from before it (an edge's, sent while the decision set them
+        aside) are dropped rather than decided on now."""
+        for name in [n for n, s in sess.signals.items() if s.media_derived]:
+            sess.signals.pop(name, None)
+        if self._pump is not None:
+            await self._pump.media_consent(sess.id, True)
 
     async def _forget_consented(self, sess: LiveSession) -> None:
         """Consent to media analysis withdrawn: what was measured from the agent's audio
@@ -445,6 +460,8 @@ class LiveSessions:
         for name in FED_BY_AGENT:
             sess.signals.pop(name, None)
         if self._pump is not None:
+            # The media detectors stop reading its audio and forget what they hold.
+            await self._pump.media_consent(sess.id, False)
             await self._pump.reset(sess.id, list(FED_BY_AGENT))
 
     async def end(self, session_id: str) -> Decision | None:

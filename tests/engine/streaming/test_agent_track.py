@@ -38,6 +38,7 @@ class Calls:
     native_no_consent: str
     native_silent_agent: str
     native_withdrawn: str
+    native_granted: str
     caller_only: str
     caller_only_windows: int
 
@@ -145,6 +146,19 @@ async def _withdraw_when_turn_taking_is_signalled(live: Live, session: str) -> N
     assert r.status_code == 200, r.text
 
 
+async def _grant_after_hops(live: Live, session: str, hops: int) -> None:
+    """Once ``hops`` hop decisions are made without it, consent to media analysis is given."""
+    for _ in range(600):
+        if len(_hops(live, session)) >= hops:
+            break
+        await asyncio.sleep(0.05)
+    body = {"consent": {"media_analysis": True, "raw_media_escalation": False}}
+    h = {"Authorization": f"Bearer {live.keys['decide']}"}
+    async with httpx.AsyncClient(timeout=10) as c:
+        r = await c.put(f"{live.server.url}/v1/sessions/{session}/context", headers=h, json=body)
+    assert r.status_code == 200, r.text
+
+
 async def _native(
     live: Live,
     session: str,
@@ -153,6 +167,7 @@ async def _native(
     consent: bool = True,
     agent_audio: bool = True,
     withdraw: bool = False,
+    grant_after: int | None = None,
 ) -> None:
     url = live.server.url.replace("http://", "ws://") + "/v1/streams/liveguard"
     context = nc.reset_context()
@@ -167,6 +182,8 @@ async def _native(
         withdrawing = (
             asyncio.create_task(_withdraw_when_turn_taking_is_signalled(live, session))
             if withdraw
+            else asyncio.create_task(_grant_after_hops(live, session, grant_after))
+            if grant_after is not None
             else None
         )
         for k, off in enumerate(range(0, len(caller), step)):
@@ -192,6 +209,7 @@ async def _all(live: Live) -> Calls:
         native_no_consent=f"agent-native-nc-{tag}",
         native_silent_agent=f"agent-native-silent-{tag}",
         native_withdrawn=f"agent-native-withdrawn-{tag}",
+        native_granted=f"agent-native-granted-{tag}",
         caller_only=f"caller-only-{tag}",
         caller_only_windows=4,
     )
@@ -204,6 +222,7 @@ async def _all(live: Live) -> Calls:
         _native(live, calls.native_no_consent, call, consent=False),
         _native(live, calls.native_silent_agent, short, agent_audio=False),
         _native(live, calls.native_withdrawn, call, withdraw=True),
+        _native(live, calls.native_granted, call, consent=False, grant_after=8),
         _twilio(live, calls.caller_only, caller_only, None),
     )
     return calls
@@ -219,6 +238,7 @@ def calls(live: Live) -> Calls:
         out.native_no_consent,
         out.native_silent_agent,
         out.native_withdrawn,
+        out.native_granted,
         out.caller_only,
     ):
         live.wait_final(session)
@@ -281,3 +301,19 @@ def test_a_withdrawn_consent_forgets_the_turn_taking_measured_under_it(
     before, after = rows[: changed[0]], rows[changed[0] :]
     assert any(_turn_taking(r) is not None for r in before)  # it was there under consent
     assert after and all(_turn_taking(r) is None for r in after)
+
+
+def _media(row: dict[str, Any]) -> list[str]:
+    return [s["name"] for s in json.loads(row["signals"]) if s["name"].startswith("audio.")]
+
+
+def test_consent_given_mid_call_decides_on_no_audio_from_before_it(
+    live: Live, calls: Calls
+) -> None:
+    """The media detectors did not read the caller's first seconds, so the decision made
+    when consent arrives holds no voice signal; the hops after it do."""
+    rows = live.rows(calls.native_granted)
+    changed = [i for i, r in enumerate(rows) if r["request_id"] == "live:context"]
+    assert changed, [r["request_id"] for r in rows]
+    assert all(_media(r) == [] for r in rows[: changed[0] + 1])
+    assert any("audio.synthetic_voice" in _media(r) for r in rows[changed[0] + 1 :])

@@ -116,7 +116,7 @@ def test_the_pump_leaves_the_backlog_to_the_runtime_scheduler() -> None:
     lane = ThreadPoolExecutor(max_workers=1)
     decided: list[Emission] = []
 
-    async def absorb(emissions: list[Emission]) -> None:
+    async def absorb(emissions: list[Emission], windows: list[tuple[str, str, int]]) -> None:
         decided.extend(emissions)
 
     async def in_lane(fn: Any, *args: Any) -> Any:
@@ -209,7 +209,7 @@ def test_the_pump_reports_how_far_behind_the_detectors_are() -> None:
     async def in_lane(fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(lane, fn, *args)
 
-    async def absorb(emissions: list[Emission]) -> None:
+    async def absorb(emissions: list[Emission], windows: list[tuple[str, str, int]]) -> None:
         lags.append(pump.lag_s)
 
     pump = AudioPump(drt, in_lane, absorb)
