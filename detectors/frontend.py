@@ -133,7 +133,10 @@ def frame_features(power: np.ndarray) -> np.ndarray:
 
 @dataclass(slots=True)
 class FeatureStats:
-    """Sufficient statistics of frame features over speech frames of one window.
+    """Sufficient statistics of frame features over speech frames of one window: the
+    synthetic_voice 1.x input (`window_stats`, `aggregate`), kept for that recipe's
+    evaluation (`liveguard detectors evaluate --recipe v1`); the shipped 4.x reads
+    `window_stats_v3` instead.
 
     Kept per session instead of audio: a rolling multi-second context for the model costs
     2 x FRAME_FEATURES floats per second and no samples.
@@ -389,16 +392,22 @@ def speech_mask_frames(windows: np.ndarray, range_db: float = 35.0) -> np.ndarra
     return valid & (db > top - range_db) & (db > -75.0)
 
 
-def window_stats_v2(windows: np.ndarray, parts: tuple[str, ...] = STATS_V2_PARTS) -> np.ndarray:
+def window_stats_v2(
+    windows: np.ndarray,
+    parts: tuple[str, ...] = STATS_V2_PARTS,
+    speech: np.ndarray | None = None,
+) -> np.ndarray:
     """Per-window statistics of the gain-normalised log bands over speech frames (N, D).
 
     band_std: each band's spread over time (the window's mean spectrum removed, so a fixed
     channel or loudness adds nothing); band_flux: mean |frame-to-frame change| per band;
     cep_std / dcep_std: spread of the first 20 cepstra of the normalised bands and of their
     deltas; shape: the mean normalised spectrum (carries channel: measured with and without).
+    `speech`: the windows' `speech_mask_frames`, when the caller has it already.
     """
     w = windows.astype(np.float32, copy=False)  # read only: no copy when already float32
-    m = speech_mask_frames(w).astype(np.float32)[:, :, None]  # (N, T, 1)
+    speech = speech_mask_frames(w) if speech is None else speech
+    m = speech.astype(np.float32)[:, :, None]  # (N, T, 1)
     n = np.maximum(m.sum(axis=1), 1.0)  # (N, 1)
     bands = w[:, :, :N_BANDS]
     x = bands - bands.mean(axis=2, keepdims=True)  # frame gain out
@@ -428,6 +437,7 @@ def window_stats_v2(windows: np.ndarray, parts: tuple[str, ...] = STATS_V2_PARTS
 def window_stats_v3(windows: np.ndarray) -> np.ndarray:
     """synthetic_voice 3.x input (N, 168 + 48): `window_stats_v2`, then the spectral fine
     structure statistics of the same speech frames (`fine_structure.fine_stats`)."""
-    w = windows.astype(np.float32)
-    fine = fine_stats(w[:, :, FINE_COL:], speech_mask_frames(w))
-    return np.concatenate([window_stats_v2(w), fine], axis=1)
+    w = windows.astype(np.float32, copy=False)  # read only
+    speech = speech_mask_frames(w)  # one mask for both parts
+    fine = fine_stats(w[:, :, FINE_COL:], speech)
+    return np.concatenate([window_stats_v2(w, speech=speech), fine], axis=1)
