@@ -31,6 +31,7 @@ from engine.core.models import (
 )
 from engine.core.policy import Outcome, Policy, PolicyView
 from engine.core.summary import signal_phrase, summarize
+from signals import MEDIA_MODALITIES
 
 #: A signal moves the decision when it adds at least this much log-odds.
 REASON_MIN_LOG_ODDS = 0.4
@@ -273,7 +274,9 @@ def _obligations(
             if isinstance(ob, SecondPassObligation) and ob.raw_media_allowed:
                 # The engine, not the policy, has the last word on raw media leaving the edge.
                 ob = ob.model_copy(update={"raw_media_allowed": raw_media_permitted(policy, view)})
-            out.append(ob)
+            kept = _consented_second_pass(ob, view)
+            if kept is not None:
+                out.append(kept)
         return (*out, *plan.retention)
     chosen = plan.by_action.get(action, ())
     if plan.band is not None and action < Action.block:
@@ -281,7 +284,24 @@ def _obligations(
         if in_band or (degraded and plan.on_degraded):
             raw = plan.wants_raw_media and raw_media_permitted(policy, view)
             chosen = (*chosen, plan.second_pass[(raw, in_band)])
-    return (*chosen, *plan.retention)
+    kept_all = (_consented_second_pass(ob, view) for ob in chosen)
+    return (*(ob for ob in kept_all if ob is not None), *plan.retention)
+
+
+def _consented_second_pass(ob: Obligation, view: PolicyView) -> Obligation | None:
+    """A second pass is media analysis: without the participant's consent to it, its media
+    detectors are struck from the obligation (the engine, not the policy, has the last word),
+    and an obligation left with none is not issued. Otherwise a caller would be told to run
+    heavier voice analysis on a session that did not allow any."""
+    if not isinstance(ob, SecondPassObligation) or view.request.session.consent.media_analysis:
+        return ob
+    left = tuple(d for d in ob.detectors if d.split(".", 1)[0] not in _MEDIA_PREFIXES)
+    if not left:
+        return None
+    return ob.model_copy(update={"detectors": left, "raw_media_allowed": False})
+
+
+_MEDIA_PREFIXES = frozenset(m.value for m in MEDIA_MODALITIES)
 
 
 def raw_media_permitted(policy: Policy, view: PolicyView) -> bool:

@@ -174,6 +174,17 @@ def test_second_pass_offers_raw_media_only_with_escalation_consent(spr):
     assert _second_pass(decide(DecisionRequest.model_validate(raw), spr)).raw_media_allowed
 
 
+def test_no_media_consent_issues_no_second_pass(spr):
+    """The same session that gets a second pass with consent gets none without it: a second
+    pass is voice analysis the participant did not allow."""
+    raw = request_dict(signals=[signal("audio.synthetic_voice", 0.93)])
+    raw["identity"] = {"assurance": "substantial", "seconds_since_auth": 4000}
+    assert _second_pass(decide(DecisionRequest.model_validate(raw), spr)).detectors
+    raw["session"]["consent"]["media_analysis"] = False
+    d = decide(DecisionRequest.model_validate(raw), spr)
+    assert [o.kind for o in d.obligations if o.kind == "second_pass"] == []
+
+
 def test_second_pass_never_offers_raw_media_when_the_manifest_forbids_it(policies_dir):
     policy = load_policy("conference-default", policies_dir)
     assert not policy.dataflow.raw_media_escalation_allowed()
