@@ -111,6 +111,30 @@ def mp3_low(x: np.ndarray) -> np.ndarray:
     return _ffmpeg_round_trip(x, ["-c:a", "libmp3lame", "-b:a", "24k"], ["-f", "mp3"])
 
 
+def vorbis_q3(x: np.ndarray) -> np.ndarray:
+    """Ogg Vorbis (libvorbis) at quality 3, its default (about 40 kbit/s at 16 kHz): a
+    recording saved by a browser, a messaging app or a web page. Real speech through it
+    scored as synthetic before 4.2 (its quantisation noise reads like a vocoder's)."""
+    return _ffmpeg_round_trip(x, ["-c:a", "libvorbis", "-q:a", "3"], ["-f", "ogg"])
+
+
+def mp3_high(x: np.ndarray) -> np.ndarray:
+    """MP3 (LAME) at 128 kbit/s, 16 kHz: a downloaded or archived recording; LAME low-passes
+    it near 7.3 kHz, a sharp edge no microphone has."""
+    return _ffmpeg_round_trip(x, ["-c:a", "libmp3lame", "-b:a", "128k"], ["-f", "mp3"])
+
+
+def opus_wide(x: np.ndarray) -> np.ndarray:
+    """Opus (libopus, audio mode) at 24 kbit/s: a voice message or a web video's sound track."""
+    enc = ["-c:a", "libopus", "-b:a", "24k", "-application", "audio"]
+    return _ffmpeg_round_trip(x, enc, ["-f", "ogg"])
+
+
+def aac_96k(x: np.ndarray) -> np.ndarray:
+    """AAC-LC (ffmpeg's encoder) at 96 kbit/s in ADTS: a phone's or a video site's audio."""
+    return _ffmpeg_round_trip(x, ["-c:a", "aac", "-b:a", "96k"], ["-f", "adts"])
+
+
 def band_limit(x: np.ndarray) -> np.ndarray:
     """300-3400 Hz telephone band at 16 kHz sampling, without a codec."""
     from scipy.signal import butter, sosfiltfilt
@@ -162,6 +186,10 @@ CONDITIONS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     "opus_12k": lambda x, seed: opus_low(x),
     "amr_nb_4k75": lambda x, seed: amr_nb.round_trip(x, "4k75"),
     "mp3_24k": lambda x, seed: mp3_low(x),
+    "mp3_128k": lambda x, seed: mp3_high(x),
+    "vorbis_q3": lambda x, seed: vorbis_q3(x),
+    "opus_24k": lambda x, seed: opus_wide(x),
+    "aac_96k": lambda x, seed: aac_96k(x),
     "noise_10db": lambda x, seed: add_noise(x, 10.0, seed),
     "noise_20db": lambda x, seed: add_noise(x, 20.0, seed + 1),
     "denoised_10db": lambda x, seed: denoised(x, 10.0, seed + 3),
@@ -172,8 +200,11 @@ CONDITIONS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     "reverb": lambda x, seed: reverb(x, seed + 2),
 }
 
-#: Conditions that need ffmpeg (Debian's build: libgsm, libopus, libmp3lame, G.711).
-FFMPEG_CONDITIONS = frozenset({"alaw_8k", "gsm_codec", "opus_12k", "mp3_24k"})
+#: Conditions that need ffmpeg (Debian's build: libgsm, libopus, libmp3lame, libvorbis,
+#: G.711, its own AAC encoder).
+FFMPEG_CONDITIONS = frozenset(
+    {"alaw_8k", "gsm_codec", "opus_12k", "mp3_24k", "mp3_128k", "vorbis_q3", "opus_24k", "aac_96k"}
+)
 
 #: AMR-NB at its lowest rate (4.75 kbit/s, what a mobile call falls back to on a weak link):
 #: Debian's ffmpeg has no AMR-NB encoder, so `detectors.amr_nb` calls opencore-amr directly.
@@ -189,6 +220,10 @@ EVALUATION_CONDITIONS = (
     "opus_12k",
     "amr_nb_4k75",
     "mp3_24k",
+    "mp3_128k",
+    "vorbis_q3",
+    "opus_24k",
+    "aac_96k",
     "noise_10db",
     "denoised_10db",
     "packet_loss_10pct",

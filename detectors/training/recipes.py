@@ -87,6 +87,14 @@ def get_recipe(name: str) -> Recipe:
         from detectors.training.stats_v2 import StatsV5
 
         return StatsV5()
+    if name == "v6":  # 4.1's recipe with the Vorbis and MP3 128 kbit/s training views
+        from detectors.training.stats_v2 import StatsV6
+
+        return StatsV6()
+    if name == "v6r":  # a variant measured for 4.2: the codec views for the reference only
+        from detectors.training.stats_v2 import StatsV6R
+
+        return StatsV6R()
     if name == "deep_stats":  # the second-pass model
         from detectors.training.deep_stats import DeepStatsV1
 
@@ -95,4 +103,4 @@ def get_recipe(name: str) -> Recipe:
         from detectors.training.deep_v1 import DeepV1
 
         return DeepV1()  # type: ignore[return-value]
-    raise ValueError(f"unknown recipe {name!r} (v1, v2, v3, v4, v5, deep_stats or deep_v1)")
+    raise ValueError(f"unknown recipe {name!r} (v1, v2, v3, v4, v5, v6, deep_stats or deep_v1)")
