@@ -56,13 +56,13 @@ class SyntheticVoiceState:
 
 class SyntheticVoiceDetector(BaseDetector):
     name: ClassVar[str] = "audio.synthetic_voice"
-    version: ClassVar[str] = "4.1.0"
+    version: ClassVar[str] = "4.2.0"
     modality: ClassVar[Modality] = Modality.audio
     consumes: ClassVar[tuple[str, ...]] = ("raw_audio", "features.spectral_statistics")
     config_model: ClassVar[type[BaseModel]] = SyntheticVoiceConfig
     #: what the evaluation featurizes and retrains for this model (training/recipes.py)
     feature_set: ClassVar[str] = "windows_v3"
-    recipe: ClassVar[str] = "v5"
+    recipe: ClassVar[str] = "v6"
     model_files: ClassVar[dict[str, str]] = MODEL_FILES
 
     _model: OnnxModel | None = None

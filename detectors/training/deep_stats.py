@@ -30,7 +30,7 @@ from detectors.training.stats_v2 import (
     DRO_ETA,
     MIN_SPEECH_FRAMES,
     TRAIN_CONDITIONS,
-    TRAIN_CONDITIONS_V5,
+    TRAIN_CONDITIONS_V6,
     classifier_views,
     clip_logits,
     group_weights,
@@ -99,8 +99,8 @@ class DeepStatsV1:
         self.dro_eta = dro_eta  # 2.x: group-DRO members (1.x: 0)
         self.reference = reference  # 3.x: the edge screener 4.x's one-class term (2.x: False)
         # 3.x trains on the edge screener 4.x's views (A-law and AMR-NB too; 3.1 and 4.1:
-        # RNNoise noise suppression as well)
-        self.train_conditions = TRAIN_CONDITIONS_V5 if reference else TRAIN_CONDITIONS
+        # RNNoise noise suppression as well; 3.2 and 4.2: Vorbis and MP3 128 kbit/s)
+        self.train_conditions = TRAIN_CONDITIONS_V6 if reference else TRAIN_CONDITIONS
 
     def prepare(self, windows: np.ndarray) -> np.ndarray:
         """(N, 1 + D): speech frames of each window, then its statistics."""

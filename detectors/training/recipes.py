@@ -103,4 +103,6 @@ def get_recipe(name: str) -> Recipe:
         from detectors.training.deep_v1 import DeepV1
 
         return DeepV1()  # type: ignore[return-value]
-    raise ValueError(f"unknown recipe {name!r} (v1, v2, v3, v4, v5, v6, deep_stats or deep_v1)")
+    raise ValueError(
+        f"unknown recipe {name!r} (v1, v2, v3, v4, v5, v6, v6r, deep_stats or deep_v1)"
+    )

@@ -6,8 +6,8 @@ Data: both shared sets by default ($LIVEGUARD_SHARED_DATA/audio and .../audio_ne
 together: speakers are shared across them). Features: `frontend.window_stats_v3` of every
 1 s window, from the clean clips and their call conditions (`stats_v2.TRAIN_CONDITIONS`,
 ffmpeg codecs included), cached under .cache/detectors. Model: the group-DRO MLP plus the
-one-class bona fide reference (`stats_v2.StatsV5`: 4.0's recipe with the noise-suppressed
-view, `bona_fide_reference.py`), one graph.
+one-class bona fide reference (`stats_v2.StatsV6`: 4.1's recipe with the Vorbis and MP3
+128 kbit/s views, `bona_fide_reference.py`), one graph.
 Before the final fit the command runs the whole leave-one-system-out protocol of `liveguard
 detectors evaluate` (retrained per held-out system and speaker fold, every condition) and
 prints its tables; calibration is Platt scaling on the speaker-disjoint out-of-fold logits,
@@ -28,11 +28,12 @@ from detectors.audio_io import shared_data_dir
 from detectors.dataset import Clip, read_manifest, read_sets
 from detectors.degrade import available_conditions, ffmpeg_available
 from detectors.onnx_model import MODELS_DIR
+from detectors.synthetic_voice import SyntheticVoiceDetector
 from detectors.training.evaluation import EvaluationReport, Splits, format_report, retrain_protocol
 from detectors.training.featurize import featurize_many, merge_features
 from detectors.training.mlp import REFERENCE_NODES, export_onnx
-from detectors.training.recipes import Recipe
-from detectors.training.stats_v2 import REFERENCE_DESCRIPTION, StatsV5
+from detectors.training.recipes import Recipe, get_recipe
+from detectors.training.stats_v2 import REFERENCE_DESCRIPTION, StatsV6
 
 #: (feature set, condition) -> (per-window features, their clip index), as featurize_many gives.
 Features = dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]
@@ -126,7 +127,10 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.time()
     require_training_tools()
-    rec = StatsV5()
+    # The recipe the shipped detector names (what `detectors evaluate` retrains by default),
+    # so the two cannot drift apart.
+    rec = get_recipe(SyntheticVoiceDetector.recipe)
+    assert isinstance(rec, StatsV6), type(rec)
     dirs, clips, conditions, feats, report = prepare(
         args.data, rec, "audio.synthetic_voice", args.augment
     )

@@ -54,3 +54,13 @@ def test_mp3_at_128k_cuts_the_top_of_the_band() -> None:
 def test_vorbis_and_mp3_are_trained_on_opus_and_aac_stay_unseen() -> None:
     assert {"vorbis_q3", "mp3_128k"} <= set(TRAIN_CONDITIONS_V6)
     assert not {"opus_24k", "aac_96k", "opus_12k"} & set(TRAIN_CONDITIONS_V6)
+
+
+def test_the_shipped_models_recipes_train_through_the_wideband_codecs() -> None:
+    """What `detectors evaluate` retrains by default is what produced the shipped files."""
+    from detectors.synthetic_voice import SyntheticVoiceDetector
+    from detectors.synthetic_voice_deep import SyntheticVoiceDeepDetector
+    from detectors.training.recipes import get_recipe
+
+    for det in (SyntheticVoiceDetector, SyntheticVoiceDeepDetector):
+        assert get_recipe(det.recipe).train_conditions == TRAIN_CONDITIONS_V6, det.name
