@@ -139,11 +139,7 @@ async def _withdraw_when_turn_taking_is_signalled(live: Live, session: str) -> N
         if any(_turn_taking(r) is not None for r in _hops(live, session)):
             break
         await asyncio.sleep(0.05)
-    body = {"consent": {"media_analysis": False, "raw_media_escalation": False}}
-    h = {"Authorization": f"Bearer {live.keys['decide']}"}
-    async with httpx.AsyncClient(timeout=10) as c:
-        r = await c.put(f"{live.server.url}/v1/sessions/{session}/context", headers=h, json=body)
-    assert r.status_code == 200, r.text
+    await _set_media_consent(live, session, False)
 
 
 async def _grant_after_hops(live: Live, session: str, hops: int) -> None:
@@ -152,7 +148,12 @@ async def _grant_after_hops(live: Live, session: str, hops: int) -> None:
         if len(_hops(live, session)) >= hops:
             break
         await asyncio.sleep(0.05)
-    body = {"consent": {"media_analysis": True, "raw_media_escalation": False}}
+    await _set_media_consent(live, session, True)
+
+
+async def _set_media_consent(live: Live, session: str, media: bool) -> None:
+    """A context update through the API, as the call platform sends it."""
+    body = {"consent": {"media_analysis": media, "raw_media_escalation": False}}
     h = {"Authorization": f"Bearer {live.keys['decide']}"}
     async with httpx.AsyncClient(timeout=10) as c:
         r = await c.put(f"{live.server.url}/v1/sessions/{session}/context", headers=h, json=body)
