@@ -95,6 +95,10 @@ def get_recipe(name: str) -> Recipe:
         from detectors.training.stats_v2 import StatsV6R
 
         return StatsV6R()
+    if name == "v6c":  # a variant measured for 4.2: the RNNoise view for the classifier too
+        from detectors.training.stats_v2 import StatsV6C
+
+        return StatsV6C()
     if name == "deep_stats":  # the second-pass model
         from detectors.training.deep_stats import DeepStatsV1
 
@@ -104,5 +108,5 @@ def get_recipe(name: str) -> Recipe:
 
         return DeepV1()  # type: ignore[return-value]
     raise ValueError(
-        f"unknown recipe {name!r} (v1, v2, v3, v4, v5, v6, v6r, deep_stats or deep_v1)"
+        f"unknown recipe {name!r} (v1, v2, v3, v4, v5, v6, v6r, v6c, deep_stats or deep_v1)"
     )

@@ -297,3 +297,14 @@ class StatsV6R(StatsV6):
     ) -> Sequence[tuple[np.ndarray, np.ndarray]]:
         skip = REFERENCE_ONLY | {"vorbis_q3", "mp3_128k"}
         return [v for v, c in zip(views, self.train_conditions, strict=True) if c not in skip]
+
+
+class StatsV6C(StatsV6):
+    """A variant measured for 4.2: every view, RNNoise's too, for the classifier as well."""
+
+    name = "synthetic_voice 4.2 variant (every view for the classifier, RNNoise's too)"
+
+    def classifier_views(
+        self, views: Sequence[tuple[np.ndarray, np.ndarray]]
+    ) -> Sequence[tuple[np.ndarray, np.ndarray]]:
+        return views

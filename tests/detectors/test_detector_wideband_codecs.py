@@ -64,3 +64,18 @@ def test_the_shipped_models_recipes_train_through_the_wideband_codecs() -> None:
 
     for det in (SyntheticVoiceDetector, SyntheticVoiceDeepDetector):
         assert get_recipe(det.recipe).train_conditions == TRAIN_CONDITIONS_V6, det.name
+
+
+def test_each_4_2_variant_hands_its_classifier_the_views_it_names() -> None:
+    from detectors.training.stats_v2 import StatsV6, StatsV6C, StatsV6R
+
+    views = [(np.full((1, 2), i, np.float32), np.zeros(1, int)) for i in range(16)]
+
+    def seen(rec: StatsV6) -> set[str]:
+        got = {int(x[0, 0]) for x, _ in rec.classifier_views(views)}
+        return {c for i, c in enumerate(TRAIN_CONDITIONS_V6) if i in got}
+
+    everything = set(TRAIN_CONDITIONS_V6)
+    assert seen(StatsV6()) == everything - {"denoised_10db"}
+    assert seen(StatsV6R()) == everything - {"denoised_10db", "vorbis_q3", "mp3_128k"}
+    assert seen(StatsV6C()) == everything
