@@ -116,11 +116,29 @@ def read_file_manifest(manifest: Path) -> list[tuple[Path, dict[str, str]]]:
 
     if not manifest.is_file():
         raise AudioInputError(f"manifest {manifest} not found")
-    with manifest.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    if rows and "path" not in rows[0]:
+    try:
+        # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark, which would
+        # otherwise become part of the first column's name.
+        with manifest.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None:
+                raise AudioInputError(
+                    f"manifest {manifest} is empty: expected a path,label[,system] header"
+                )
+            reader.fieldnames = [(f or "").strip().lower() for f in reader.fieldnames]
+            rows = list(reader)
+    except UnicodeDecodeError:
+        raise AudioInputError(f"manifest {manifest} is not UTF-8 text") from None
+    except csv.Error as exc:
+        raise AudioInputError(f"manifest {manifest} is not a readable CSV: {exc}") from None
+    if "path" not in (reader.fieldnames or []):
         raise AudioInputError(f"manifest {manifest} has no 'path' column")
-    return [(manifest.parent / r["path"].strip(), r) for r in rows if r.get("path", "").strip()]
+    files = [
+        (manifest.parent / r["path"].strip(), r) for r in rows if (r.get("path") or "").strip()
+    ]
+    if not files:
+        raise AudioInputError(f"manifest {manifest} lists no files")
+    return files
 
 
 def analyze_files(

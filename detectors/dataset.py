@@ -41,9 +41,14 @@ def read_manifest(data_dir: Path) -> list[Clip]:
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest} not found (expected path,label[,system] columns)")
     clips = []
-    with manifest.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            label = row["label"].strip().lower()
+    with manifest.open(newline="", encoding="utf-8-sig") as fh:  # a spreadsheet's BOM too
+        reader = csv.DictReader(fh)
+        names = [(f or "").strip().lower() for f in reader.fieldnames or []]
+        if "path" not in names or "label" not in names:
+            raise ValueError(f"{manifest}: expected path,label[,system] columns, found {names}")
+        reader.fieldnames = names
+        for row in reader:
+            label = (row["label"] or "").strip().lower()
             if label not in {"bonafide", "spoof", "0", "1", "real", "fake"}:
                 raise ValueError(f"{manifest}: unknown label {row['label']!r}")
             is_spoof = label in {"spoof", "1", "fake"}

@@ -254,3 +254,32 @@ def test_analyze_manifest_reports_an_unreadable_file_and_goes_on(tmp_path: Path)
     assert "no such file" in missing["error"] and missing["signals"] == []
     assert real["error"] is None and real["signals"]
     assert real["failed_detectors"] == []
+
+
+def test_analyze_manifest_saved_by_a_spreadsheet_with_a_bom_is_read(tmp_path: Path) -> None:
+    sf.write(tmp_path / "real.wav", load_audio(clip_path("LibriSpeech train", 0)), SR)
+    m = tmp_path / "calls.csv"
+    m.write_bytes("\ufeffPath, Label\nreal.wav,bonafide\n".encode())
+    res = runner.invoke(app, ["analyze", "--manifest", str(m), "--jsonl"])
+    assert res.exit_code == 0, res.output
+    row = json.loads(res.output)
+    assert row["error"] is None and row["signals"] and row["label"] == "bonafide"
+
+
+@pytest.mark.parametrize(
+    ("content", "msg"),
+    [
+        (b"", "is empty"),
+        (b"path,label\n", "lists no files"),
+        (b"path,label\n\xff\xfe.wav,bonafide\n", "is not UTF-8 text"),
+        (b"file,label\nx.wav,bonafide\n", "has no 'path' column"),
+    ],
+)
+def test_analyze_manifest_that_lists_nothing_readable_exits_2(
+    tmp_path: Path, content: bytes, msg: str
+) -> None:
+    m = tmp_path / "calls.csv"
+    m.write_bytes(content)
+    res = runner.invoke(app, ["analyze", "--manifest", str(m), "--jsonl"])
+    assert res.exit_code == 2, res.output
+    assert msg in res.output and "Traceback" not in res.output
