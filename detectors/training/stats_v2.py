@@ -242,12 +242,14 @@ REFERENCE_ONLY: frozenset[str] = frozenset({"denoised_10db"})
 
 
 def classifier_views(
-    views: Sequence[tuple[np.ndarray, np.ndarray]], conditions: Sequence[str]
+    views: Sequence[tuple[np.ndarray, np.ndarray]],
+    conditions: Sequence[str],
+    reference_only: frozenset[str] = REFERENCE_ONLY,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The views the classifier trains on: all but the reference-only ones."""
     if len(views) != len(conditions):
         raise ValueError(f"{len(views)} views for {len(conditions)} training conditions")
-    return [v for v, c in zip(views, conditions, strict=True) if c not in REFERENCE_ONLY]
+    return [v for v, c in zip(views, conditions, strict=True) if c not in reference_only]
 
 
 class StatsV5(StatsV4):
@@ -259,11 +261,13 @@ class StatsV5(StatsV4):
         "plus a one-class bona fide reference that also knows noise-suppressed speech)"
     )
     train_conditions: tuple[str, ...] = TRAIN_CONDITIONS_V5
+    #: views for the one-class reference only (the variants measured for 4.2 change it)
+    reference_only: frozenset[str] = REFERENCE_ONLY
 
     def classifier_views(
         self, views: Sequence[tuple[np.ndarray, np.ndarray]]
     ) -> Sequence[tuple[np.ndarray, np.ndarray]]:
-        return classifier_views(views, self.train_conditions)
+        return classifier_views(views, self.train_conditions, self.reference_only)
 
 
 #: synthetic_voice 4.2 and synthetic_voice_deep 3.2 also train on wideband lossy codecs that
@@ -291,20 +295,11 @@ class StatsV6R(StatsV6):
     """A variant measured for 4.2: the codec views for the one-class reference only."""
 
     name = "synthetic_voice 4.2 variant (codec views for the reference only)"
-
-    def classifier_views(
-        self, views: Sequence[tuple[np.ndarray, np.ndarray]]
-    ) -> Sequence[tuple[np.ndarray, np.ndarray]]:
-        skip = REFERENCE_ONLY | {"vorbis_q3", "mp3_128k"}
-        return [v for v, c in zip(views, self.train_conditions, strict=True) if c not in skip]
+    reference_only = REFERENCE_ONLY | {"vorbis_q3", "mp3_128k"}
 
 
 class StatsV6C(StatsV6):
     """A variant measured for 4.2: every view, RNNoise's too, for the classifier as well."""
 
     name = "synthetic_voice 4.2 variant (every view for the classifier, RNNoise's too)"
-
-    def classifier_views(
-        self, views: Sequence[tuple[np.ndarray, np.ndarray]]
-    ) -> Sequence[tuple[np.ndarray, np.ndarray]]:
-        return views
+    reference_only: frozenset[str] = frozenset()
