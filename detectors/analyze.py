@@ -10,6 +10,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from detectors.audio_io import SR, AudioInputError, load_audio
+from detectors.dataset import manifest_rows
 from detectors.registry import discover
 from detectors.runtime import Emission, RuntimeConfig, StreamingRuntime
 from signals import Signal
@@ -112,26 +113,13 @@ class FileResult:
 def read_file_manifest(manifest: Path) -> list[tuple[Path, dict[str, str]]]:
     """Rows of a `path,label[,system]` CSV (the `detectors evaluate` format); paths are
     relative to the manifest's folder unless absolute."""
-    import csv
-
     if not manifest.is_file():
         raise AudioInputError(f"manifest {manifest} not found")
     try:
-        # utf-8-sig: a spreadsheet's "CSV UTF-8" starts with a byte-order mark, which would
-        # otherwise become part of the first column's name.
-        with manifest.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames is None:
-                raise AudioInputError(
-                    f"manifest {manifest} is empty: expected a path,label[,system] header"
-                )
-            reader.fieldnames = [(f or "").strip().lower() for f in reader.fieldnames]
-            rows = list(reader)
-    except UnicodeDecodeError:
-        raise AudioInputError(f"manifest {manifest} is not UTF-8 text") from None
-    except csv.Error as exc:
-        raise AudioInputError(f"manifest {manifest} is not a readable CSV: {exc}") from None
-    if "path" not in (reader.fieldnames or []):
+        names, rows = manifest_rows(manifest)
+    except ValueError as exc:
+        raise AudioInputError(str(exc)) from None
+    if "path" not in names:
         raise AudioInputError(f"manifest {manifest} has no 'path' column")
     files = [
         (manifest.parent / r["path"].strip(), r) for r in rows if (r.get("path") or "").strip()

@@ -36,32 +36,50 @@ class Clip(BaseModel):
         return None
 
 
+def manifest_rows(manifest: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The header (names stripped, lower case) and rows of a manifest CSV, as a spreadsheet
+    exports it too: "CSV UTF-8" starts with a byte-order mark, which would otherwise become
+    part of the first column's name. ValueError, naming the file, when it is empty, not
+    UTF-8 or not readable as CSV."""
+    try:
+        with manifest.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            if reader.fieldnames is None:
+                raise ValueError(
+                    f"manifest {manifest} is empty: expected a path,label[,system] header"
+                )
+            names = [(f or "").strip().lower() for f in reader.fieldnames]
+            reader.fieldnames = names
+            return names, list(reader)
+    except UnicodeDecodeError:
+        raise ValueError(f"manifest {manifest} is not UTF-8 text") from None
+    except csv.Error as exc:
+        raise ValueError(f"manifest {manifest} is not a readable CSV: {exc}") from None
+
+
 def read_manifest(data_dir: Path) -> list[Clip]:
     manifest = data_dir / "manifest.csv"
     if not manifest.is_file():
         raise FileNotFoundError(f"{manifest} not found (expected path,label[,system] columns)")
     clips = []
-    with manifest.open(newline="", encoding="utf-8-sig") as fh:  # a spreadsheet's BOM too
-        reader = csv.DictReader(fh)
-        names = [(f or "").strip().lower() for f in reader.fieldnames or []]
-        if "path" not in names or "label" not in names:
-            raise ValueError(f"{manifest}: expected path,label[,system] columns, found {names}")
-        reader.fieldnames = names
-        for row in reader:
-            label = (row["label"] or "").strip().lower()
-            if label not in {"bonafide", "spoof", "0", "1", "real", "fake"}:
-                raise ValueError(f"{manifest}: unknown label {row['label']!r}")
-            is_spoof = label in {"spoof", "1", "fake"}
-            clips.append(
-                Clip(
-                    path=data_dir / row["path"],
-                    label=int(is_spoof),
-                    system=(row.get("system") or ("spoof" if is_spoof else "bonafide")).strip(),
-                    speaker=(row.get("speaker") or row["path"]).strip(),
-                    corpus=(row.get("corpus") or "").strip(),
-                    origin=(row.get("origin") or "").strip(),
-                )
+    names, rows = manifest_rows(manifest)
+    if "path" not in names or "label" not in names:
+        raise ValueError(f"{manifest}: expected path,label[,system] columns, found {names}")
+    for row in rows:
+        label = (row["label"] or "").strip().lower()
+        if label not in {"bonafide", "spoof", "0", "1", "real", "fake"}:
+            raise ValueError(f"{manifest}: unknown label {row['label']!r}")
+        is_spoof = label in {"spoof", "1", "fake"}
+        clips.append(
+            Clip(
+                path=data_dir / row["path"],
+                label=int(is_spoof),
+                system=(row.get("system") or ("spoof" if is_spoof else "bonafide")).strip(),
+                speaker=(row.get("speaker") or row["path"]).strip(),
+                corpus=(row.get("corpus") or "").strip(),
+                origin=(row.get("origin") or "").strip(),
             )
+        )
     return clips
 
 
