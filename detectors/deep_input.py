@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 
 from detectors.fine_structure import fine_stats
-from detectors.frontend import FINE_COL, N_BANDS, speech_mask_frames, window_stats_v2
+from detectors.frontend import FINE_COL, N_BANDS, PITCH_COL, speech_mask_frames, window_stats_v2
+from detectors.pitch import pitch_stats
 
 #: divides the normalised log bands so they are of order 1 (natural-log units, measured
 #: spread over speech frames of the shared sets is about 1.5-2.5)
@@ -41,7 +42,9 @@ def deep_inputs(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     )
 
 
-def deep_stats(windows: np.ndarray, extended: bool = True, fine: bool = True) -> np.ndarray:
+def deep_stats(
+    windows: np.ndarray, extended: bool = True, fine: bool = True, pitch: bool = False
+) -> np.ndarray:
     """(N, 168 + 192 + 48) statistics of the second-pass model for window arrays
     (N, T, WINDOW_COLUMNS).
 
@@ -50,6 +53,7 @@ def deep_stats(windows: np.ndarray, extended: bool = True, fine: bool = True) ->
     spectral modulation) and the spread of the second difference (spectral acceleration);
     then (2.x, `fine`) the spectral fine-structure statistics of the same speech frames
     (`fine_structure.fine_stats`, as the edge screener 3.x reads them). 1.x: `fine=False`.
+    `pitch`: then the voicing and pitch statistics (`pitch.pitch_stats`, edge recipe v7).
     """
     base = window_stats_v2(windows)
     if not extended:
@@ -70,5 +74,7 @@ def deep_stats(windows: np.ndarray, extended: bool = True, fine: bool = True) ->
     amu = acc.sum(axis=1) / nb
     out.append(np.sqrt((((acc - amu[:, None, :]) * both) ** 2).sum(axis=1) / nb))
     if fine:
-        out.append(fine_stats(w[:, :, FINE_COL:], speech))
+        out.append(fine_stats(w[:, :, FINE_COL:PITCH_COL], speech))
+    if pitch:
+        out.append(pitch_stats(w[:, :, PITCH_COL:], speech))
     return np.concatenate(out, axis=1).astype(np.float32)

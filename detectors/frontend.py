@@ -17,6 +17,7 @@ import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
 from detectors.fine_structure import N_FINE, fine_stats, frame_fine
+from detectors.pitch import N_PITCH, frame_pitch, pitch_stats
 
 SR = 16_000
 N_FFT = 512
@@ -333,9 +334,11 @@ def compute_features(
 N_BANDS = 64
 WINDOW_FRAMES = (SR - WIN) // HOP + 1  # 98 frames in a 1 s window (no centering)
 #: columns of a window array: log bands, frame dB, valid flag, then the spectral fine
-#: structure of each frame (`fine_structure.frame_fine`, new in windows-v3)
+#: structure of each frame (`fine_structure.frame_fine`, new in windows-v3), then its
+#: periodicity and pitch (`pitch.frame_pitch`, new in windows-v4)
 FINE_COL = N_BANDS + 2
-WINDOW_COLUMNS = FINE_COL + N_FINE
+PITCH_COL = FINE_COL + N_FINE
+WINDOW_COLUMNS = PITCH_COL + N_PITCH
 
 
 def log_bands(power: np.ndarray) -> np.ndarray:
@@ -344,8 +347,8 @@ def log_bands(power: np.ndarray) -> np.ndarray:
 
 
 def window_frames(power: np.ndarray) -> np.ndarray:
-    """(WINDOW_FRAMES, WINDOW_COLUMNS): log bands, frame dB, a valid flag and the frame's
-    spectral fine structure, zero-padded.
+    """(WINDOW_FRAMES, WINDOW_COLUMNS): log bands, frame dB, a valid flag, the frame's
+    spectral fine structure and its periodicity and pitch, zero-padded.
 
     The same array the runtime builds from each window's power spectrogram; training caches it.
     """
@@ -355,7 +358,8 @@ def window_frames(power: np.ndarray) -> np.ndarray:
         out[:n, :N_BANDS] = log_bands(power[:n])
         out[:n, N_BANDS] = frame_db(power[:n])
         out[:n, N_BANDS + 1] = 1.0
-        out[:n, FINE_COL:] = frame_fine(power[:n])
+        out[:n, FINE_COL:PITCH_COL] = frame_fine(power[:n])
+        out[:n, PITCH_COL:] = frame_pitch(power[:n])
     return out
 
 
@@ -439,5 +443,15 @@ def window_stats_v3(windows: np.ndarray) -> np.ndarray:
     structure statistics of the same speech frames (`fine_structure.fine_stats`)."""
     w = windows.astype(np.float32, copy=False)  # read only
     speech = speech_mask_frames(w)  # one mask for both parts
-    fine = fine_stats(w[:, :, FINE_COL:], speech)
+    fine = fine_stats(w[:, :, FINE_COL:PITCH_COL], speech)
     return np.concatenate([window_stats_v2(w, speech=speech), fine], axis=1)
+
+
+def window_stats_v4(windows: np.ndarray) -> np.ndarray:
+    """(N, 216 + 9): `window_stats_v3`, then the voicing and pitch statistics of the same
+    speech frames (`pitch.pitch_stats`)."""
+    w = windows.astype(np.float32, copy=False)  # read only
+    speech = speech_mask_frames(w)
+    fine = fine_stats(w[:, :, FINE_COL:PITCH_COL], speech)
+    voice = pitch_stats(w[:, :, PITCH_COL:], speech)
+    return np.concatenate([window_stats_v2(w, speech=speech), fine, voice], axis=1)

@@ -61,7 +61,7 @@ class SyntheticVoiceDetector(BaseDetector):
     consumes: ClassVar[tuple[str, ...]] = ("raw_audio", "features.spectral_statistics")
     config_model: ClassVar[type[BaseModel]] = SyntheticVoiceConfig
     #: what the evaluation featurizes and retrains for this model (training/recipes.py)
-    feature_set: ClassVar[str] = "windows_v3"
+    feature_set: ClassVar[str] = "windows_v4"
     recipe: ClassVar[str] = "v6"
     model_files: ClassVar[dict[str, str]] = MODEL_FILES
 

@@ -78,7 +78,7 @@ class DeepStatsV1:
         "synthetic_voice_deep 3.x (bagged group-DRO MLPs on multi-resolution band statistics "
         "and spectral fine structure, plus a one-class bona fide reference)"
     )
-    feature_set = "windows_v3"
+    feature_set = "windows_v4"
     train_conditions: tuple[str, ...] = TRAIN_CONDITIONS
 
     def __init__(
@@ -90,6 +90,7 @@ class DeepStatsV1:
         fine: bool = True,
         dro_eta: float = DRO_ETA,
         reference: bool = True,
+        pitch: bool = False,
     ) -> None:
         self.hidden = hidden
         self.n_models = n_models
@@ -98,6 +99,7 @@ class DeepStatsV1:
         self.fine = fine  # 2.x: the fine-structure statistics too (1.x: False)
         self.dro_eta = dro_eta  # 2.x: group-DRO members (1.x: 0)
         self.reference = reference  # 3.x: the edge screener 4.x's one-class term (2.x: False)
+        self.pitch = pitch  # candidate: the voicing and pitch statistics (edge recipe v7)
         # 3.x trains on the edge screener 4.x's views (A-law and AMR-NB too; 3.1 and 4.1:
         # RNNoise noise suppression as well; 3.2 and 4.2: Vorbis and MP3 128 kbit/s)
         self.train_conditions = TRAIN_CONDITIONS_V6 if reference else TRAIN_CONDITIONS
@@ -109,7 +111,9 @@ class DeepStatsV1:
             w = windows[s : s + 2048]
             frames = speech_mask_frames(w).sum(axis=1).astype(np.float32)
             parts.append(
-                np.concatenate([frames[:, None], deep_stats(w, self.extended, self.fine)], axis=1)
+                np.concatenate(
+                    [frames[:, None], deep_stats(w, self.extended, self.fine, self.pitch)], axis=1
+                )
             )
         return np.concatenate(parts) if parts else np.zeros((0, 1), np.float32)
 

@@ -174,7 +174,7 @@ class DeepModel:
 
 class DeepV1:
     name = "synthetic_voice_deep 1.x (dilated 1-D CNN on normalised log bands + window statistics)"
-    feature_set = "windows_v3"
+    feature_set = "windows_v4"
     train_conditions: tuple[str, ...] = TRAIN_CONDITIONS
 
     def __init__(

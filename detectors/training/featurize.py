@@ -31,9 +31,10 @@ GAP = 8_000  # 0.5 s of silence between clips sharing one codec run
 FEATURE_SETS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
     # synthetic_voice 1.x: mean/std hop vectors (n_hops, 128)
     "hops_v1": (clip_vectors, "features-v1"),
-    # synthetic_voice 2.x/3.x and the second pass: per 1 s window, 98 frames x (64 log bands,
-    # frame dB, valid flag, 32 fine-structure values), float16
-    "windows_v3": (window_bands, "windows-v3"),
+    # synthetic_voice 2.x-4.x and the second pass: per 1 s window, 98 frames x (64 log bands,
+    # frame dB, valid flag, 32 fine-structure values, periodicity, ln F0), float16; the
+    # recipes before v7 read the first 98 columns, the same values as windows-v3 had
+    "windows_v4": (window_bands, "windows-v4"),
 }
 
 

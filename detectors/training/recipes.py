@@ -99,14 +99,22 @@ def get_recipe(name: str) -> Recipe:
         from detectors.training.stats_v2 import StatsV6C
 
         return StatsV6C()
+    if name == "v7":  # 4.2's recipe with the voicing and pitch statistics (pitch.py)
+        from detectors.training.stats_v2 import StatsV7
+
+        return StatsV7()
     if name == "deep_stats":  # the second-pass model
         from detectors.training.deep_stats import DeepStatsV1
 
         return DeepStatsV1()
+    if name == "deep_stats_p":  # a second-pass variant: with the pitch statistics (pitch.py)
+        from detectors.training.deep_stats import DeepStatsV1
+
+        return DeepStatsV1(pitch=True)
     if name == "deep_v1":  # a second-pass variant tried (torch CNN, from the `train` extra)
         from detectors.training.deep_v1 import DeepV1
 
         return DeepV1()  # type: ignore[return-value]
     raise ValueError(
-        f"unknown recipe {name!r} (v1, v2, v3, v4, v5, v6, v6r, v6c, deep_stats or deep_v1)"
+        f"unknown recipe {name!r} (v1, v2, v3, v4, v5, v6, v6r, v6c, v7, deep_stats, deep_stats_p or deep_v1)"
     )

@@ -17,7 +17,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from detectors.frontend import STATS_V2_PARTS, speech_mask_frames, window_stats_v2, window_stats_v3
+from detectors.frontend import (
+    STATS_V2_PARTS,
+    speech_mask_frames,
+    window_stats_v2,
+    window_stats_v3,
+    window_stats_v4,
+)
 from detectors.training.bona_fide_reference import BonaFideReference, fit_reference
 from detectors.training.mlp import MlpParams, train_mlp
 
@@ -69,7 +75,7 @@ class StatsModel:
 
 class StatsV2:
     name = "synthetic_voice 2.x (MLP on per-window log-band dynamics)"
-    feature_set = "windows_v3"
+    feature_set = "windows_v4"
     train_conditions: tuple[str, ...] = TRAIN_CONDITIONS
     #: group-DRO step (`mlp.train_mlp`); 0: every system and corpus keeps its fixed weight
     dro_eta: float = 0.0
@@ -303,3 +309,18 @@ class StatsV6C(StatsV6):
 
     name = "synthetic_voice 4.2 variant (every view for the classifier, RNNoise's too)"
     reference_only: frozenset[str] = frozenset()
+
+
+class StatsV7(StatsV6):
+    """synthetic_voice 5.x candidate: 4.2's recipe with the voice source's statistics too
+    (`frontend.window_stats_v4`: periodicity and pitch movement, `pitch.py`), for the
+    classifier and the reference."""
+
+    name = (
+        "synthetic_voice 5.x candidate (group-DRO MLP on log-band dynamics, spectral fine "
+        "structure and voicing/pitch movement, plus a one-class bona fide reference)"
+    )
+
+    def prepare(self, windows: np.ndarray) -> np.ndarray:
+        frames = speech_mask_frames(windows).sum(axis=1).astype(np.float32)
+        return np.concatenate([frames[:, None], window_stats_v4(windows)], axis=1)

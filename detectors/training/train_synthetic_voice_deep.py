@@ -5,7 +5,7 @@ detectors/models/synthetic_voice_deep{,.int8}.onnx.
         [--loso-quick] [--no-loso]
 
 Data: both shared sets by default, read together (speakers are shared across them).
-Features: the edge screener's cached window arrays (`featurize.FEATURE_SETS["windows_v3"]`,
+Features: the edge screener's cached window arrays (`featurize.FEATURE_SETS["windows_v4"]`,
 every call condition, under .cache/detectors) turned into `deep_input.deep_stats`; the model
 adds the edge screener 4.x's one-class bona fide reference on them. Before
 the final fit the command runs the leave-one-system-out protocol of `liveguard detectors

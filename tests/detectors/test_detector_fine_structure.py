@@ -8,8 +8,8 @@ import scipy.signal
 from detectors.fine_structure import N_FINE, N_SUBBANDS, fine_stats, frame_fine
 from detectors.frontend import (
     FINE_COL,
+    PITCH_COL,
     SR,
-    WINDOW_COLUMNS,
     power_spectrogram,
     speech_mask_frames,
     window_frames,
@@ -50,8 +50,8 @@ def test_harmonics_raise_the_residual_spread_and_hold_from_frame_to_frame() -> N
 def test_window_arrays_carry_the_fine_structure_after_the_valid_flag() -> None:
     power = power_spectrogram(_voiced())
     w = window_frames(power)
-    assert w.shape[1] == WINDOW_COLUMNS == FINE_COL + N_FINE
-    assert np.allclose(w[: len(power), FINE_COL:], frame_fine(power), atol=1e-6)
+    assert PITCH_COL == FINE_COL + N_FINE
+    assert np.allclose(w[: len(power), FINE_COL:PITCH_COL], frame_fine(power), atol=1e-6)
 
 
 def test_fine_stats_use_speech_frames_only() -> None:
@@ -62,8 +62,10 @@ def test_fine_stats_use_speech_frames_only() -> None:
     speech = speech_mask_frames(a_w)
     assert 0 < speech.sum() < a_w.shape[1]
     assert np.array_equal(speech, speech_mask_frames(b_w))
-    assert not np.allclose(a_w[0, ~speech[0], FINE_COL:], b_w[0, ~speech[0], FINE_COL:])
-    a = fine_stats(a_w[:, :, FINE_COL:], speech)
-    b = fine_stats(b_w[:, :, FINE_COL:], speech)
+    assert not np.allclose(
+        a_w[0, ~speech[0], FINE_COL:PITCH_COL], b_w[0, ~speech[0], FINE_COL:PITCH_COL]
+    )
+    a = fine_stats(a_w[:, :, FINE_COL:PITCH_COL], speech)
+    b = fine_stats(b_w[:, :, FINE_COL:PITCH_COL], speech)
     assert a.shape == (1, 3 * N_SUBBANDS)
     assert np.allclose(a, b, atol=5e-3)  # the hiss reaches only the boundary frames
