@@ -10,7 +10,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry
 
 from detectors.audio_io import SR, AudioInputError, load_audio
-from detectors.dataset import manifest_rows
+from detectors.dataset import LABELS, manifest_rows
 from detectors.registry import discover
 from detectors.runtime import Emission, RuntimeConfig, StreamingRuntime
 from signals import Signal
@@ -121,9 +121,19 @@ def read_file_manifest(manifest: Path) -> list[tuple[Path, dict[str, str]]]:
         raise AudioInputError(str(exc)) from None
     if "path" not in names:
         raise AudioInputError(f"manifest {manifest} has no 'path' column")
-    files = [
-        (manifest.parent / r["path"].strip(), r) for r in rows if (r.get("path") or "").strip()
-    ]
+    files = []
+    for line, r in enumerate(rows, start=2):  # line 1 is the header
+        if not (r.get("path") or "").strip():
+            continue
+        label = (r.get("label") or "").strip()
+        # analysis does not need the label, but it echoes it: a typo there would pass as
+        # ground truth into whatever scores the output, so it is refused like evaluate does
+        if label and label.lower() not in LABELS:
+            raise AudioInputError(
+                f"manifest {manifest} line {line}: label {label!r} is not one of "
+                f"{', '.join(sorted(LABELS))} (or empty)"
+            )
+        files.append((manifest.parent / r["path"].strip(), r))
     if not files:
         raise AudioInputError(f"manifest {manifest} lists no files")
     return files

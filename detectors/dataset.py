@@ -36,6 +36,11 @@ class Clip(BaseModel):
         return None
 
 
+#: what a manifest's label column may say (case and surrounding spaces ignored)
+SPOOF_LABELS = frozenset({"spoof", "1", "fake"})
+LABELS = SPOOF_LABELS | {"bonafide", "0", "real"}
+
+
 def manifest_rows(manifest: Path) -> tuple[list[str], list[dict[str, str]]]:
     """The header (names stripped, lower case) and rows of a manifest CSV, as a spreadsheet
     exports it too: "CSV UTF-8" starts with a byte-order mark, which would otherwise become
@@ -67,9 +72,9 @@ def read_manifest(data_dir: Path) -> list[Clip]:
         raise ValueError(f"{manifest}: expected path,label[,system] columns, found {names}")
     for row in rows:
         label = (row["label"] or "").strip().lower()
-        if label not in {"bonafide", "spoof", "0", "1", "real", "fake"}:
+        if label not in LABELS:
             raise ValueError(f"{manifest}: unknown label {row['label']!r}")
-        is_spoof = label in {"spoof", "1", "fake"}
+        is_spoof = label in SPOOF_LABELS
         clips.append(
             Clip(
                 path=data_dir / row["path"],

@@ -273,6 +273,7 @@ def test_analyze_manifest_saved_by_a_spreadsheet_with_a_bom_is_read(tmp_path: Pa
         (b"path,label\n", "lists no files"),
         (b"path,label\n\xff\xfe.wav,bonafide\n", "is not UTF-8 text"),
         (b"file,label\nx.wav,bonafide\n", "has no 'path' column"),
+        (b"path,label\nx.wav,bonafide\ny.wav,bona fide\n", "line 3: label 'bona fide'"),
     ],
 )
 def test_analyze_manifest_that_lists_nothing_readable_exits_2(
