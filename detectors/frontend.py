@@ -17,7 +17,7 @@ import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
 from detectors.fine_structure import N_FINE, fine_stats, frame_fine
-from detectors.pitch import N_PITCH, frame_pitch, pitch_stats
+from detectors.pitch import N_PITCH, VOICED, frame_pitch, pitch_stats
 
 SR = 16_000
 N_FFT = 512
@@ -445,6 +445,28 @@ def window_stats_v3(windows: np.ndarray) -> np.ndarray:
     speech = speech_mask_frames(w)  # one mask for both parts
     fine = fine_stats(w[:, :, FINE_COL:PITCH_COL], speech)
     return np.concatenate([window_stats_v2(w, speech=speech), fine], axis=1)
+
+
+def window_stats_split(windows: np.ndarray) -> np.ndarray:
+    """(N, 168 + 2 x 48 + 1), a candidate (recipe v8): `window_stats_v2`, then the spectral
+    fine-structure statistics over the voiced and over the unvoiced speech frames apart
+    (`pitch.VOICED`), then the voiced fraction. A vocoder renders harmonics and noise by
+    different means; over all speech frames at once the two average out."""
+    w = windows.astype(np.float32, copy=False)  # read only
+    speech = speech_mask_frames(w)
+    voiced = w[:, :, PITCH_COL] > VOICED
+    fine = w[:, :, FINE_COL:PITCH_COL]
+    n = np.maximum(speech.sum(axis=1), 1)
+    frac = ((speech & voiced).sum(axis=1) / n)[:, None].astype(np.float32)
+    return np.concatenate(
+        [
+            window_stats_v2(w, speech=speech),
+            fine_stats(fine, speech & voiced),
+            fine_stats(fine, speech & ~voiced),
+            frac,
+        ],
+        axis=1,
+    )
 
 
 def window_stats_v4(windows: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ import numpy as np
 from detectors.frontend import (
     STATS_V2_PARTS,
     speech_mask_frames,
+    window_stats_split,
     window_stats_v2,
     window_stats_v3,
     window_stats_v4,
@@ -324,3 +325,14 @@ class StatsV7(StatsV6):
     def prepare(self, windows: np.ndarray) -> np.ndarray:
         frames = speech_mask_frames(windows).sum(axis=1).astype(np.float32)
         return np.concatenate([frames[:, None], window_stats_v4(windows)], axis=1)
+
+
+class StatsV8(StatsV6):
+    """A candidate measured for 5.x: 4.2's recipe with the fine structure of voiced and of
+    unvoiced speech frames apart (`frontend.window_stats_split`)."""
+
+    name = "synthetic_voice 5.x candidate (fine structure of voiced and unvoiced frames apart)"
+
+    def prepare(self, windows: np.ndarray) -> np.ndarray:
+        frames = speech_mask_frames(windows).sum(axis=1).astype(np.float32)
+        return np.concatenate([frames[:, None], window_stats_split(windows)], axis=1)
