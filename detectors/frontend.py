@@ -469,6 +469,17 @@ def window_stats_split(windows: np.ndarray) -> np.ndarray:
     )
 
 
+def window_stats_split_all(windows: np.ndarray) -> np.ndarray:
+    """(N, 216 + 2 x 48 + 1), a candidate (recipe v9): `window_stats_v3` (the fine structure
+    over all speech frames) and the voiced / unvoiced split of `window_stats_split`."""
+    w = windows.astype(np.float32, copy=False)  # read only
+    speech = speech_mask_frames(w)
+    split = window_stats_split(w)
+    fine = fine_stats(w[:, :, FINE_COL:PITCH_COL], speech)
+    n2 = window_stats_v2(w, speech=speech).shape[1]
+    return np.concatenate([split[:, :n2], fine, split[:, n2:]], axis=1)
+
+
 def window_stats_v4(windows: np.ndarray) -> np.ndarray:
     """(N, 216 + 9): `window_stats_v3`, then the voicing and pitch statistics of the same
     speech frames (`pitch.pitch_stats`)."""

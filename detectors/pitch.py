@@ -70,19 +70,6 @@ def _window_ac() -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def _ac_map() -> np.ndarray:
-    """(129, MAX_LAG + 2) float32: power below 4 kHz -> autocorrelation at lags 0..MAX_LAG+1.
-
-    The inverse real FFT of the power with every bin above 4 kHz zeroed, restricted to the
-    lags the search reads, as one matrix: a product per window instead of a full 512-point
-    transform of mostly zeros (1.0 -> 0.3 ms a window)."""
-    k = np.arange(LOW_BINS)[:, None]
-    lag = np.arange(MAX_LAG + 2)[None, :]
-    scale = np.where(k == 0, 1.0, 2.0) / N_FFT
-    return (scale * np.cos(2 * np.pi * k * lag / N_FFT)).astype(np.float32)
-
-
-@lru_cache(maxsize=1)
 def _octave_cost() -> np.ndarray:
     lags = np.arange(MIN_LAG, MAX_LAG + 1, dtype=np.float32)
     return (OCTAVE_COST * np.log2(lags / MIN_LAG)).astype(np.float32)
@@ -94,7 +81,10 @@ def frame_pitch(power: np.ndarray) -> np.ndarray:
     out = np.zeros((n, N_PITCH), dtype=np.float32)
     if n == 0:
         return out
-    ac = np.asarray(power[:, :LOW_BINS], dtype=np.float32) @ _ac_map()
+    low = np.zeros((n, N_FFT // 2 + 1), dtype=np.float32)
+    low[:, :LOW_BINS] = power[:, :LOW_BINS]
+    # one inverse FFT of the power below 4 kHz; the training cache holds exactly these values
+    ac = np.fft.irfft(low, N_FFT, axis=1)[:, : MAX_LAG + 2].astype(np.float32)
     r0 = ac[:, :1]
     live = r0[:, 0] > 1e-12
     norm = np.where(live[:, None], ac / np.maximum(r0, 1e-12), 0.0) / _window_ac()

@@ -107,6 +107,10 @@ def get_recipe(name: str) -> Recipe:
         from detectors.training.stats_v2 import StatsV8
 
         return StatsV8()
+    if name == "v9":  # v8 with the fine structure over all speech frames too
+        from detectors.training.stats_v2 import StatsV9
+
+        return StatsV9()
     if name == "deep_stats":  # the second-pass model
         from detectors.training.deep_stats import DeepStatsV1
 
@@ -120,5 +124,5 @@ def get_recipe(name: str) -> Recipe:
 
         return DeepV1()  # type: ignore[return-value]
     raise ValueError(
-        f"unknown recipe {name!r} (v1, v2, v3, v4, v5, v6, v6r, v6c, v7, v8, deep_stats, deep_stats_p or deep_v1)"
+        f"unknown recipe {name!r} (v1, v2, v3, v4, v5, v6, v6r, v6c, v7, v8, v9, deep_stats, deep_stats_p or deep_v1)"
     )

@@ -21,6 +21,7 @@ from detectors.frontend import (
     STATS_V2_PARTS,
     speech_mask_frames,
     window_stats_split,
+    window_stats_split_all,
     window_stats_v2,
     window_stats_v3,
     window_stats_v4,
@@ -336,3 +337,14 @@ class StatsV8(StatsV6):
     def prepare(self, windows: np.ndarray) -> np.ndarray:
         frames = speech_mask_frames(windows).sum(axis=1).astype(np.float32)
         return np.concatenate([frames[:, None], window_stats_split(windows)], axis=1)
+
+
+class StatsV9(StatsV6):
+    """A candidate measured for 5.x: v8 with the fine structure over all speech frames too
+    (`frontend.window_stats_split_all`)."""
+
+    name = "synthetic_voice 5.x candidate (fine structure of all, voiced and unvoiced frames)"
+
+    def prepare(self, windows: np.ndarray) -> np.ndarray:
+        frames = speech_mask_frames(windows).sum(axis=1).astype(np.float32)
+        return np.concatenate([frames[:, None], window_stats_split_all(windows)], axis=1)

@@ -275,7 +275,7 @@ def evaluate_cmd(
         str | None,
         typer.Option(
             "--recipe",
-            help="Retrain this recipe (v1, v2, v3, v4, v5, v6, v6r, v6c, v7, v8, deep_stats, deep_stats_p, deep_v1); default: the shipped one's.",
+            help="Retrain this recipe (v1, v2, v3, v4, v5, v6, v6r, v6c, v7, v8, v9, deep_stats, deep_stats_p, deep_v1); default: the shipped one's.",
         ),
     ] = None,
     detector: Annotated[

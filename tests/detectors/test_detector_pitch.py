@@ -13,6 +13,8 @@ from detectors.frontend import (
     power_spectrogram,
     speech_mask_frames,
     window_frames,
+    window_stats_split,
+    window_stats_split_all,
     window_stats_v3,
     window_stats_v4,
 )
@@ -102,3 +104,19 @@ def test_window_stats_v4_extend_v3_with_the_pitch_statistics() -> None:
     v3, v4 = window_stats_v3(w), window_stats_v4(w)
     assert v4.shape == (1, v3.shape[1] + N_PITCH_STATS)
     assert np.array_equal(v4[:, : v3.shape[1]], v3)
+
+
+def test_split_fine_structure_reads_voiced_and_unvoiced_frames_apart() -> None:
+    voiced = _voiced(150.0, seconds=0.5)
+    hiss = 0.05 * _noise(0.5, seed=5)  # unvoiced speech-like noise at a similar level
+    w = window_frames(power_spectrogram(np.concatenate([voiced, hiss])))[None]
+    v2 = window_stats_v3(w)[:, :168]
+    split = window_stats_split(w)
+    assert split.shape == (1, 168 + 2 * 48 + 1)
+    assert np.array_equal(split[:, :168], v2)
+    assert 0.3 < split[0, -1] < 0.7  # about half the speech frames are voiced
+    v_corr, u_corr = split[0, 168 + 32 : 168 + 48], split[0, 216 + 32 : 216 + 48]
+    assert v_corr[:4].mean() > 0.8 > 0.3 > u_corr[:4].mean()  # harmonics hold, noise does not
+    both = window_stats_split_all(w)
+    assert both.shape == (1, 216 + 2 * 48 + 1)
+    assert np.array_equal(both[:, :216], window_stats_v3(w))
