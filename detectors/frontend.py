@@ -346,11 +346,13 @@ def log_bands(power: np.ndarray) -> np.ndarray:
     return np.log(power @ linear_filterbank(N_BANDS) + EPS).astype(np.float32)
 
 
-def window_frames(power: np.ndarray) -> np.ndarray:
+def window_frames(power: np.ndarray, pitch: bool = True) -> np.ndarray:
     """(WINDOW_FRAMES, WINDOW_COLUMNS): log bands, frame dB, a valid flag, the frame's
     spectral fine structure and its periodicity and pitch, zero-padded.
 
     The same array the runtime builds from each window's power spectrogram; training caches it.
+    `pitch=False` leaves the pitch columns NaN instead (a detector whose model does not read
+    them saves their cost per window; NaN, not zeros, so a model that did would fail loudly).
     """
     out = np.zeros((WINDOW_FRAMES, WINDOW_COLUMNS), dtype=np.float32)
     n = min(len(power), WINDOW_FRAMES)
@@ -359,7 +361,7 @@ def window_frames(power: np.ndarray) -> np.ndarray:
         out[:n, N_BANDS] = frame_db(power[:n])
         out[:n, N_BANDS + 1] = 1.0
         out[:n, FINE_COL:PITCH_COL] = frame_fine(power[:n])
-        out[:n, PITCH_COL:] = frame_pitch(power[:n])
+        out[:n, PITCH_COL:] = frame_pitch(power[:n]) if pitch else np.nan
     return out
 
 

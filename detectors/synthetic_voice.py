@@ -63,6 +63,10 @@ class SyntheticVoiceDetector(BaseDetector):
     #: what the evaluation featurizes and retrains for this model (training/recipes.py)
     feature_set: ClassVar[str] = "windows_v4"
     recipe: ClassVar[str] = "v6"
+    #: whether the model reads the window arrays' pitch columns (`pitch.py`); 4.x does not,
+    #: so the runtime skips computing them (recipes v7-v9 measured them: the card says why
+    #: none shipped)
+    reads_pitch: ClassVar[bool] = False
     model_files: ClassVar[dict[str, str]] = MODEL_FILES
 
     _model: OnnxModel | None = None
@@ -131,7 +135,7 @@ class SyntheticVoiceDetector(BaseDetector):
             if w.party not in cfg.parties or w.features is None or w.features.power is None:
                 continue
             todo.append(i)
-            arrays.append(window_frames(w.features.power))
+            arrays.append(window_frames(w.features.power, pitch=self.reads_pitch))
         out: list[Signal | None] = [None] * len(windows)
         if not todo:
             return out

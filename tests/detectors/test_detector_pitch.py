@@ -120,3 +120,11 @@ def test_split_fine_structure_reads_voiced_and_unvoiced_frames_apart() -> None:
     both = window_stats_split_all(w)
     assert both.shape == (1, 216 + 2 * 48 + 1)
     assert np.array_equal(both[:, :216], window_stats_v3(w))
+
+
+def test_window_arrays_without_pitch_leave_it_nan_and_the_rest_identical() -> None:
+    power = power_spectrogram(_voiced())
+    full, lean = window_frames(power), window_frames(power, pitch=False)
+    assert np.isnan(lean[: len(power), PITCH_COL:]).all()
+    assert np.array_equal(lean[:, :PITCH_COL], full[:, :PITCH_COL])
+    assert np.array_equal(window_stats_v3(lean[None]), window_stats_v3(full[None]))
