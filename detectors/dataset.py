@@ -24,6 +24,9 @@ class Clip(BaseModel):
     speaker: str
     corpus: str
     origin: str = ""
+    #: the clip's place in its data set, the same wherever the data lies: the set folder's
+    #: name and the manifest's path ("audio/librispeech/x.wav"); "" for clips built in code
+    key: str = ""
 
     @property
     def pair_source(self) -> Path | None:
@@ -83,6 +86,7 @@ def read_manifest(data_dir: Path) -> list[Clip]:
                 speaker=(row.get("speaker") or row["path"]).strip(),
                 corpus=(row.get("corpus") or "").strip(),
                 origin=(row.get("origin") or "").strip(),
+                key=f"{data_dir.resolve().name}/{row['path']}",
             )
         )
     return clips

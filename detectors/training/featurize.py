@@ -38,8 +38,17 @@ FEATURE_SETS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
 }
 
 
+#: The seeds of the shipped models' augmentations (noise, packet loss, clipping, reverberation)
+#: were derived from absolute clip paths on the machine that trained them, where the shared
+#: data lay at /work/shared/data. A seed now comes from the clip's place in its data set
+#: (`Clip.key`) under that same root, so the same clip gets the same noise, and training the
+#: same model, wherever the checkout and the data are and however `--data` names them.
+SEED_ROOT = "/work/shared/data"
+
+
 def clip_seed(clip: Clip) -> int:
-    return int(hashlib.sha1(str(clip.path).encode()).hexdigest()[:8], 16)
+    name = f"{SEED_ROOT}/{clip.key}" if clip.key else str(clip.path)
+    return int(hashlib.sha1(name.encode()).hexdigest()[:8], 16)
 
 
 def _key(clips: Sequence[Clip], condition: str, version: str) -> str:

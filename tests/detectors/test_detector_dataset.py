@@ -19,3 +19,20 @@ def test_a_manifest_without_a_label_column_names_the_columns_it_found(tmp_path: 
     (tmp_path / "manifest.csv").write_text("path,kind\na.wav,spoof\n")
     with pytest.raises(ValueError, match=r"expected path,label\[,system\] columns, found"):
         read_manifest(tmp_path)
+
+
+def test_a_clip_gets_the_same_augmentation_seed_wherever_its_data_lies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from detectors.training.featurize import clip_seed
+
+    for where in ("here", "there/deeper"):
+        d = tmp_path / where / "audio"
+        d.mkdir(parents=True)
+        (d / "manifest.csv").write_text("path,label\nlibri/a.wav,bonafide\n")
+    monkeypatch.chdir(tmp_path / "there")
+    (a,) = read_manifest(tmp_path / "here" / "audio")
+    (b,) = read_manifest(Path("deeper/audio"))  # relative, as `--data` may name it
+    assert a.path != b.path
+    assert a.key == b.key == "audio/libri/a.wav"
+    assert clip_seed(a) == clip_seed(b)
