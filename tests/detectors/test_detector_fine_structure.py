@@ -15,19 +15,17 @@ from detectors.frontend import (
     window_frames,
 )
 
-
-def _noise(seconds: float = 1.0, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal(int(seconds * SR)).astype(np.float32)
+from .helpers import noise
 
 
 def _voiced(f0: float = 150.0, seconds: float = 1.0) -> np.ndarray:
     t = np.arange(int(seconds * SR)) / SR
     x = sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, int(7000 / f0)))
-    return (0.1 * x + 0.001 * _noise(seconds)).astype(np.float32)
+    return (0.1 * x + 0.001 * noise(seconds, 1.0)).astype(np.float32)
 
 
 def test_noise_residual_spread_is_the_same_at_any_level_and_through_a_fixed_channel() -> None:
-    x = _noise()
+    x = noise(1.0, 1.0)
     b, a = scipy.signal.butter(2, 2000, fs=SR)  # a strong, fixed spectral tilt
     base = frame_fine(power_spectrogram(x))[:, :N_SUBBANDS]
     quiet = frame_fine(power_spectrogram(0.001 * x))[:, :N_SUBBANDS]
@@ -39,12 +37,12 @@ def test_noise_residual_spread_is_the_same_at_any_level_and_through_a_fixed_chan
 
 
 def test_harmonics_raise_the_residual_spread_and_hold_from_frame_to_frame() -> None:
-    noise = frame_fine(power_spectrogram(_noise()))
+    hiss = frame_fine(power_spectrogram(noise(1.0, 1.0)))
     voiced = frame_fine(power_spectrogram(_voiced()))
     low = slice(0, 4)  # 0-2 kHz, where the harmonics are strongest
-    assert voiced[:, low].mean() > noise[:, low].mean() + 0.5
+    assert voiced[:, low].mean() > hiss[:, low].mean() + 0.5
     corr = slice(N_SUBBANDS, N_SUBBANDS + 4)
-    assert voiced[1:, corr].mean() > 0.8 > 0.3 > noise[1:, corr].mean()
+    assert voiced[1:, corr].mean() > 0.8 > 0.3 > hiss[1:, corr].mean()
 
 
 def test_window_arrays_carry_the_fine_structure_after_the_valid_flag() -> None:
@@ -57,7 +55,7 @@ def test_window_arrays_carry_the_fine_structure_after_the_valid_flag() -> None:
 def test_fine_stats_use_speech_frames_only() -> None:
     voiced = _voiced(seconds=0.5)
     silent = np.concatenate([voiced, np.zeros(SR // 2, np.float32)])
-    hiss = np.concatenate([voiced, 1e-5 * _noise(0.5, seed=4)])  # far below the speech
+    hiss = np.concatenate([voiced, 1e-5 * noise(0.5, 1.0, seed=4)])  # far below the speech
     a_w, b_w = (window_frames(power_spectrogram(x))[None] for x in (silent, hiss))
     speech = speech_mask_frames(a_w)
     assert 0 < speech.sum() < a_w.shape[1]

@@ -27,9 +27,7 @@ from detectors.pitch import (
     pitch_stats,
 )
 
-
-def _noise(seconds: float = 1.0, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal(int(seconds * SR)).astype(np.float32)
+from .helpers import noise
 
 
 def _voiced(f0: np.ndarray | float = 150.0, seconds: float = 1.0) -> np.ndarray:
@@ -38,7 +36,7 @@ def _voiced(f0: np.ndarray | float = 150.0, seconds: float = 1.0) -> np.ndarray:
     f = np.broadcast_to(np.asarray(f0, dtype=np.float64), (n,))
     phase = 2 * np.pi * np.cumsum(f) / SR
     x = sum(np.sin(k * phase) / k for k in range(1, int(3500 / f.max())))
-    return (0.1 * x + 0.001 * _noise(seconds)).astype(np.float32)
+    return (0.1 * x + 0.001 * noise(seconds, 1.0)).astype(np.float32)
 
 
 def _f0(pitch: np.ndarray) -> np.ndarray:
@@ -54,8 +52,8 @@ def test_a_periodic_frame_reads_its_fundamental_and_high_periodicity(f0: float) 
 
 
 def test_noise_is_not_voiced_and_silence_reads_zero() -> None:
-    noise = frame_pitch(power_spectrogram(_noise()))
-    assert np.median(noise[:, 0]) < 0.5
+    hiss = frame_pitch(power_spectrogram(noise(1.0, 1.0)))
+    assert np.median(hiss[:, 0]) < 0.5
     silent = frame_pitch(power_spectrogram(np.zeros(SR, np.float32)))
     assert np.all(silent == 0.0)
 
@@ -108,7 +106,7 @@ def test_window_stats_v4_extend_v3_with_the_pitch_statistics() -> None:
 
 def test_split_fine_structure_reads_voiced_and_unvoiced_frames_apart() -> None:
     voiced = _voiced(150.0, seconds=0.5)
-    hiss = 0.05 * _noise(0.5, seed=5)  # unvoiced speech-like noise at a similar level
+    hiss = 0.05 * noise(0.5, 1.0, seed=5)  # unvoiced speech-like noise at a similar level
     w = window_frames(power_spectrogram(np.concatenate([voiced, hiss])))[None]
     v2 = window_stats_v3(w)[:, :168]
     split = window_stats_split(w)
