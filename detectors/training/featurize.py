@@ -33,7 +33,7 @@ FEATURE_SETS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], str]] = {
     "hops_v1": (clip_vectors, "features-v1"),
     # synthetic_voice 2.x-4.x and the second pass: per 1 s window, 98 frames x (64 log bands,
     # frame dB, valid flag, 32 fine-structure values, periodicity, ln F0), float16; the
-    # recipes before v7 read the first 98 columns, the same values as windows-v3 had
+    # recipes before v7 read the first 98 columns, filled by the code that filled windows-v3
     "windows_v4": (window_bands, "windows-v4"),
 }
 
