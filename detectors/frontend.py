@@ -16,7 +16,7 @@ import numpy as np
 import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
 
-from detectors.fine_structure import N_FINE, fine_stats, frame_fine
+from detectors.fine_structure import N_FINE, N_FINE_STATS, fine_stats, frame_fine
 from detectors.pitch import N_PITCH, VOICED, frame_pitch, pitch_stats
 
 SR = 16_000
@@ -475,10 +475,9 @@ def window_stats_split_all(windows: np.ndarray) -> np.ndarray:
     """(N, 216 + 2 x 48 + 1), a candidate (recipe v9): `window_stats_v3` (the fine structure
     over all speech frames) and the voiced / unvoiced split of `window_stats_split`."""
     w = windows.astype(np.float32, copy=False)  # read only
-    speech = speech_mask_frames(w)
     split = window_stats_split(w)
-    fine = fine_stats(w[:, :, FINE_COL:PITCH_COL], speech)
-    n2 = window_stats_v2(w, speech=speech).shape[1]
+    n2 = split.shape[1] - 2 * N_FINE_STATS - 1  # window_stats_v2's part
+    fine = fine_stats(w[:, :, FINE_COL:PITCH_COL], speech_mask_frames(w))
     return np.concatenate([split[:, :n2], fine, split[:, n2:]], axis=1)
 
 
@@ -486,7 +485,5 @@ def window_stats_v4(windows: np.ndarray) -> np.ndarray:
     """(N, 216 + 9): `window_stats_v3`, then the voicing and pitch statistics of the same
     speech frames (`pitch.pitch_stats`)."""
     w = windows.astype(np.float32, copy=False)  # read only
-    speech = speech_mask_frames(w)
-    fine = fine_stats(w[:, :, FINE_COL:PITCH_COL], speech)
-    voice = pitch_stats(w[:, :, PITCH_COL:], speech)
-    return np.concatenate([window_stats_v2(w, speech=speech), fine, voice], axis=1)
+    voice = pitch_stats(w[:, :, PITCH_COL:], speech_mask_frames(w))
+    return np.concatenate([window_stats_v3(w), voice], axis=1)
