@@ -145,10 +145,12 @@ class StatsV3(StatsV2):
 
     name = "synthetic_voice 3.x (group-DRO MLP on log-band dynamics and spectral fine structure)"
     dro_eta = DRO_ETA
+    #: the per-window statistics this recipe reads (the candidates after 4.2 change it)
+    window_stats = staticmethod(window_stats_v3)
 
     def prepare(self, windows: np.ndarray) -> np.ndarray:
         frames = speech_mask_frames(windows).sum(axis=1).astype(np.float32)
-        return np.concatenate([frames[:, None], window_stats_v3(windows)], axis=1)
+        return np.concatenate([frames[:, None], self.window_stats(windows)], axis=1)
 
 
 def clip_logits(
@@ -322,10 +324,7 @@ class StatsV7(StatsV6):
         "synthetic_voice 5.x candidate (group-DRO MLP on log-band dynamics, spectral fine "
         "structure and voicing/pitch movement, plus a one-class bona fide reference)"
     )
-
-    def prepare(self, windows: np.ndarray) -> np.ndarray:
-        frames = speech_mask_frames(windows).sum(axis=1).astype(np.float32)
-        return np.concatenate([frames[:, None], window_stats_v4(windows)], axis=1)
+    window_stats = staticmethod(window_stats_v4)
 
 
 class StatsV8(StatsV6):
@@ -333,10 +332,7 @@ class StatsV8(StatsV6):
     unvoiced speech frames apart (`frontend.window_stats_split`)."""
 
     name = "synthetic_voice 5.x candidate (fine structure of voiced and unvoiced frames apart)"
-
-    def prepare(self, windows: np.ndarray) -> np.ndarray:
-        frames = speech_mask_frames(windows).sum(axis=1).astype(np.float32)
-        return np.concatenate([frames[:, None], window_stats_split(windows)], axis=1)
+    window_stats = staticmethod(window_stats_split)
 
 
 class StatsV9(StatsV6):
@@ -344,7 +340,4 @@ class StatsV9(StatsV6):
     (`frontend.window_stats_split_all`)."""
 
     name = "synthetic_voice 5.x candidate (fine structure of all, voiced and unvoiced frames)"
-
-    def prepare(self, windows: np.ndarray) -> np.ndarray:
-        frames = speech_mask_frames(windows).sum(axis=1).astype(np.float32)
-        return np.concatenate([frames[:, None], window_stats_split_all(windows)], axis=1)
+    window_stats = staticmethod(window_stats_split_all)
