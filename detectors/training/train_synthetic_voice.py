@@ -29,6 +29,7 @@ from detectors.dataset import Clip, read_manifest, read_sets
 from detectors.degrade import available_conditions, ffmpeg_available
 from detectors.onnx_model import MODELS_DIR
 from detectors.synthetic_voice import SyntheticVoiceDetector
+from detectors.training import environment
 from detectors.training.evaluation import EvaluationReport, Splits, format_report, retrain_protocol
 from detectors.training.featurize import featurize_many, merge_features
 from detectors.training.mlp import REFERENCE_NODES, export_onnx
@@ -127,6 +128,8 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.time()
     require_training_tools()
+    env = environment.check()
+    environment.warn_unless_locked(env)
     # The recipe the shipped detector names (what `detectors evaluate` retrains by default),
     # so the two cannot drift apart.
     rec = get_recipe(SyntheticVoiceDetector.recipe)
@@ -181,6 +184,11 @@ def main() -> None:
         "operating_score": round(cal.operating_score, 6),
         "sha256": {fp32.name: sha256(fp32), int8.name: sha256(int8)},
         "seconds": round(time.time() - t0, 1),
+        "environment": {
+            "matches_lock": env.matches_lock,
+            "differences": env.differences,
+            "ffmpeg": env.ffmpeg,
+        },
     }
     print(json.dumps(summary, indent=2))
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from detectors.onnx_model import MODELS_DIR
+from detectors.training import environment
 from detectors.training.deep_stats import DeepStatsV1
 from detectors.training.evaluation import Splits, format_report, retrain_protocol
 from detectors.training.mlp import export_onnx
@@ -48,6 +49,8 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.time()
     require_training_tools()
+    env = environment.check()
+    environment.warn_unless_locked(env)
     rec = DeepStatsV1()
     dirs, clips, conditions, feats, report = prepare(args.data, rec, "audio.synthetic_voice_deep")
     protocol = retrain_protocol(
@@ -110,6 +113,11 @@ def main() -> None:
         "sha256": {fp32.name: sha256(fp32), int8.name: sha256(int8)},
         "seconds_protocol": round(t_protocol, 1),
         "seconds": round(time.time() - t0, 1),
+        "environment": {
+            "matches_lock": env.matches_lock,
+            "differences": env.differences,
+            "ffmpeg": env.ffmpeg,
+        },
     }
     print(json.dumps(summary, indent=2))
 
