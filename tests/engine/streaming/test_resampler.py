@@ -6,9 +6,9 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
-from scipy.signal import lfilter
+from scipy.signal import firwin, lfilter
 
-from engine.streaming.twilio import Upsampler
+from engine.streaming.twilio import Upsampler, lowpass_taps
 
 
 def test_the_polyphase_upsampler_equals_the_zero_stuffed_fir_across_chunks() -> None:
@@ -22,3 +22,8 @@ def test_the_polyphase_upsampler_equals_the_zero_stuffed_fir_across_chunks() -> 
     out = np.concatenate([resample(x[a:b]) for a, b in itertools.pairwise(cuts)])
     assert out.shape == reference.shape
     assert np.allclose(out, reference.astype(np.float32), atol=1e-6)
+
+
+def test_the_low_pass_taps_are_scipy_firwin_taps() -> None:
+    for n, cutoff in [(63, 0.5), (31, 0.25), (8, 0.8)]:
+        assert np.allclose(lowpass_taps(n, cutoff), firwin(n, cutoff), rtol=0, atol=1e-15)
