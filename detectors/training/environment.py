@@ -37,6 +37,14 @@ class Environment(BaseModel):
     def matches_lock(self) -> bool:
         return not self.differences
 
+    def summary(self) -> dict[str, object]:
+        """What a training command's closing summary says of its environment."""
+        return {
+            "matches_lock": self.matches_lock,
+            "differences": self.differences,
+            "ffmpeg": self.ffmpeg,
+        }
+
 
 def read_lock(path: Path = LOCK) -> tuple[dict[str, str], str | None]:
     """The lock's pins (normalized distribution name -> version) and its ffmpeg version."""

@@ -184,11 +184,7 @@ def main() -> None:
         "operating_score": round(cal.operating_score, 6),
         "sha256": {fp32.name: sha256(fp32), int8.name: sha256(int8)},
         "seconds": round(time.time() - t0, 1),
-        "environment": {
-            "matches_lock": env.matches_lock,
-            "differences": env.differences,
-            "ffmpeg": env.ffmpeg,
-        },
+        "environment": env.summary(),
     }
     print(json.dumps(summary, indent=2))
 

@@ -113,11 +113,7 @@ def main() -> None:
         "sha256": {fp32.name: sha256(fp32), int8.name: sha256(int8)},
         "seconds_protocol": round(t_protocol, 1),
         "seconds": round(time.time() - t0, 1),
-        "environment": {
-            "matches_lock": env.matches_lock,
-            "differences": env.differences,
-            "ffmpeg": env.ffmpeg,
-        },
+        "environment": env.summary(),
     }
     print(json.dumps(summary, indent=2))
 
