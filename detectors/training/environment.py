@@ -3,7 +3,8 @@
 The training commands are deterministic for one numeric stack, and only for one: a newer
 numpy, scipy, librosa, soxr or onnxruntime moves the features or the export by a few ulps
 and the ONNX file's digest with them. `constraints.txt` pins every package `make setup`
-installs, and its header names the Debian ffmpeg that encodes the codec views. A training
+installs, and its header names the Debian ffmpeg that encodes the codec views and the SIMD
+targets numpy dispatched to on the CPU that trained the shipped files. A training
 command reads both at its start and says what differs, so a digest that does not match a
 card is explained before the hour of training, not after it.
 """
@@ -23,6 +24,7 @@ from detectors.audio_io import REPO_ROOT
 LOCK = REPO_ROOT / "constraints.txt"
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)$")
 _FFMPEG_PIN = re.compile(r"^#\s*ffmpeg==(\S+)")
+_SIMD_PIN = re.compile(r"^#\s*numpy-simd==(\S+)")
 _FFMPEG_VERSION = re.compile(r"^ffmpeg version (\S+)")
 
 
@@ -32,6 +34,7 @@ class Environment(BaseModel):
     lock: str
     differences: list[str]
     ffmpeg: str | None
+    numpy_simd: list[str]
 
     @property
     def matches_lock(self) -> bool:
@@ -43,20 +46,32 @@ class Environment(BaseModel):
             "matches_lock": self.matches_lock,
             "differences": self.differences,
             "ffmpeg": self.ffmpeg,
+            "numpy_simd": self.numpy_simd,
         }
 
 
-def read_lock(path: Path = LOCK) -> tuple[dict[str, str], str | None]:
-    """The lock's pins (normalized distribution name -> version) and its ffmpeg version."""
+class Lock(BaseModel):
+    """What constraints.txt pins: packages (normalized name -> version), and in its header
+    the Debian ffmpeg and the SIMD targets numpy dispatched to where the models were trained."""
+
+    pins: dict[str, str]
+    ffmpeg: str | None = None
+    numpy_simd: list[str] | None = None
+
+
+def read_lock(path: Path = LOCK) -> Lock:
     pins: dict[str, str] = {}
     ffmpeg: str | None = None
+    simd: list[str] | None = None
     for line in path.read_text().splitlines():
         line = line.strip()
         if m := _FFMPEG_PIN.match(line):
             ffmpeg = m.group(1)
+        elif m := _SIMD_PIN.match(line):
+            simd = m.group(1).split(",")
         elif m := _PIN.match(line):
             pins[_normalize(m.group(1))] = m.group(2)
-    return pins, ffmpeg
+    return Lock(pins=pins, ffmpeg=ffmpeg, numpy_simd=simd)
 
 
 def _normalize(name: str) -> str:
@@ -78,22 +93,39 @@ def installed_ffmpeg() -> str | None:
     return m.group(1) if m else None
 
 
+def numpy_simd() -> list[str]:
+    """The SIMD targets numpy's dispatched kernels use on this CPU. They move the training:
+    the same seeded MLP fit gave other weights with numpy kept off AVX-512
+    (NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL") on the 2026-12-04 machine."""
+    import numpy as np
+
+    found = np.show_config(mode="dicts")["SIMD Extensions"]["found"]
+    return [str(f) for f in found]
+
+
 def compare(
-    pins: dict[str, str],
-    ffmpeg_pin: str | None,
+    lock: Lock,
     installed: dict[str, str],
-    ffmpeg: str | None,
+    ffmpeg: str | None = None,
+    simd: list[str] | None = None,
 ) -> list[str]:
-    """One line per difference: a pinned package missing or at another version, ffmpeg."""
+    """One line per difference: a pinned package missing or at another version, ffmpeg, and
+    numpy's SIMD targets (each checked only where the lock names one and a reading is given;
+    `check` reads a missing ffmpeg as the empty string)."""
     out = []
-    for name, want in sorted(pins.items()):
+    for name, want in sorted(lock.pins.items()):
         have = installed.get(name)
         if have is None:
             out.append(f"{name} not installed (locked {want})")
         elif have != want:
             out.append(f"{name} {have} (locked {want})")
-    if ffmpeg_pin is not None and ffmpeg != ffmpeg_pin:
-        out.append(f"ffmpeg {ffmpeg or 'not found'} (locked {ffmpeg_pin})")
+    if lock.ffmpeg is not None and ffmpeg is not None and ffmpeg != lock.ffmpeg:
+        out.append(f"ffmpeg {ffmpeg or 'not found'} (locked {lock.ffmpeg})")
+    if lock.numpy_simd is not None and simd is not None and simd != lock.numpy_simd:
+        out.append(
+            f"numpy dispatches to {','.join(simd) or 'its baseline only'} on this CPU "
+            f"(the models were trained where it dispatched to {','.join(lock.numpy_simd)})"
+        )
     return out
 
 
@@ -104,11 +136,12 @@ def installed_distributions() -> dict[str, str]:
 def check(path: Path = LOCK) -> Environment:
     """This environment against the lock (a missing lock file is one difference)."""
     ffmpeg = installed_ffmpeg()
+    simd = numpy_simd()
     if not path.is_file():
-        return Environment(lock=str(path), differences=[f"no lock file at {path}"], ffmpeg=ffmpeg)
-    pins, ffmpeg_pin = read_lock(path)
-    diffs = compare(pins, ffmpeg_pin, installed_distributions(), ffmpeg)
-    return Environment(lock=str(path), differences=diffs, ffmpeg=ffmpeg)
+        diffs = [f"no lock file at {path}"]
+    else:
+        diffs = compare(read_lock(path), installed_distributions(), ffmpeg or "", simd)
+    return Environment(lock=str(path), differences=diffs, ffmpeg=ffmpeg, numpy_simd=simd)
 
 
 def warn_unless_locked(env: Environment) -> None:

@@ -9,39 +9,57 @@ from detectors.training import environment
 NUMERIC_STACK = ("numpy", "scipy", "librosa", "soxr", "onnxruntime", "onnx", "pyrnnoise")
 
 
-def test_the_lock_pins_the_numeric_stack_and_ffmpeg_exactly() -> None:
-    pins, ffmpeg = environment.read_lock()
-    assert all(pins.get(name) for name in NUMERIC_STACK), sorted(pins)
-    assert ffmpeg
+def test_the_lock_pins_the_numeric_stack_ffmpeg_and_numpy_simd() -> None:
+    lock = environment.read_lock()
+    assert all(lock.pins.get(name) for name in NUMERIC_STACK), sorted(lock.pins)
+    assert lock.ffmpeg and lock.numpy_simd
 
 
 def test_this_environment_has_every_package_the_lock_pins() -> None:
     # make setup installs with -c constraints.txt; ffmpeg is Debian's and may move with a
     # security update, so only pip's side is held here.
-    pins, _ = environment.read_lock()
-    diffs = environment.compare(pins, None, environment.installed_distributions(), None)
-    assert diffs == []
+    lock = environment.read_lock().model_copy(update={"ffmpeg": None, "numpy_simd": None})
+    assert environment.compare(lock, environment.installed_distributions()) == []
 
 
 def test_a_package_at_another_version_is_named_with_the_locked_one() -> None:
-    diffs = environment.compare({"numpy": "2.4.6"}, None, {"numpy": "2.5.0"}, None)
-    assert diffs == ["numpy 2.5.0 (locked 2.4.6)"]
+    lock = environment.Lock(pins={"numpy": "2.4.6"})
+    assert environment.compare(lock, {"numpy": "2.5.0"}) == ["numpy 2.5.0 (locked 2.4.6)"]
 
 
 def test_a_missing_package_and_another_ffmpeg_are_named() -> None:
-    diffs = environment.compare({"soxr": "1.1.0"}, "5.1.9-0+deb12u1", {}, "6.0")
+    lock = environment.Lock(pins={"soxr": "1.1.0"}, ffmpeg="5.1.9-0+deb12u1")
+    diffs = environment.compare(lock, {}, ffmpeg="6.0")
     assert diffs == ["soxr not installed (locked 1.1.0)", "ffmpeg 6.0 (locked 5.1.9-0+deb12u1)"]
+
+
+def test_a_cpu_where_numpy_dispatches_elsewhere_is_named() -> None:
+    lock = environment.Lock(pins={}, numpy_simd=["X86_V3", "X86_V4"])
+    assert environment.compare(lock, {}, simd=["X86_V3", "X86_V4"]) == []
+    (diff,) = environment.compare(lock, {}, simd=["X86_V3"])
+    assert diff.startswith("numpy dispatches to X86_V3 on this CPU")
+
+
+def test_numpy_simd_reads_what_numpy_found() -> None:
+    simd = environment.numpy_simd()
+    assert isinstance(simd, list) and all(isinstance(s, str) for s in simd)
 
 
 def test_distribution_names_compare_normalized(tmp_path: Path) -> None:
     lock = tmp_path / "constraints.txt"
-    lock.write_text("# header\n# ffmpeg==5.1.9\nML_Dtypes==0.7.0\n")
-    pins, ffmpeg = environment.read_lock(lock)
-    assert pins == {"ml-dtypes": "0.7.0"} and ffmpeg == "5.1.9"
-    assert environment.compare(pins, None, {"ml-dtypes": "0.7.0"}, None) == []
+    lock.write_text("# header\n# ffmpeg==5.1.9\n# numpy-simd==X86_V3,X86_V4\nML_Dtypes==0.7.0\n")
+    read = environment.read_lock(lock)
+    assert read.pins == {"ml-dtypes": "0.7.0"} and read.ffmpeg == "5.1.9"
+    assert read.numpy_simd == ["X86_V3", "X86_V4"]
+    assert environment.compare(read, {"ml-dtypes": "0.7.0"}) == []
 
 
 def test_a_missing_lock_file_is_one_difference(tmp_path: Path) -> None:
     env = environment.check(tmp_path / "constraints.txt")
     assert not env.matches_lock
     assert env.differences == [f"no lock file at {tmp_path / 'constraints.txt'}"]
+
+
+def test_no_ffmpeg_is_a_difference_when_the_lock_names_one() -> None:
+    lock = environment.Lock(pins={}, ffmpeg="5.1.9-0+deb12u1")
+    assert environment.compare(lock, {}, ffmpeg="") == ["ffmpeg not found (locked 5.1.9-0+deb12u1)"]
