@@ -56,7 +56,7 @@ class SyntheticVoiceState:
 
 class SyntheticVoiceDetector(BaseDetector):
     name: ClassVar[str] = "audio.synthetic_voice"
-    version: ClassVar[str] = "4.2.0"
+    version: ClassVar[str] = "4.2.1"
     modality: ClassVar[Modality] = Modality.audio
     consumes: ClassVar[tuple[str, ...]] = ("raw_audio", "features.spectral_statistics")
     config_model: ClassVar[type[BaseModel]] = SyntheticVoiceConfig

@@ -31,7 +31,7 @@ class SyntheticVoiceDeepConfig(SyntheticVoiceConfig):
 
 class SyntheticVoiceDeepDetector(SyntheticVoiceDetector):
     name: ClassVar[str] = "audio.synthetic_voice_deep"
-    version: ClassVar[str] = "3.2.0"
+    version: ClassVar[str] = "3.2.1"
     #: stage 2 only: live sessions keep it in the second-pass pool (second_pass.split_detectors),
     #: run when a second_pass obligation lists it; never among the always-on edge detectors
     second_pass_only: ClassVar[bool] = True
