@@ -88,6 +88,12 @@ def prepare(
     when its manifest is missing); they join the clips after the data sets, with features
     for the recipe's training views only (they are never test clips)."""
     dirs = data or [shared_data_dir() / "audio", shared_data_dir() / "audio_neural"]
+    missing = [d for d in dirs if not (d / "manifest.csv").is_file()]
+    if missing:
+        raise SystemExit(
+            f"no manifest.csv in {', '.join(map(str, missing))}: pass --data DIR for each data "
+            "set, or set LIVEGUARD_SHARED_DATA to the folder holding audio/ and audio_neural/"
+        )
     clips = read_sets(dirs)
     conditions = available_conditions()
     needed = list(dict.fromkeys([*conditions, *rec.train_conditions]))

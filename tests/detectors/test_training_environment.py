@@ -63,3 +63,22 @@ def test_a_missing_lock_file_is_one_difference(tmp_path: Path) -> None:
 def test_no_ffmpeg_is_a_difference_when_the_lock_names_one() -> None:
     lock = environment.Lock(pins={}, ffmpeg="5.1.9-0+deb12u1")
     assert environment.compare(lock, {}, ffmpeg="") == ["ffmpeg not found (locked 5.1.9-0+deb12u1)"]
+
+
+def test_training_without_the_shared_data_exits_with_one_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "LIVEGUARD_SHARED_DATA": str(tmp_path / "nowhere")}
+    out = subprocess.run(
+        [sys.executable, "-m", "detectors.training.train_synthetic_voice", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 1
+    lines = [line for line in out.stderr.splitlines() if not line.startswith("warning:")]
+    assert len(lines) == 1 and "LIVEGUARD_SHARED_DATA" in lines[0], out.stderr
+    assert not list(tmp_path.glob("*.onnx"))
