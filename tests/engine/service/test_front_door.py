@@ -159,13 +159,16 @@ def test_health_reports_saturation_while_decisions_are_refused(sqlite_url: str, 
         },
     )
     slow = [_slow_chunked(srv.port, "/v1/decisions", keys["decide"]) for _ in range(4)]
-    time.sleep(0.5)
+    # Wait for the server to have taken all four (not a fixed sleep: a loaded machine may
+    # take longer than any guess to read their headers); the body timeout is 3 s away.
+    deadline = time.monotonic() + 2.5
+    while (health := httpx.get(f"{srv.url}/health", timeout=10)).status_code != 503:
+        assert time.monotonic() < deadline, f"never saturated: {health.text}"
+        time.sleep(0.05)
     refused = httpx.post(
         f"{srv.url}/v1/decisions", json=request_body(), headers=bearer(keys["decide"]), timeout=10
     )
     assert refused.status_code == 503
-    health = httpx.get(f"{srv.url}/health", timeout=10)
-    assert health.status_code == 503, health.text
     assert health.json()["code"] == "overloaded"
     assert health.headers["retry-after"] == "1"
     for s in slow:
