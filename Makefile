@@ -8,6 +8,10 @@ STAMP := $(VENV)/.installed-stamp
 # Every package at the exact version constraints.txt names (the trained models are
 # reproducible on one numeric stack only; see that file).
 PIP_INSTALL := $(PY) -m pip install -q -c constraints.txt
+# Installed without their declared dependencies (see setup); `make lock` freezes them too.
+SILERO := "silero-vad>=5.1"
+# Pinned exactly: the library's weights shape the training data.
+RNNOISE := "pyrnnoise==0.4.5"
 
 $(STAMP): pyproject.toml Makefile constraints.txt
 	python3 -m venv $(VENV)
@@ -15,12 +19,11 @@ $(STAMP): pyproject.toml Makefile constraints.txt
 	$(PIP_INSTALL) -e ".[dev,video]"
 	# silero-vad ships the VAD ONNX model we run in onnxruntime; its declared torch
 	# dependency (several GB) is not needed for that, so it is installed without deps.
-	$(PIP_INSTALL) --no-deps "silero-vad>=5.1"
+	$(PIP_INSTALL) --no-deps $(SILERO)
 	# pyrnnoise carries RNNoise (a C library with its weights built in) for the
 	# noise-suppression training view; its Python wrapper's dependencies (matplotlib, an
 	# audio I/O stack) are not needed: detectors/rnnoise.py loads the library with ctypes.
-	# Pinned exactly: the library's weights shape the training data.
-	$(PIP_INSTALL) --no-deps "pyrnnoise==0.4.5"
+	$(PIP_INSTALL) --no-deps $(RNNOISE)
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -70,7 +73,7 @@ lock:
 	python3 -m venv $$d; \
 	$$d/bin/python -m pip install -q --upgrade pip; \
 	$$d/bin/python -m pip install -q -e ".[dev,video]"; \
-	$$d/bin/python -m pip install -q --no-deps "silero-vad>=5.1" "pyrnnoise==0.4.5"; \
+	$$d/bin/python -m pip install -q --no-deps $(SILERO) $(RNNOISE); \
 	{ grep '^#' constraints.txt; $$d/bin/python -m pip freeze --exclude-editable; } > constraints.txt.new; \
 	mv constraints.txt.new constraints.txt; rm -rf $$d
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from importlib import metadata
 from pathlib import Path
 
@@ -31,7 +32,6 @@ _FFMPEG_VERSION = re.compile(r"^ffmpeg version (\S+)")
 class Environment(BaseModel):
     """How this environment compares with the lock."""
 
-    lock: str
     differences: list[str]
     ffmpeg: str | None
     numpy_simd: list[str]
@@ -42,12 +42,7 @@ class Environment(BaseModel):
 
     def summary(self) -> dict[str, object]:
         """What a training command's closing summary says of its environment."""
-        return {
-            "matches_lock": self.matches_lock,
-            "differences": self.differences,
-            "ffmpeg": self.ffmpeg,
-            "numpy_simd": self.numpy_simd,
-        }
+        return {"matches_lock": self.matches_lock, **self.model_dump()}
 
 
 class Lock(BaseModel):
@@ -109,9 +104,9 @@ def compare(
     ffmpeg: str | None = None,
     simd: list[str] | None = None,
 ) -> list[str]:
-    """One line per difference: a pinned package missing or at another version, ffmpeg, and
-    numpy's SIMD targets (each checked only where the lock names one and a reading is given;
-    `check` reads a missing ffmpeg as the empty string)."""
+    """One line per difference: a pinned package missing or at another version, ffmpeg
+    (`None`: not found) and numpy's SIMD targets, each of the last two only where the lock
+    names one."""
     out = []
     for name, want in sorted(lock.pins.items()):
         have = installed.get(name)
@@ -119,11 +114,11 @@ def compare(
             out.append(f"{name} not installed (locked {want})")
         elif have != want:
             out.append(f"{name} {have} (locked {want})")
-    if lock.ffmpeg is not None and ffmpeg is not None and ffmpeg != lock.ffmpeg:
+    if lock.ffmpeg is not None and ffmpeg != lock.ffmpeg:
         out.append(f"ffmpeg {ffmpeg or 'not found'} (locked {lock.ffmpeg})")
-    if lock.numpy_simd is not None and simd is not None and simd != lock.numpy_simd:
+    if lock.numpy_simd is not None and simd != lock.numpy_simd:
         out.append(
-            f"numpy dispatches to {','.join(simd) or 'its baseline only'} on this CPU "
+            f"numpy dispatches to {','.join(simd or []) or 'its baseline only'} on this CPU "
             f"(the models were trained where it dispatched to {','.join(lock.numpy_simd)})"
         )
     return out
@@ -140,14 +135,12 @@ def check(path: Path = LOCK) -> Environment:
     if not path.is_file():
         diffs = [f"no lock file at {path}"]
     else:
-        diffs = compare(read_lock(path), installed_distributions(), ffmpeg or "", simd)
-    return Environment(lock=str(path), differences=diffs, ffmpeg=ffmpeg, numpy_simd=simd)
+        diffs = compare(read_lock(path), installed_distributions(), ffmpeg, simd)
+    return Environment(differences=diffs, ffmpeg=ffmpeg, numpy_simd=simd)
 
 
 def warn_unless_locked(env: Environment) -> None:
     """Say at the start of a training run what will keep its files from the cards' digests."""
-    import sys
-
     if env.matches_lock:
         return
     shown = env.differences[:8]

@@ -51,7 +51,8 @@ def test_distribution_names_compare_normalized(tmp_path: Path) -> None:
     read = environment.read_lock(lock)
     assert read.pins == {"ml-dtypes": "0.7.0"} and read.ffmpeg == "5.1.9"
     assert read.numpy_simd == ["X86_V3", "X86_V4"]
-    assert environment.compare(read, {"ml-dtypes": "0.7.0"}) == []
+    installed = {"ml-dtypes": "0.7.0"}
+    assert environment.compare(read, installed, "5.1.9", ["X86_V3", "X86_V4"]) == []
 
 
 def test_a_missing_lock_file_is_one_difference(tmp_path: Path) -> None:
@@ -62,7 +63,9 @@ def test_a_missing_lock_file_is_one_difference(tmp_path: Path) -> None:
 
 def test_no_ffmpeg_is_a_difference_when_the_lock_names_one() -> None:
     lock = environment.Lock(pins={}, ffmpeg="5.1.9-0+deb12u1")
-    assert environment.compare(lock, {}, ffmpeg="") == ["ffmpeg not found (locked 5.1.9-0+deb12u1)"]
+    assert environment.compare(lock, {}, ffmpeg=None) == [
+        "ffmpeg not found (locked 5.1.9-0+deb12u1)"
+    ]
 
 
 def test_training_without_the_shared_data_exits_with_one_line(tmp_path: Path) -> None:
